@@ -1,0 +1,38 @@
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+# The CPU torch wheel lives here on our machines; torch is pinned so no install ever pulls a CUDA build.
+TORCH_WHEELS ?= /opt/wheels
+TORCH_SPEC ?= torch==2.13.0
+UV := $(BIN)/uv
+UV_INSTALL := $(UV) pip install --python $(BIN)/python $(if $(wildcard $(TORCH_WHEELS)),--find-links $(TORCH_WHEELS))
+
+.PHONY: install demo test test-unit bench-pipeline clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+
+$(UV): $(BIN)/python
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check uv
+
+$(VENV)/.installed: pyproject.toml | $(UV)
+	$(UV_INSTALL) "$(TORCH_SPEC)"
+	$(UV_INSTALL) "$(TORCH_SPEC)" -e ".[dev]"
+	touch $@
+
+install: $(VENV)/.installed
+
+demo: install
+	$(BIN)/recplugin demo
+
+test: install
+	$(BIN)/python -m pytest -q tests
+
+test-unit: install
+	$(BIN)/python -m pytest -q tests/unit
+
+bench-pipeline: install
+	$(BIN)/python benchmarks/pipeline/run.py
+
+clean:
+	rm -rf .recplugin

@@ -1,0 +1,141 @@
+"""`recplugin` command line: one sub-command per pipeline stage, plus `demo`."""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+import warnings
+
+from recplugin.config import ConfigError, RecConfig, load_config
+
+
+def _config(args: argparse.Namespace) -> RecConfig:
+    overrides = {"workdir": args.workdir} if args.workdir else {}
+    return load_config(args.config, **overrides)
+
+
+def cmd_generate(config: RecConfig, args: argparse.Namespace) -> None:
+    from recplugin import pipeline
+
+    items, events = pipeline.generate(config)
+    print(f"items:  {items}\nevents: {events}")
+
+
+def cmd_apply(config: RecConfig, args: argparse.Namespace) -> None:
+    from recplugin import pipeline
+
+    rows = pipeline.apply(config)
+    print(f"feast apply done; user-state source has {rows} rows")
+
+
+def cmd_materialize(config: RecConfig, args: argparse.Namespace) -> None:
+    from recplugin import pipeline
+
+    pipeline.materialize(config)
+    print("materialised user and item features into the online store")
+
+
+def cmd_build_training_set(config: RecConfig, args: argparse.Namespace) -> None:
+    from recplugin import pipeline
+
+    print(f"training snapshot: {pipeline.build_training_set(config)}")
+
+
+def cmd_train(config: RecConfig, args: argparse.Namespace) -> None:
+    from recplugin import pipeline
+
+    result = pipeline.train(config)
+    print(f"model version {result.version} -> {result.artifact_dir}\n\n{result.table}")
+
+
+def cmd_index(config: RecConfig, args: argparse.Namespace) -> None:
+    from recplugin import pipeline
+
+    name = pipeline.index(config, args.version)
+    print(f"indexed into {name}; alias {config.index.alias} -> {name}")
+
+
+def cmd_evaluate(config: RecConfig, args: argparse.Namespace) -> None:
+    from recplugin.registry.models import ModelRegistry
+    from recplugin.training.evaluate import markdown_table
+
+    registry = ModelRegistry(config.registry_sqlalchemy_url)
+    entry = registry.get(args.version) if args.version else registry.latest()
+    print(f"model version {entry.version} (test split, full ranking, seen items excluded)\n")
+    print(json.dumps(entry.metrics, indent=2) if args.json else markdown_table(entry.metrics))
+
+
+def cmd_serve(config: RecConfig, args: argparse.Namespace) -> None:
+    from recplugin import pipeline
+
+    process = pipeline.start_service(config, args.port or config.serving.port)
+    try:
+        sys.exit(process.wait())
+    except KeyboardInterrupt:
+        pipeline.stop_service(process)
+
+
+def cmd_models(config: RecConfig, args: argparse.Namespace) -> None:
+    from recplugin.registry.models import ModelRegistry
+
+    for entry in ModelRegistry(config.registry_sqlalchemy_url).list():
+        print(f"{entry.version}  {entry.status:8s}  {entry.created_at:%Y-%m-%d %H:%M:%S}  {entry.collection or '-'}  {entry.artifact_uri}")
+
+
+def cmd_demo(config: RecConfig, args: argparse.Namespace) -> None:
+    from recplugin.demo import run_demo
+
+    run_demo(config, fresh=not args.keep)
+
+
+COMMANDS = {
+    "generate": (cmd_generate, "generate a seeded cross-scenario dataset (items + events parquet)"),
+    "apply": (cmd_apply, "build the user-state source and register Feast entities, views and services"),
+    "materialize": (cmd_materialize, "load the latest features into the Feast online store"),
+    "build-training-set": (cmd_build_training_set, "point-in-time join of labels with Feast histories -> parquet"),
+    "train": (cmd_train, "train the item and user towers, evaluate, register the model version"),
+    "index": (cmd_index, "index a model version's items in Milvus and point the alias at it"),
+    "evaluate": (cmd_evaluate, "print a registered version's metrics table (model vs popularity)"),
+    "serve": (cmd_serve, "run the BentoML service (POST /recommend, POST /events, GET /readyz)"),
+    "models": (cmd_models, "list registered model versions"),
+    "demo": (cmd_demo, "run every stage on generated data, query the live service, print results"),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser with every sub-command."""
+    parser = argparse.ArgumentParser(prog="recplugin", description="Cross-scenario two-tower recommendations on Feast, Milvus and BentoML.")
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("-c", "--config", help="YAML config file (default: $RECPLUGIN_CONFIG, else built-in defaults)")
+    common.add_argument("-w", "--workdir", help="override the config's workdir (where data, stores and models go)")
+    sub = parser.add_subparsers(dest="command", required=True)
+    for name, (_, help_text) in COMMANDS.items():
+        command = sub.add_parser(name, parents=[common], help=help_text, description=help_text)
+        if name in ("index", "evaluate"):
+            command.add_argument("--version", help="model version (default: the newest)")
+        if name == "evaluate":
+            command.add_argument("--json", action="store_true", help="print JSON instead of a table")
+        if name == "serve":
+            command.add_argument("--port", type=int, help="port (default: serving.port from the config)")
+        if name == "demo":
+            command.add_argument("--keep", action="store_true", help="keep an existing workdir instead of starting fresh")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point of the `recplugin` command."""
+    args = build_parser().parse_args(argv)
+    warnings.filterwarnings("ignore")
+    logging.basicConfig(level=logging.WARNING)
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    try:
+        config = _config(args)
+    except (ConfigError, OSError) as error:
+        sys.exit(f"recplugin: bad config: {error}")
+    COMMANDS[args.command][0](config, args)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,247 @@
+"""The one typed configuration object, loaded strictly from YAML (stdlib only, so the trainer can use it anywhere)."""
+from __future__ import annotations
+
+import dataclasses
+import os
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+DEFAULT_SCENARIOS = ("search", "feed", "discovery")
+DEFAULT_ACTIONS = ("click", "like", "share", "purchase")
+
+
+class ConfigError(ValueError):
+    """A configuration file or value that does not fit the schema."""
+
+
+@dataclass
+class GeneratorConfig:
+    """Size and shape of the generated cross-scenario dataset."""
+
+    num_users: int = 2000
+    num_items: int = 3000
+    events_per_user: int = 40
+    interests_per_user: int = 3
+    seed: int = 7
+    start: str = "2026-01-01T00:00:00"
+
+
+@dataclass
+class FeastConfig:
+    """Where the Feast repo and its data live, and which feature_store.yaml to use."""
+
+    project: str = "recplugin"
+    repo_path: str = "feature_repo"
+    store_yaml: str = "feature_store.yaml"
+    redis: str = "127.0.0.1:6379"
+    postgres_url: str = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+    history_length: int = 50
+    history_ttl_days: int = 3650
+
+
+@dataclass
+class ModelConfig:
+    """Item and user tower shapes."""
+
+    text_encoder: str = "default"
+    max_text_tokens: int = 32
+    embedding_dim: int = 64
+    user_dim: int = 64
+    user_layers: int = 2
+    user_heads: int = 2
+    max_sequence_length: int = 50
+    interests_per_scenario: int = 2
+    dropout: float = 0.1
+
+
+@dataclass
+class TrainingConfig:
+    """Optimisation settings for the two towers."""
+
+    epochs: int = 2
+    batch_size: int = 256
+    learning_rate: float = 3e-3
+    weight_decay: float = 1e-4
+    temperature: float = 0.07
+    random_negatives: int = 512
+    max_steps: int = 0
+    max_labels_per_user: int = 0
+    seed: int = 0
+    device: str = "auto"
+
+
+@dataclass
+class IndexConfig:
+    """Milvus connection, collection naming and index choice."""
+
+    uri: str = "milvus.db"
+    collection_prefix: str = "recplugin_items"
+    alias: str = "recplugin_items_current"
+    flat_index_below: int = 200_000
+    search_limit_factor: int = 4
+
+
+@dataclass
+class ServingConfig:
+    """BentoML service limits."""
+
+    host: str = "127.0.0.1"
+    port: int = 3000
+    max_k: int = 200
+    default_k: int = 20
+    max_query_chars: int = 512
+    max_user_id: int = 2**62
+
+
+@dataclass
+class RecConfig:
+    """Everything recplugin needs; every path is relative to `workdir` unless absolute."""
+
+    workdir: str = ".recplugin/demo"
+    scenarios: list[str] = field(default_factory=lambda: list(DEFAULT_SCENARIOS))
+    actions: list[str] = field(default_factory=lambda: list(DEFAULT_ACTIONS))
+    registry_url: str = "sqlite:///registry.db"
+    generator: GeneratorConfig = field(default_factory=GeneratorConfig)
+    feast: FeastConfig = field(default_factory=FeastConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    training: TrainingConfig = field(default_factory=TrainingConfig)
+    index: IndexConfig = field(default_factory=IndexConfig)
+    serving: ServingConfig = field(default_factory=ServingConfig)
+
+    def path(self, relative: str) -> Path:
+        """Resolve a path against the working directory."""
+        candidate = Path(relative)
+        return candidate if candidate.is_absolute() else Path(self.workdir).resolve() / candidate
+
+    @property
+    def data_dir(self) -> Path:
+        """Parquet files that back the Feast sources."""
+        return self.path("data")
+
+    @property
+    def snapshot_path(self) -> Path:
+        """The point-in-time training snapshot."""
+        return self.path("training_set.parquet")
+
+    @property
+    def catalog_path(self) -> Path:
+        """The item catalogue parquet file."""
+        return self.data_dir / "items.parquet"
+
+    @property
+    def events_path(self) -> Path:
+        """The raw behaviour events parquet file."""
+        return self.data_dir / "events.parquet"
+
+    @property
+    def models_dir(self) -> Path:
+        """Where model artifacts are written."""
+        return self.path("models")
+
+    @property
+    def registry_sqlalchemy_url(self) -> str:
+        """The registry URL with a relative SQLite path resolved against the workdir."""
+        prefix = "sqlite:///"
+        if self.registry_url.startswith(prefix) and not self.registry_url.startswith(prefix + "/"):
+            return prefix + str(self.path(self.registry_url[len(prefix):]))
+        return self.registry_url
+
+    @property
+    def milvus_uri(self) -> str:
+        """A Milvus server URI as given, or a Milvus Lite file resolved against the workdir."""
+        if "://" in self.index.uri:
+            return self.index.uri
+        return str(self.path(self.index.uri))
+
+    def validate(self) -> "RecConfig":
+        """Check cross-field rules that types alone cannot express."""
+        if len(set(self.scenarios)) != len(self.scenarios) or not self.scenarios:
+            raise ConfigError("scenarios must be a non-empty list of distinct names")
+        for name in self.scenarios:
+            if not name.isidentifier():
+                raise ConfigError(f"scenario name {name!r} must be a Python identifier (letters, digits, _)")
+        if self.model.embedding_dim <= 0 or self.model.interests_per_scenario <= 0:
+            raise ConfigError("model.embedding_dim and model.interests_per_scenario must be positive")
+        if self.model.user_dim % self.model.user_heads:
+            raise ConfigError("model.user_dim must be divisible by model.user_heads")
+        if self.serving.max_k <= 0 or not 0 < self.serving.default_k <= self.serving.max_k:
+            raise ConfigError("serving.default_k must be in 1..serving.max_k")
+        return self
+
+
+def _coerce(value: object, annotation: object, where: str) -> object:
+    """Check `value` against a dataclass field annotation, building nested dataclasses."""
+    origin = typing.get_origin(annotation)
+    if dataclasses.is_dataclass(annotation):
+        if not isinstance(value, dict):
+            raise ConfigError(f"{where}: expected a mapping, got {type(value).__name__}")
+        return _build(annotation, value, where)
+    if origin is list:
+        (item_type,) = typing.get_args(annotation)
+        if not isinstance(value, list):
+            raise ConfigError(f"{where}: expected a list, got {type(value).__name__}")
+        return [_coerce(v, item_type, f"{where}[{i}]") for i, v in enumerate(value)]
+    if origin in (typing.Union, types.UnionType):
+        for option in typing.get_args(annotation):
+            try:
+                return _coerce(value, option, where)
+            except ConfigError:
+                continue
+        raise ConfigError(f"{where}: {value!r} does not match {annotation}")
+    if annotation is type(None):
+        if value is not None:
+            raise ConfigError(f"{where}: expected null")
+        return None
+    if annotation is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if annotation in (int, float, str, bool):
+        if type(value) is not annotation:
+            raise ConfigError(f"{where}: expected {annotation.__name__}, got {type(value).__name__} {value!r}")
+        return value
+    raise ConfigError(f"{where}: unsupported annotation {annotation}")
+
+
+def _build(cls: type, raw: dict, where: str):
+    """Build dataclass `cls` from a mapping, refusing unknown keys."""
+    hints = typing.get_type_hints(cls)
+    known = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(raw) - known)
+    if unknown:
+        raise ConfigError(f"{where}: unknown key(s) {unknown}; allowed: {sorted(known)}")
+    kwargs = {k: _coerce(v, hints[k], f"{where}.{k}" if where else k) for k, v in raw.items()}
+    return cls(**kwargs)
+
+
+def from_dict(raw: dict) -> RecConfig:
+    """Build and validate a RecConfig from a plain mapping (e.g. parsed YAML)."""
+    return _build(RecConfig, raw or {}, "").validate()
+
+
+def to_dict(config: RecConfig) -> dict:
+    """The config as plain data, for YAML/JSON."""
+    return dataclasses.asdict(config)
+
+
+def load_config(path: str | os.PathLike | None = None, **overrides: object) -> RecConfig:
+    """Load a YAML config file (or the defaults); `RECPLUGIN_CONFIG` names the file when `path` is None."""
+    path = path or os.environ.get("RECPLUGIN_CONFIG")
+    raw: dict = {}
+    if path:
+        with open(path) as handle:
+            raw = yaml.safe_load(handle) or {}
+        if not isinstance(raw, dict):
+            raise ConfigError(f"{path}: the top level must be a mapping")
+    raw.update(overrides)
+    return from_dict(raw)
+
+
+def save_config(config: RecConfig, path: str | os.PathLike) -> Path:
+    """Write the config as YAML and return the path."""
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_text(yaml.safe_dump(to_dict(config), sort_keys=False))
+    return target

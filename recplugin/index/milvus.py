@@ -1,0 +1,108 @@
+"""Milvus item index: a collection per model version, an alias that names the served one, max-over-interests search."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from pymilvus import DataType, MilvusClient
+from tqdm import tqdm
+
+from recplugin.config import IndexConfig
+
+VECTOR_FIELD = "vector"
+
+
+class IndexIncomplete(RuntimeError):
+    """A new collection did not end up holding every item; the alias was left where it was."""
+
+
+@dataclass(frozen=True)
+class Hit:
+    """One retrieved item and its score (best cosine over the user's interest vectors)."""
+
+    item_id: int
+    score: float
+
+
+def collection_name(config: IndexConfig, version: str) -> str:
+    """Milvus-safe collection name for a model version."""
+    safe = "".join(c if c.isalnum() else "_" for c in version)
+    return f"{config.collection_prefix}_{safe}"
+
+
+def connect(uri: str) -> MilvusClient:
+    """A client for a Milvus server URI or a Milvus Lite file."""
+    return MilvusClient(uri)
+
+
+def _index_params(client: MilvusClient, config: IndexConfig, num_items: int):
+    """Exact FLAT search for small catalogues, HNSW above `flat_index_below` items."""
+    params = client.prepare_index_params()
+    if num_items < config.flat_index_below:
+        params.add_index(field_name=VECTOR_FIELD, index_type="FLAT", metric_type="IP")
+    else:
+        params.add_index(field_name=VECTOR_FIELD, index_type="HNSW", metric_type="IP", params={"M": 16, "efConstruction": 200})
+    return params
+
+
+def build_collection(client: MilvusClient, config: IndexConfig, version: str, item_ids: np.ndarray, vectors: np.ndarray,
+                     categories: list[str], scenarios: list[list[str]], batch_size: int = 5000, progress: bool = True) -> str:
+    """Create and fill the version's collection; raise IndexIncomplete unless every item is in it."""
+    name = collection_name(config, version)
+    if client.has_collection(name):
+        client.drop_collection(name)
+    schema = client.create_schema(auto_id=False, description=f"recplugin items, model {version}")
+    schema.add_field("item_id", DataType.INT64, is_primary=True)
+    schema.add_field(VECTOR_FIELD, DataType.FLOAT_VECTOR, dim=int(vectors.shape[1]))
+    schema.add_field("category", DataType.VARCHAR, max_length=256)
+    schema.add_field("scenarios", DataType.ARRAY, element_type=DataType.VARCHAR, max_capacity=32, max_length=64)
+    client.create_collection(name, schema=schema, index_params=_index_params(client, config, len(item_ids)))
+    for start in tqdm(range(0, len(item_ids), batch_size), desc="index items", unit="batch", disable=not progress):
+        stop = start + batch_size
+        client.insert(name, [
+            {"item_id": int(i), VECTOR_FIELD: v.tolist(), "category": str(c)[:256], "scenarios": list(s)}
+            for i, v, c, s in zip(item_ids[start:stop], vectors[start:stop], categories[start:stop], scenarios[start:stop])
+        ])
+    client.load_collection(name)
+    stored = int(client.get_collection_stats(name)["row_count"])
+    if stored != len(item_ids):
+        raise IndexIncomplete(f"collection {name} holds {stored} of {len(item_ids)} items; alias not switched")
+    return name
+
+
+def point_alias(client: MilvusClient, alias: str, collection: str) -> None:
+    """Point `alias` at a complete collection (create it, or move it atomically)."""
+    existing = client.list_aliases().get("aliases", [])
+    if alias in existing:
+        client.alter_alias(collection, alias)
+    else:
+        client.create_alias(collection, alias)
+
+
+def alias_target(client: MilvusClient, alias: str) -> str | None:
+    """The collection the alias names, or None."""
+    if alias not in client.list_aliases().get("aliases", []):
+        return None
+    return client.describe_alias(alias)["collection_name"]
+
+
+def eligibility_filter(scenario: str, exclude: list[int]) -> str:
+    """A filter from validated values only: the scenario comes from the configured list, ids are cast to int."""
+    clauses = [f'array_contains(scenarios, "{scenario}")']
+    if exclude:
+        clauses.append(f"item_id not in [{', '.join(str(int(i)) for i in exclude)}]")
+    return " and ".join(clauses)
+
+
+def search_interests(client: MilvusClient, collection: str, interests: np.ndarray, k: int, scenario: str,
+                     exclude: list[int]) -> list[Hit]:
+    """One Milvus call for all interest vectors; an item's score is its best over the interests."""
+    results = client.search(collection, data=[v.tolist() for v in interests], limit=k, anns_field=VECTOR_FIELD,
+                            filter=eligibility_filter(scenario, exclude), search_params={"metric_type": "IP"})
+    best: dict[int, float] = {}
+    for per_interest in results:
+        for hit in per_interest:
+            item_id, score = int(hit["item_id"]), float(hit["distance"])
+            best[item_id] = max(score, best.get(item_id, -np.inf))
+    ranked = sorted(best.items(), key=lambda pair: -pair[1])[:k]
+    return [Hit(item_id, score) for item_id, score in ranked]

@@ -1,0 +1,86 @@
+"""The model artifact on disk, and the retrieval wrapper the service loads from it."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from recplugin.config import RecConfig, load_config, save_config
+from recplugin.models.inputs import SequenceBatch
+from recplugin.models.item_tower import ProjectionHead, TextEncoder
+from recplugin.models.two_tower import TwoTower
+from recplugin.models.user_tower import UserTower
+
+WEIGHTS = "model.pt"
+CONFIG = "config.yaml"
+ITEM_IDS = "item_ids.npy"
+ITEM_VECTORS = "item_vectors.npy"
+POPULAR = "popular.json"
+METRICS = "metrics.json"
+META = "meta.json"
+
+
+def save_artifact(directory: Path, model: TwoTower, config: RecConfig, item_ids: np.ndarray, text_dim: int,
+                  popular: dict[str, list[list[float]]], metrics: dict, version: str) -> Path:
+    """Write weights, config, item vectors, cold-start lists and metrics into `directory`."""
+    directory.mkdir(parents=True, exist_ok=True)
+    model = model.eval()
+    with torch.no_grad():
+        vectors = model.all_item_vectors().float().cpu().numpy()
+    torch.save({k: v.cpu() for k, v in model.state_dict().items()}, directory / WEIGHTS)
+    save_config(config, directory / CONFIG)
+    np.save(directory / ITEM_IDS, item_ids.astype(np.int64))
+    np.save(directory / ITEM_VECTORS, vectors.astype(np.float32))
+    (directory / POPULAR).write_text(json.dumps(popular))
+    (directory / METRICS).write_text(json.dumps(metrics, indent=2))
+    (directory / META).write_text(json.dumps({"version": version, "text_dim": text_dim, "num_items": len(item_ids)}))
+    return directory
+
+
+class RetrievalModel:
+    """User tower + item vectors for serving: histories (and an optional query text) in, interest vectors out."""
+
+    def __init__(self, directory: Path, device: str = "cpu"):
+        self.directory = Path(directory)
+        meta = json.loads((self.directory / META).read_text())
+        self.version: str = meta["version"]
+        self.config: RecConfig = load_config(self.directory / CONFIG)
+        self.device = torch.device(device)
+        model_config = self.config.model
+        state = torch.load(self.directory / WEIGHTS, map_location=self.device)
+        self.user_tower = UserTower(model_config, len(self.config.scenarios), len(self.config.actions)).to(self.device)
+        self.user_tower.load_state_dict({k[len("user_tower."):]: v for k, v in state.items() if k.startswith("user_tower.")})
+        self.projection = ProjectionHead(meta["text_dim"], model_config.embedding_dim, model_config.dropout).to(self.device)
+        self.projection.load_state_dict({k[len("item_tower."):]: v for k, v in state.items() if k.startswith("item_tower.")})
+        self.user_tower.eval()
+        self.projection.eval()
+        self.item_ids = np.load(self.directory / ITEM_IDS)
+        self.item_vectors = np.load(self.directory / ITEM_VECTORS)
+        self.item_table = torch.as_tensor(self.item_vectors, device=self.device)
+        self.id_to_row = {int(item_id): row for row, item_id in enumerate(self.item_ids)}
+        self.popular: dict[str, list[list[float]]] = json.loads((self.directory / POPULAR).read_text())
+        self._encoder: TextEncoder | None = None
+
+    @property
+    def encoder(self) -> TextEncoder:
+        """The text encoder, loaded on first use (only search queries need it)."""
+        if self._encoder is None:
+            self._encoder = TextEncoder(self.config.model.text_encoder, self.config.model.max_text_tokens)
+        return self._encoder
+
+    @torch.no_grad()
+    def user_vectors(self, batch: SequenceBatch, query_texts: list[str | None]) -> np.ndarray:
+        """[B, K, E] interest vectors."""
+        inputs = batch.to_torch(self.device)
+        history = self.item_table[inputs["item_rows"]]
+        query_vectors = query_mask = None
+        if any(query_texts):
+            texts = [q or "" for q in query_texts]
+            encoded = torch.as_tensor(self.encoder.encode(texts), device=self.device)
+            query_vectors = self.projection(encoded)
+            query_mask = torch.as_tensor([bool(q) for q in query_texts], device=self.device)
+        users = self.user_tower(history, inputs["scenarios"], inputs["actions"], inputs["mask"], inputs["target_scenario"],
+                                query_vectors, query_mask)
+        return users.float().cpu().numpy()

@@ -1,0 +1,60 @@
+"""The retrieval model: item tower and user tower over one item table, max-over-interests scoring, in-batch softmax."""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from recplugin.config import ModelConfig
+from recplugin.models.item_tower import ProjectionHead
+from recplugin.models.user_tower import UserTower
+
+
+class TwoTower(nn.Module):
+    """Holds the frozen text vectors of every item (and query) and both trainable towers."""
+
+    def __init__(self, config: ModelConfig, text_vectors: torch.Tensor, num_scenarios: int, num_actions: int):
+        super().__init__()
+        self.register_buffer("text_vectors", text_vectors.float(), persistent=False)
+        self.item_tower = ProjectionHead(text_vectors.shape[1], config.embedding_dim, config.dropout)
+        self.user_tower = UserTower(config, num_scenarios, num_actions)
+
+    def item_vectors(self, rows: torch.Tensor) -> torch.Tensor:
+        """Item-tower vectors for item rows of any shape."""
+        unique, inverse = torch.unique(rows, return_inverse=True)
+        return self.item_tower(self.text_vectors[unique])[inverse]
+
+    def all_item_vectors(self, batch_size: int = 65536) -> torch.Tensor:
+        """Every item's vector, [N, E]."""
+        chunks = [self.item_tower(self.text_vectors[i:i + batch_size]) for i in range(0, len(self.text_vectors), batch_size)]
+        return torch.cat(chunks)
+
+    def user_vectors(self, inputs: dict[str, torch.Tensor], query_text_vectors: torch.Tensor | None = None,
+                     history_vectors: torch.Tensor | None = None) -> torch.Tensor:
+        """[B, K, E] interest vectors; query rows index `query_text_vectors`, -1 meaning no query."""
+        if history_vectors is None:
+            history_vectors = self.item_vectors(inputs["item_rows"])
+        query_vectors = query_mask = None
+        if query_text_vectors is not None and len(query_text_vectors):
+            rows = inputs["query_rows"]
+            query_mask = rows >= 0
+            query_vectors = self.item_tower(query_text_vectors[rows.clamp(min=0)])
+        return self.user_tower(history_vectors, inputs["scenarios"], inputs["actions"], inputs["mask"],
+                               inputs["target_scenario"], query_vectors, query_mask)
+
+
+def max_interest_scores(users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
+    """[B, K, E] x [N, E] -> [B, N]: an item's score is its best match over the user's interests."""
+    return torch.einsum("bke,ne->bkn", users, items).amax(dim=1)
+
+
+def in_batch_softmax_loss(users: torch.Tensor, target_vectors: torch.Tensor, target_rows: torch.Tensor,
+                          negative_vectors: torch.Tensor, negative_rows: torch.Tensor, temperature: float) -> torch.Tensor:
+    """Softmax over the batch's targets plus shared random negatives; copies of a row's own target are masked out."""
+    candidates = torch.cat([target_vectors, negative_vectors])
+    candidate_rows = torch.cat([target_rows, negative_rows])
+    logits = max_interest_scores(users, candidates) / temperature
+    own = torch.arange(len(target_rows), device=logits.device)
+    duplicate = candidate_rows[None, :] == target_rows[:, None]
+    duplicate[own, own] = False
+    logits = logits.masked_fill(duplicate, torch.finfo(logits.dtype).min)
+    return nn.functional.cross_entropy(logits, own)

@@ -1,0 +1,126 @@
+"""The pipeline stages, one function each: events -> Feast -> snapshot -> trainer -> registry -> Milvus -> service."""
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import requests
+
+from recplugin.config import RecConfig, save_config, to_dict
+from recplugin.data.generator import generate as generate_dataset
+from recplugin.features import store as feast_glue
+from recplugin.registry.models import ModelRegistry
+
+CONFIG_FILE = "recplugin.yaml"
+
+
+def workdir_config_path(config: RecConfig) -> Path:
+    """The resolved config saved in the workdir, which the service process reads."""
+    return config.path(CONFIG_FILE)
+
+
+def generate(config: RecConfig, progress: bool = True) -> tuple[Path, Path]:
+    """Write the generated items and events into the data directory."""
+    return generate_dataset(config.generator, config.data_dir, progress=progress)
+
+
+def apply(config: RecConfig, progress: bool = True) -> int:
+    """Build the user-state source from events and register every Feast object; returns state rows."""
+    rows = feast_glue.prepare_sources(config, progress=progress)
+    feast_glue.apply(config)
+    save_config(config, workdir_config_path(config))
+    return rows
+
+
+def materialize(config: RecConfig) -> None:
+    """Load the latest user and item features into the online store."""
+    feast_glue.materialize(config)
+
+
+def build_training_set(config: RecConfig) -> Path:
+    """Write the point-in-time-correct training snapshot."""
+    return feast_glue.build_training_set(config)
+
+
+def train(config: RecConfig, progress: bool = True):
+    """Train on the snapshot, write the artifact and register the version."""
+    from recplugin.training.train import train as train_towers
+
+    result = train_towers(config, config.snapshot_path, config.catalog_path, config.models_dir, progress=progress)
+    ModelRegistry(config.registry_sqlalchemy_url).register(result.version, to_dict(config), result.metrics, str(result.artifact_dir))
+    return result
+
+
+def index(config: RecConfig, version: str | None = None, progress: bool = True) -> str:
+    """Index a version's item vectors in a new collection, publish them to Feast, then move the alias to it."""
+    import numpy as np
+
+    from recplugin.index import milvus
+    from recplugin.models.artifact import ITEM_IDS, ITEM_VECTORS
+
+    registry = ModelRegistry(config.registry_sqlalchemy_url)
+    entry = registry.get(version) if version else registry.latest()
+    artifact = Path(entry.artifact_uri)
+    item_ids, vectors = np.load(artifact / ITEM_IDS), np.load(artifact / ITEM_VECTORS)
+    catalog = pd.read_parquet(config.catalog_path, columns=["item_id", "category", "scenarios"]).set_index("item_id")
+    catalog = catalog.reindex(item_ids)
+    client = milvus.connect(config.milvus_uri)
+    try:
+        name = milvus.build_collection(client, config.index, entry.version, item_ids, vectors, catalog["category"].fillna("").tolist(),
+                                       [list(s) if s is not None else list(config.scenarios) for s in catalog["scenarios"]],
+                                       progress=progress)
+        registry.mark_indexed(entry.version, name)
+        feast_glue.publish_item_embeddings(config, item_ids, vectors, entry.version)
+        milvus.point_alias(client, config.index.alias, name)
+        registry.mark_serving(entry.version)
+    finally:
+        client.close()
+    return name
+
+
+def free_port() -> int:
+    """An unused TCP port on the loopback interface."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def start_service(config: RecConfig, port: int, log_path: Path | None = None) -> subprocess.Popen:
+    """Start `bentoml serve` for the recplugin service as a subprocess on the loopback interface."""
+    env = {**os.environ, "RECPLUGIN_CONFIG": str(workdir_config_path(config)), "BENTOML_DO_NOT_TRACK": "True"}
+    bentoml_cli = shutil.which("bentoml", path=str(Path(sys.executable).parent)) or "bentoml"
+    log = open(log_path, "w") if log_path else subprocess.DEVNULL
+    return subprocess.Popen([bentoml_cli, "serve", "recplugin.serving.service:RecPlugin", "--host", config.serving.host,
+                             "--port", str(port)], env=env, stdout=log, stderr=subprocess.STDOUT, cwd=str(config.path(".")))
+
+
+def wait_ready(base_url: str, process: subprocess.Popen, timeout: float = 180.0) -> None:
+    """Block until /readyz answers 200, or fail with the reason."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"the service exited with code {process.returncode} before it was ready")
+        try:
+            if requests.get(f"{base_url}/readyz", timeout=5).status_code == 200:
+                return
+        except requests.RequestException:
+            pass
+        time.sleep(1.0)
+    raise TimeoutError(f"the service at {base_url} was not ready within {timeout:.0f} s")
+
+
+def stop_service(process: subprocess.Popen) -> None:
+    """Stop the service and its workers."""
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()

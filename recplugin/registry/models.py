@@ -1,0 +1,120 @@
+"""Model registry: one SQLAlchemy table of model versions; SQLite by default, any SQLAlchemy URL works."""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import datetime, timezone
+
+from sqlalchemy import JSON, DateTime, String, Text, create_engine, select
+from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
+
+
+class Base(DeclarativeBase):
+    """Declarative base of the registry tables."""
+
+
+class ModelVersionRow(Base):
+    """A trained model version and where its artifact and item index live."""
+
+    __tablename__ = "recplugin_model_versions"
+
+    version: Mapped[str] = mapped_column(String(64), primary_key=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    config: Mapped[dict] = mapped_column(JSON)
+    metrics: Mapped[dict] = mapped_column(JSON)
+    artifact_uri: Mapped[str] = mapped_column(Text)
+    collection: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    status: Mapped[str] = mapped_column(String(16), default="trained")
+
+
+@dataclass(frozen=True)
+class ModelVersion:
+    """A registry row as plain data."""
+
+    version: str
+    created_at: datetime
+    config: dict
+    metrics: dict
+    artifact_uri: str
+    collection: str | None
+    status: str
+
+
+class UnknownVersion(LookupError):
+    """No such model version in the registry."""
+
+
+class ModelRegistry:
+    """Register versions, attach their Milvus collection, mark which one is served."""
+
+    def __init__(self, url: str):
+        self.engine = create_engine(url, future=True, pool_pre_ping=True)
+        Base.metadata.create_all(self.engine)
+
+    @staticmethod
+    def _plain(row: ModelVersionRow) -> ModelVersion:
+        return ModelVersion(row.version, row.created_at, row.config, row.metrics, row.artifact_uri, row.collection, row.status)
+
+    def register(self, version: str, config: dict, metrics: dict, artifact_uri: str) -> ModelVersion:
+        """Add a trained version (metrics are stored as JSON-safe data)."""
+        with Session(self.engine) as session, session.begin():
+            row = ModelVersionRow(version=version, created_at=datetime.now(timezone.utc), config=config,
+                                  metrics=json.loads(json.dumps(metrics)), artifact_uri=artifact_uri, status="trained")
+            session.add(row)
+            session.flush()
+            return self._plain(row)
+
+    def get(self, version: str) -> ModelVersion:
+        """One version, or UnknownVersion."""
+        with Session(self.engine) as session:
+            row = session.get(ModelVersionRow, version)
+            if row is None:
+                raise UnknownVersion(f"model version {version!r} is not in the registry")
+            return self._plain(row)
+
+    def by_collection(self, collection: str) -> ModelVersion:
+        """The version whose items are indexed in `collection`."""
+        with Session(self.engine) as session:
+            row = session.scalars(select(ModelVersionRow).where(ModelVersionRow.collection == collection)).first()
+            if row is None:
+                raise UnknownVersion(f"no model version is indexed in collection {collection!r}")
+            return self._plain(row)
+
+    def latest(self, status: str | None = None) -> ModelVersion:
+        """The newest version (optionally with a given status)."""
+        with Session(self.engine) as session:
+            query = select(ModelVersionRow).order_by(ModelVersionRow.created_at.desc())
+            if status:
+                query = query.where(ModelVersionRow.status == status)
+            row = session.scalars(query).first()
+            if row is None:
+                raise UnknownVersion("the registry has no model versions" + (f" with status {status!r}" if status else ""))
+            return self._plain(row)
+
+    def list(self) -> list[ModelVersion]:
+        """All versions, newest first."""
+        with Session(self.engine) as session:
+            rows = session.scalars(select(ModelVersionRow).order_by(ModelVersionRow.created_at.desc())).all()
+            return [self._plain(r) for r in rows]
+
+    def mark_indexed(self, version: str, collection: str) -> None:
+        """Record the version's complete Milvus collection."""
+        self._update(version, collection=collection, status="indexed")
+
+    def mark_serving(self, version: str) -> None:
+        """Make `version` the served one; the previously served version goes back to 'indexed'."""
+        with Session(self.engine) as session, session.begin():
+            for row in session.scalars(select(ModelVersionRow).where(ModelVersionRow.status == "serving")):
+                row.status = "indexed"
+            target = session.get(ModelVersionRow, version)
+            if target is None:
+                raise UnknownVersion(f"model version {version!r} is not in the registry")
+            target.status = "serving"
+
+    def _update(self, version: str, **values: object) -> None:
+        with Session(self.engine) as session, session.begin():
+            row = session.get(ModelVersionRow, version)
+            if row is None:
+                raise UnknownVersion(f"model version {version!r} is not in the registry")
+            for key, value in values.items():
+                setattr(row, key, value)

@@ -1,0 +1,102 @@
+"""The serving logic behind the HTTP API: Feast online features -> user tower -> Milvus, plus live events."""
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+
+import pandas as pd
+
+from recplugin.config import RecConfig
+from recplugin.features.history import UserState
+from recplugin.features.store import OnlineFeatures
+from recplugin.index.milvus import alias_target, connect, search_interests
+from recplugin.models.artifact import RetrievalModel
+from recplugin.models.inputs import NO_QUERY, ScenarioEvents, build_batch
+from recplugin.registry.models import ModelRegistry
+
+
+class InvalidRequest(ValueError):
+    """A request value that is not allowed; the message names the field and what is allowed."""
+
+
+class NotReady(RuntimeError):
+    """Model, features or index are not usable yet."""
+
+
+@dataclass(frozen=True)
+class Recommendation:
+    """The answer to /recommend."""
+
+    items: list[dict]
+    model_version: str
+    cold_start: bool
+
+    def as_dict(self) -> dict:
+        return {"items": self.items, "model_version": self.model_version, "cold_start": self.cold_start}
+
+
+class Recommender:
+    """Resolves the served model through the Milvus alias and the registry, then answers requests."""
+
+    def __init__(self, config: RecConfig):
+        self.config = config
+        self.registry = ModelRegistry(config.registry_sqlalchemy_url)
+        self.milvus = connect(config.milvus_uri)
+        collection = alias_target(self.milvus, config.index.alias)
+        if collection is None:
+            raise NotReady(f"Milvus alias {config.index.alias!r} does not exist yet: run `recplugin index` first")
+        version = self.registry.by_collection(collection)
+        self.model = RetrievalModel(version.artifact_uri)
+        if self.model.version != version.version:
+            raise NotReady(f"artifact holds model {self.model.version} but the registry says {version.version}")
+        indexed = int(self.milvus.get_collection_stats(collection)["row_count"])
+        if indexed != len(self.model.item_ids):
+            raise NotReady(f"collection {collection} has {indexed} items but model {version.version} has {len(self.model.item_ids)}")
+        self.collection = collection
+        self.online = OnlineFeatures(config)
+        self.feast_lock = threading.Lock()
+
+    def check_scenario(self, scenario: str) -> int:
+        """The scenario's index, or InvalidRequest naming the allowed scenarios."""
+        if scenario not in self.config.scenarios:
+            raise InvalidRequest(f"scenario {scenario!r} is unknown; allowed: {self.config.scenarios}")
+        return self.config.scenarios.index(scenario)
+
+    def user_state(self, user_id: int) -> UserState | None:
+        """The user's state from the online store."""
+        with self.feast_lock:
+            return self.online.user_states([user_id])[0]
+
+    def recommend(self, user_id: int, scenario: str, k: int, query: str | None = None) -> Recommendation:
+        """Top-k items for the user in the scenario, excluding what the user already interacted with."""
+        scenario_index = self.check_scenario(scenario)
+        state = self.user_state(user_id)
+        if state is None:
+            popular = self.model.popular[scenario][:k]
+            items = [{"item_id": int(item_id), "score": float(count)} for item_id, count in popular]
+            return Recommendation(items, self.model.version, cold_start=True)
+        histories = [ScenarioEvents(h.item_ids, h.actions, h.timestamps) for h in state.histories.values()]
+        batch = build_batch([histories], [scenario_index], [NO_QUERY], self.config.model.max_sequence_length, self.model.id_to_row)
+        interests = self.model.user_vectors(batch, [query])[0]
+        seen = sorted({int(i) for h in state.histories.values() for i in h.item_ids})
+        hits = search_interests(self.milvus, self.collection, interests, k, scenario, seen)
+        return Recommendation([{"item_id": h.item_id, "score": round(h.score, 6)} for h in hits], self.model.version, False)
+
+    def record_event(self, user_id: int, item_id: int, scenario: str, action: str) -> dict:
+        """Append one behaviour to the user's state and push it to the online and offline stores."""
+        self.check_scenario(scenario)
+        if action not in self.config.actions:
+            raise InvalidRequest(f"action {action!r} is unknown; allowed: {self.config.actions}")
+        now = pd.Timestamp.now(tz="UTC")
+        with self.feast_lock:
+            state = self.online.user_states([user_id])[0] or UserState(self.config.scenarios, self.config.feast.history_length)
+            state.histories[scenario].append(item_id, self.config.actions.index(action), int(now.timestamp()))
+            self.online.push_state(user_id, state, now)
+        counts = {name: history.count for name, history in state.histories.items()}
+        return {"accepted": True, "user_id": user_id, "counts": counts}
+
+    def ready(self) -> bool:
+        """True when the online store and the Milvus collection both answer."""
+        with self.feast_lock:
+            self.online.ping()
+        return bool(self.milvus.has_collection(self.collection))

@@ -1,0 +1,78 @@
+"""BentoML service: POST /recommend and POST /events; /readyz is false until model, Feast and Milvus answer."""
+from __future__ import annotations
+
+import logging
+import threading
+from typing import Annotated, Optional
+
+import bentoml
+from bentoml.exceptions import InvalidArgument, ServiceUnavailable
+from pydantic import Field
+
+from recplugin.config import load_config
+from recplugin.serving.recommender import InvalidRequest, Recommender
+
+CONFIG = load_config()
+LIMITS = CONFIG.serving
+logger = logging.getLogger("recplugin.serving")
+
+UserId = Annotated[int, Field(ge=0, le=LIMITS.max_user_id, description="Non-negative integer user id")]
+TopK = Annotated[int, Field(ge=1, le=LIMITS.max_k, description=f"Number of items, 1..{LIMITS.max_k}")]
+Query = Annotated[Optional[str], Field(default=None, max_length=LIMITS.max_query_chars,
+                                       description=f"Search query text, at most {LIMITS.max_query_chars} characters")]
+Name = Annotated[str, Field(min_length=1, max_length=64)]
+
+
+@bentoml.service(name="recplugin", traffic={"timeout": 30})
+class RecPlugin:
+    """Cross-scenario recommendations from Feast features, the user tower and Milvus."""
+
+    def __init__(self) -> None:
+        self.config = CONFIG
+        self._lock = threading.Lock()
+        self._recommender: Recommender | None = None
+        self._error = "not started"
+        self._connect()
+
+    def _connect(self) -> Recommender | None:
+        """Build the recommender if it is not built yet; remember why when it cannot be."""
+        with self._lock:
+            if self._recommender is None:
+                try:
+                    self._recommender = Recommender(self.config)
+                except Exception as error:  # any dependency may be down; readiness reports it
+                    self._error = f"{type(error).__name__}: {error}"
+                    logger.warning("recplugin not ready: %s", self._error)
+            return self._recommender
+
+    def _ready_recommender(self) -> Recommender:
+        recommender = self._connect()
+        if recommender is None:
+            raise ServiceUnavailable(f"recplugin is not ready: {self._error}")
+        return recommender
+
+    def __is_ready__(self) -> bool:
+        recommender = self._connect()
+        try:
+            return recommender is not None and recommender.ready()
+        except Exception as error:  # an unreachable store means not ready, not a crash
+            self._error = f"{type(error).__name__}: {error}"
+            return False
+
+    @bentoml.api(route="/recommend")
+    def recommend(self, user_id: UserId, scenario: Name, k: TopK = LIMITS.default_k, query: Query = None) -> dict:
+        """Top-k items for a user in a scenario (search may add a query); unknown users get popular items."""
+        recommender = self._ready_recommender()
+        try:
+            return recommender.recommend(user_id, scenario, k, query or None).as_dict()
+        except InvalidRequest as error:
+            raise InvalidArgument(str(error)) from None
+
+    @bentoml.api(route="/events")
+    def events(self, user_id: UserId, item_id: Annotated[int, Field(ge=0)], scenario: Name, action: Name = "click") -> dict:
+        """Record one behaviour; the next /recommend for this user sees it."""
+        recommender = self._ready_recommender()
+        try:
+            return recommender.record_event(user_id, item_id, scenario, action)
+        except InvalidRequest as error:
+            raise InvalidArgument(str(error)) from None

@@ -1,0 +1,68 @@
+"""Leave-last-out evaluation: full ranking over all items, seen items excluded, per scenario and overall."""
+from __future__ import annotations
+
+from typing import Callable
+
+import numpy as np
+import torch
+
+DEFAULT_KS = (10, 50, 100)
+ScoreFn = Callable[[np.ndarray], torch.Tensor]
+
+
+def target_ranks(scores: torch.Tensor, targets: np.ndarray, seen: list[np.ndarray]) -> np.ndarray:
+    """0-based rank of each target among all items, after removing the row's seen items (never the target)."""
+    scores = scores.float().clone()
+    target_index = torch.as_tensor(targets, device=scores.device)
+    rows = torch.arange(len(targets), device=scores.device)
+    target_scores = scores[rows, target_index].clone()
+    for row, items in enumerate(seen):
+        if len(items):
+            scores[row, torch.as_tensor(items, device=scores.device)] = -torch.inf
+    scores[rows, target_index] = -torch.inf
+    return (scores > target_scores[:, None]).sum(dim=1).cpu().numpy()
+
+
+def ranks_for(score_fn: ScoreFn, targets: np.ndarray, seen: list[np.ndarray], chunk: int = 512) -> np.ndarray:
+    """Ranks for every row, scoring `chunk` rows at a time."""
+    out = np.empty(len(targets), dtype=np.int64)
+    for start in range(0, len(targets), chunk):
+        index = np.arange(start, min(start + chunk, len(targets)))
+        out[index] = target_ranks(score_fn(index), targets[index], [seen[i] for i in index])
+    return out
+
+
+def metrics_from_ranks(ranks: np.ndarray, ks=DEFAULT_KS) -> dict[str, float]:
+    """Recall@k (= hit rate, one target per user) and NDCG@k, plus the number of users."""
+    result: dict[str, float] = {"users": float(len(ranks))}
+    for k in ks:
+        hit = ranks < k
+        result[f"Recall@{k}"] = float(hit.mean()) if len(ranks) else 0.0
+        result[f"NDCG@{k}"] = float(np.where(hit, 1.0 / np.log2(ranks + 2.0), 0.0).mean()) if len(ranks) else 0.0
+    return result
+
+
+def per_scenario(ranks: np.ndarray, scenario_ids: np.ndarray, scenarios: list[str], ks=DEFAULT_KS) -> dict[str, dict[str, float]]:
+    """Metrics for each scenario present, and overall."""
+    table = {name: metrics_from_ranks(ranks[scenario_ids == index], ks)
+             for index, name in enumerate(scenarios) if (scenario_ids == index).any()}
+    table["overall"] = metrics_from_ranks(ranks, ks)
+    return table
+
+
+def popularity_scores(train_targets: np.ndarray, train_scenarios: np.ndarray, num_items: int, num_scenarios: int) -> torch.Tensor:
+    """[S, N] popularity per scenario (ties broken by overall popularity)."""
+    overall = np.bincount(train_targets, minlength=num_items).astype(np.float64)
+    table = np.stack([np.bincount(train_targets[train_scenarios == s], minlength=num_items) for s in range(num_scenarios)])
+    return torch.as_tensor(table + overall[None] / (overall.max() + 1.0), dtype=torch.float32)
+
+
+def markdown_table(results: dict[str, dict[str, dict[str, float]]], ks=DEFAULT_KS) -> str:
+    """One row per (model, scenario); columns Recall@k and NDCG@k."""
+    metrics = [f"Recall@{k}" for k in ks] + [f"NDCG@{k}" for k in ks]
+    lines = ["| model | scenario | users | " + " | ".join(metrics) + " |", "|---|---|---|" + "---|" * len(metrics)]
+    for model, table in results.items():
+        for scenario, values in table.items():
+            cells = " | ".join(f"{values[m]:.4f}" for m in metrics)
+            lines.append(f"| {model} | {scenario} | {int(values['users'])} | {cells} |")
+    return "\n".join(lines)

@@ -1,0 +1,25 @@
+"""Training-curve plot: loss and validation metrics per epoch."""
+from __future__ import annotations
+
+from pathlib import Path
+
+
+def plot_curves(curve: list[dict], path: Path) -> Path:
+    """Write a two-panel PNG (training loss; validation Recall/NDCG) and return its path."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    epochs = [point["epoch"] for point in curve]
+    figure, (left, right) = plt.subplots(1, 2, figsize=(10, 3.6))
+    left.plot(epochs, [point["loss"] for point in curve], marker="o")
+    left.set(title="training loss", xlabel="epoch", ylabel="in-batch softmax loss")
+    for metric in ("Recall@10", "NDCG@10", "Recall@50", "NDCG@50"):
+        right.plot(epochs, [point[metric] for point in curve], marker="o", label=metric)
+    right.set(title="validation (full ranking)", xlabel="epoch")
+    right.legend()
+    figure.tight_layout()
+    figure.savefig(path, dpi=100)
+    plt.close(figure)
+    return path
