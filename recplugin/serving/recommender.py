@@ -52,6 +52,7 @@ class Recommender:
         indexed = int(self.milvus.get_collection_stats(collection)["row_count"])
         if indexed != len(self.model.item_ids):
             raise NotReady(f"collection {collection} has {indexed} items but model {version.version} has {len(self.model.item_ids)}")
+        self.milvus.load_collection(collection)
         self.collection = collection
         self.online = OnlineFeatures(config)
         self.feast_lock = threading.Lock()

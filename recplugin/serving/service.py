@@ -6,8 +6,10 @@ import threading
 from typing import Annotated, Optional
 
 import bentoml
-from bentoml.exceptions import InvalidArgument, ServiceUnavailable
+from bentoml.exceptions import InvalidArgument
 from pydantic import Field
+from pymilvus.exceptions import MilvusException
+from starlette.responses import JSONResponse
 
 from recplugin.config import load_config
 from recplugin.serving.recommender import InvalidRequest, Recommender
@@ -21,6 +23,11 @@ TopK = Annotated[int, Field(ge=1, le=LIMITS.max_k, description=f"Number of items
 Query = Annotated[Optional[str], Field(default=None, max_length=LIMITS.max_query_chars,
                                        description=f"Search query text, at most {LIMITS.max_query_chars} characters")]
 Name = Annotated[str, Field(min_length=1, max_length=64)]
+
+
+def unavailable(message: str) -> JSONResponse:
+    """A 503 that keeps its message (BentoML replaces the text of raised 5xx errors with a generic one)."""
+    return JSONResponse({"error": message}, status_code=503)
 
 
 @bentoml.service(name="recplugin", traffic={"timeout": 30})
@@ -45,11 +52,6 @@ class RecPlugin:
                     logger.warning("recplugin not ready: %s", self._error)
             return self._recommender
 
-    def _ready_recommender(self) -> Recommender:
-        recommender = self._connect()
-        if recommender is None:
-            raise ServiceUnavailable(f"recplugin is not ready: {self._error}")
-        return recommender
 
     def __is_ready__(self) -> bool:
         recommender = self._connect()
@@ -62,16 +64,22 @@ class RecPlugin:
     @bentoml.api(route="/recommend")
     def recommend(self, user_id: UserId, scenario: Name, k: TopK = LIMITS.default_k, query: Query = None) -> dict:
         """Top-k items for a user in a scenario (search may add a query); unknown users get popular items."""
-        recommender = self._ready_recommender()
+        recommender = self._connect()
+        if recommender is None:
+            return unavailable(f"recplugin is not ready: {self._error}")
         try:
             return recommender.recommend(user_id, scenario, k, query or None).as_dict()
         except InvalidRequest as error:
             raise InvalidArgument(str(error)) from None
+        except MilvusException as error:
+            return unavailable(f"the Milvus item index did not answer: {error.message}")
 
     @bentoml.api(route="/events")
     def events(self, user_id: UserId, item_id: Annotated[int, Field(ge=0)], scenario: Name, action: Name = "click") -> dict:
         """Record one behaviour; the next /recommend for this user sees it."""
-        recommender = self._ready_recommender()
+        recommender = self._connect()
+        if recommender is None:
+            return unavailable(f"recplugin is not ready: {self._error}")
         try:
             return recommender.record_event(user_id, item_id, scenario, action)
         except InvalidRequest as error:

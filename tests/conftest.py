@@ -1,0 +1,59 @@
+"""Shared fixtures: tiny configs, and one real pipeline run (Feast, trainer, Milvus Lite) reused by integration tests."""
+from __future__ import annotations
+
+import os
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from recplugin.config import RecConfig, from_dict
+
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+os.environ.setdefault("BENTOML_DO_NOT_TRACK", "True")
+warnings.filterwarnings("ignore", category=DeprecationWarning)
+SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+
+
+def tiny_config(workdir: Path, **sections: dict) -> RecConfig:
+    """A config small enough for tests; `sections` override whole sub-sections by key."""
+    raw = {
+        "workdir": str(workdir),
+        "generator": {"num_users": 240, "num_items": 400, "events_per_user": 24, "seed": 3},
+        "feast": {"history_length": 20, "project": "recplugin_test"},
+        "model": {"embedding_dim": 32, "user_dim": 32, "user_layers": 1, "max_sequence_length": 30},
+        "training": {"epochs": 6, "batch_size": 64, "learning_rate": 3e-3, "random_negatives": 128},
+    }
+    for key, value in sections.items():
+        raw[key] = {**raw.get(key, {}), **value} if isinstance(value, dict) else value
+    return from_dict(raw)
+
+
+@pytest.fixture
+def config(tmp_path: Path) -> RecConfig:
+    return tiny_config(tmp_path)
+
+
+@dataclass
+class BuiltPipeline:
+    """A workdir where every offline stage has run for real."""
+
+    config: RecConfig
+    version: str
+    collection: str
+    metrics: dict
+
+
+@pytest.fixture(scope="session")
+def built_pipeline(tmp_path_factory: pytest.TempPathFactory) -> BuiltPipeline:
+    from recplugin import pipeline
+
+    config = tiny_config(tmp_path_factory.mktemp("pipeline"))
+    pipeline.generate(config, progress=False)
+    pipeline.apply(config, progress=False)
+    pipeline.materialize(config)
+    pipeline.build_training_set(config)
+    result = pipeline.train(config, progress=False)
+    collection = pipeline.index(config, progress=False)
+    return BuiltPipeline(config, result.version, collection, result.metrics)

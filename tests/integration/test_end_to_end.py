@@ -1,0 +1,138 @@
+"""The whole path over HTTP: a real `bentoml serve` subprocess on the pipeline's Feast stores and Milvus Lite index."""
+import time
+
+import pandas as pd
+import pytest
+import requests
+
+from recplugin import pipeline
+from recplugin.features.store import OnlineFeatures
+from tests.conftest import tiny_config
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+def service(built_pipeline, tmp_path_factory):
+    port = pipeline.free_port()
+    base = f"http://127.0.0.1:{port}"
+    log = tmp_path_factory.mktemp("service") / "service.log"
+    process = pipeline.start_service(built_pipeline.config, port, log_path=log)
+    try:
+        pipeline.wait_ready(base, process)
+    except Exception:
+        pipeline.stop_service(process)
+        raise AssertionError(f"service did not become ready; log:\n{log.read_text()[-4000:]}")
+    yield base
+    pipeline.stop_service(process)
+
+
+def _post(base, path, body):
+    return requests.post(f"{base}{path}", json=body, timeout=60)
+
+
+def _seen(config, user_id):
+    state = OnlineFeatures(config).user_states([user_id])[0]
+    return {int(i) for h in state.histories.values() for i in h.item_ids}
+
+
+@pytest.fixture(scope="module")
+def active_user(built_pipeline):
+    events = pd.read_parquet(built_pipeline.config.events_path)
+    return int(events["user_id"].value_counts().index[0])
+
+
+def test_recommend_every_scenario(service, built_pipeline, active_user):
+    config = built_pipeline.config
+    seen = _seen(config, active_user)
+    eligible = pd.read_parquet(config.catalog_path).set_index("item_id")["scenarios"]
+    for scenario in config.scenarios:
+        body = {"user_id": active_user, "scenario": scenario, "k": 7}
+        if scenario == "search":
+            body["query"] = "spicy noodle recipe"
+        answer = _post(service, "/recommend", body)
+        assert answer.status_code == 200, answer.text
+        data = answer.json()
+        ids = [item["item_id"] for item in data["items"]]
+        assert len(ids) == 7 and len(set(ids)) == 7
+        assert not seen & set(ids), "recommended an item the user already interacted with"
+        assert all(scenario in eligible[i] for i in ids)
+        assert data["model_version"] == built_pipeline.version and data["cold_start"] is False
+        scores = [item["score"] for item in data["items"]]
+        assert scores == sorted(scores, reverse=True)
+
+
+def test_an_event_changes_the_next_answer(service, built_pipeline, active_user):
+    config = built_pipeline.config
+    before = _post(service, "/recommend", {"user_id": active_user, "scenario": "feed", "k": 10}).json()
+    top = before["items"][0]["item_id"]
+    counts_before = OnlineFeatures(config).user_states([active_user])[0].histories["feed"].count
+    event = _post(service, "/events", {"user_id": active_user, "item_id": top, "scenario": "feed", "action": "like"})
+    assert event.status_code == 200, event.text
+    assert event.json()["counts"]["feed"] == counts_before + 1
+    after = _post(service, "/recommend", {"user_id": active_user, "scenario": "feed", "k": 10}).json()
+    assert top not in [item["item_id"] for item in after["items"]]
+    assert after["items"] != before["items"]
+    state = OnlineFeatures(config).user_states([active_user])[0]
+    assert list(state.histories["feed"].item_ids)[-1] == top
+    assert state.histories["feed"].count == counts_before + 1
+
+
+def test_an_event_reaches_the_offline_store(service, built_pipeline):
+    user = 777_000
+    assert _post(service, "/events", {"user_id": user, "item_id": 3, "scenario": "discovery", "action": "purchase"}).status_code == 200
+    offline = pd.read_parquet(built_pipeline.config.data_dir / "user_state.parquet")
+    rows = offline[offline.user_id == user]
+    assert len(rows) >= 1 and list(rows.iloc[-1].discovery_item_ids) == [3]
+
+
+def test_unknown_user_gets_popular_items(service, built_pipeline):
+    data = _post(service, "/recommend", {"user_id": 10**12, "scenario": "discovery", "k": 5}).json()
+    assert data["cold_start"] is True and len(data["items"]) == 5
+    scores = [item["score"] for item in data["items"]]
+    assert scores == sorted(scores, reverse=True)
+
+
+@pytest.mark.parametrize("body, field", [
+    ({"user_id": 1, "scenario": "shopping", "k": 5}, "scenario"),
+    ({"user_id": 1, "scenario": "feed", "k": 0}, "k"),
+    ({"user_id": 1, "scenario": "feed", "k": 10_000}, "k"),
+    ({"user_id": -1, "scenario": "feed"}, "user_id"),
+    ({"user_id": "abc", "scenario": "feed"}, "user_id"),
+    ({"scenario": "feed"}, "user_id"),
+    ({"user_id": 1, "scenario": "search", "query": "x" * 5000}, "query"),
+])
+def test_bad_recommend_input_is_a_400_naming_the_field(service, body, field):
+    answer = _post(service, "/recommend", body)
+    assert answer.status_code == 400, answer.text
+    assert field in answer.text
+
+
+def test_bad_event_and_malformed_json_are_400(service):
+    answer = _post(service, "/events", {"user_id": 1, "item_id": 2, "scenario": "feed", "action": "teleport"})
+    assert answer.status_code == 400 and "allowed" in answer.text and "click" in answer.text
+    raw = requests.post(f"{service}/recommend", data=b'{"user_id": 1, "scen', headers={"content-type": "application/json"}, timeout=30)
+    assert raw.status_code == 400
+
+
+def test_not_ready_until_an_index_exists(tmp_path):
+    """A service with no model, no features and no index stays up but is not ready, and says why."""
+    config = tiny_config(tmp_path)
+    config.path(".").mkdir(parents=True, exist_ok=True)
+    pipeline.save_config(config, pipeline.workdir_config_path(config))
+    port = pipeline.free_port()
+    process = pipeline.start_service(config, port, log_path=tmp_path / "service.log")
+    base = f"http://127.0.0.1:{port}"
+    try:
+        ready = None
+        for _ in range(120):
+            try:
+                ready = requests.get(f"{base}/readyz", timeout=10)
+                break
+            except requests.RequestException:
+                time.sleep(1)
+        assert ready is not None and ready.status_code == 503
+        answer = _post(base, "/recommend", {"user_id": 1, "scenario": "feed"})
+        assert answer.status_code == 503 and "not ready" in answer.text
+    finally:
+        pipeline.stop_service(process)

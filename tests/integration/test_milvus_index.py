@@ -1,0 +1,78 @@
+"""Milvus Lite index: a collection per version, alias moved only after a complete build, filtered max-over-interests search."""
+import numpy as np
+import pytest
+
+from recplugin.config import IndexConfig
+from recplugin.index import milvus
+
+pytestmark = pytest.mark.integration
+CONFIG = IndexConfig(collection_prefix="items", alias="items_current")
+
+
+@pytest.fixture
+def client(tmp_path):
+    uri = str(tmp_path / "milvus.db")
+    client = milvus.connect(uri)
+    yield client
+    milvus.disconnect(client, uri)
+
+
+def _items(count=60, dim=8, seed=0):
+    rng = np.random.default_rng(seed)
+    vectors = rng.normal(size=(count, dim)).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    ids = np.arange(1000, 1000 + count)
+    scenarios = [["feed", "discovery"] if i % 2 else ["feed"] for i in range(count)]
+    return ids, vectors, [f"c{i % 3}" for i in range(count)], scenarios
+
+
+def test_build_then_point_alias(client):
+    ids, vectors, categories, scenarios = _items()
+    name = milvus.build_collection(client, CONFIG, "v1", ids, vectors, categories, scenarios, progress=False)
+    assert milvus.alias_target(client, CONFIG.alias) is None
+    milvus.point_alias(client, CONFIG.alias, name)
+    assert milvus.alias_target(client, CONFIG.alias) == name
+    hits = milvus.search_interests(client, CONFIG.alias, vectors[:1], 5, "feed", [])
+    assert hits[0].item_id == 1000 and hits[0].score == pytest.approx(1.0, abs=1e-4)
+
+
+def test_search_is_exact_filtered_and_max_over_interests(client):
+    ids, vectors, categories, scenarios = _items()
+    name = milvus.build_collection(client, CONFIG, "v1", ids, vectors, categories, scenarios, progress=False)
+    interests = vectors[[3, 10]]
+    hits = milvus.search_interests(client, name, interests, 10, "discovery", exclude=[1003])
+    returned = [h.item_id for h in hits]
+    assert 1003 not in returned and all((i - 1000) % 2 == 1 for i in returned)
+    eligible = np.array([i % 2 == 1 and i != 3 for i in range(len(ids))])
+    exact = np.where(eligible, (vectors @ interests.T).max(axis=1), -np.inf)
+    expected = [int(ids[i]) for i in np.argsort(-exact)[:10]]
+    assert returned == expected
+    assert [h.score for h in hits] == pytest.approx(sorted(exact[np.argsort(-exact)[:10]], reverse=True), abs=1e-4)
+
+
+def test_failed_build_leaves_the_previous_alias_serving(client, monkeypatch):
+    ids, vectors, categories, scenarios = _items()
+    first = milvus.build_collection(client, CONFIG, "v1", ids, vectors, categories, scenarios, progress=False)
+    milvus.point_alias(client, CONFIG.alias, first)
+    real_insert = client.insert
+    monkeypatch.setattr(client, "insert", lambda name, rows: real_insert(name, rows[: len(rows) // 2]))
+    with pytest.raises(milvus.IndexIncomplete, match="holds 30 of 60 items"):
+        milvus.build_collection(client, CONFIG, "v2", ids, vectors, categories, scenarios, progress=False)
+    assert milvus.alias_target(client, CONFIG.alias) == first
+    assert len(milvus.search_interests(client, CONFIG.alias, vectors[:1], 5, "feed", [])) == 5
+
+
+def test_alias_moves_between_complete_versions(client):
+    ids, vectors, categories, scenarios = _items()
+    first = milvus.build_collection(client, CONFIG, "v1", ids, vectors, categories, scenarios, progress=False)
+    milvus.point_alias(client, CONFIG.alias, first)
+    second = milvus.build_collection(client, CONFIG, "v2", ids, -vectors, categories, scenarios, progress=False)
+    milvus.point_alias(client, CONFIG.alias, second)
+    assert milvus.alias_target(client, CONFIG.alias) == second
+    assert milvus.search_interests(client, CONFIG.alias, -vectors[:1], 1, "feed", [])[0].item_id == 1000
+
+
+def test_filter_is_built_from_validated_values_only():
+    assert milvus.eligibility_filter("feed", [1, 2]) == 'array_contains(scenarios, "feed") and item_id not in [1, 2]'
+    with pytest.raises(ValueError):
+        milvus.eligibility_filter("feed", ["1) or (1"])

@@ -1,0 +1,44 @@
+"""The typed config: defaults are valid, and mistakes are refused with a message naming the field."""
+import pytest
+
+from recplugin.config import ConfigError, RecConfig, from_dict, load_config, save_config
+
+
+def test_defaults_are_valid():
+    config = from_dict({})
+    assert isinstance(config, RecConfig)
+    assert config.scenarios == ["search", "feed", "discovery"]
+    assert config.model.embedding_dim == 64
+
+
+def test_yaml_round_trip(tmp_path):
+    original = from_dict({"scenarios": ["feed", "ads"], "training": {"epochs": 7}})
+    path = save_config(original, tmp_path / "c.yaml")
+    assert load_config(path) == original
+
+
+def test_unknown_key_is_refused_with_allowed_keys():
+    with pytest.raises(ConfigError, match=r"training: unknown key\(s\) \['epoch'\]; allowed: .*'epochs'"):
+        from_dict({"training": {"epoch": 3}})
+
+
+def test_wrong_type_is_refused_with_field_path():
+    with pytest.raises(ConfigError, match=r"model.embedding_dim: expected int, got str"):
+        from_dict({"model": {"embedding_dim": "64"}})
+
+
+def test_int_is_accepted_for_float():
+    assert from_dict({"training": {"learning_rate": 1}}).training.learning_rate == 1.0
+
+
+@pytest.mark.parametrize("scenarios", [[], ["feed", "feed"], ["home feed"]])
+def test_bad_scenario_lists_are_refused(scenarios):
+    with pytest.raises(ConfigError, match="scenario"):
+        from_dict({"scenarios": scenarios})
+
+
+def test_relative_paths_resolve_against_workdir(tmp_path):
+    config = from_dict({"workdir": str(tmp_path), "registry_url": "sqlite:///reg.db", "index": {"uri": "m.db"}})
+    assert config.registry_sqlalchemy_url == f"sqlite:///{tmp_path}/reg.db"
+    assert config.milvus_uri == f"{tmp_path}/m.db"
+    assert from_dict({"index": {"uri": "http://milvus:19530"}}).milvus_uri == "http://milvus:19530"
