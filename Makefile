@@ -7,7 +7,7 @@ TORCH_SPEC ?= torch==2.13.0
 UV := $(BIN)/uv
 UV_INSTALL := $(UV) pip install --python $(BIN)/python $(if $(wildcard $(TORCH_WHEELS)),--find-links $(TORCH_WHEELS))
 
-.PHONY: install demo test test-unit bench-pipeline clean
+.PHONY: install demo test test-unit bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -23,16 +23,16 @@ $(VENV)/.installed: pyproject.toml | $(UV)
 install: $(VENV)/.installed
 
 demo: install
-	$(BIN)/recplugin demo
+	PYTHONWARNINGS=ignore $(BIN)/recplugin demo
 
 test: install
-	$(BIN)/python -m pytest -q tests
+	$(BIN)/python -m pytest -q -p no:cacheprovider tests
 
 test-unit: install
 	$(BIN)/python -m pytest -q tests/unit
 
-bench-pipeline: install
-	$(BIN)/python benchmarks/pipeline/run.py
+bench: install
+	$(BIN)/python benchmarks/generator/run.py
 
 clean:
 	rm -rf .recplugin

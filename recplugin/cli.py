@@ -23,6 +23,18 @@ def cmd_generate(config: RecConfig, args: argparse.Namespace) -> None:
     print(f"items:  {items}\nevents: {events}")
 
 
+def cmd_load(config: RecConfig, args: argparse.Namespace) -> None:
+    from pathlib import Path
+
+    from recplugin import pipeline
+
+    try:
+        items, events = pipeline.load_dataset(config, args.dataset, Path(args.path))
+    except (ValueError, FileNotFoundError) as error:
+        sys.exit(f"recplugin load: {error}")
+    print(f"items:  {items}\nevents: {events}")
+
+
 def cmd_apply(config: RecConfig, args: argparse.Namespace) -> None:
     from recplugin import pipeline
 
@@ -92,6 +104,7 @@ def cmd_demo(config: RecConfig, args: argparse.Namespace) -> None:
 
 COMMANDS = {
     "generate": (cmd_generate, "generate a seeded cross-scenario dataset (items + events parquet)"),
+    "load": (cmd_load, "convert a public dataset (ml-1m, amazon-food-kitchen) into the workdir's events and items"),
     "apply": (cmd_apply, "build the user-state source and register Feast entities, views and services"),
     "materialize": (cmd_materialize, "load the latest features into the Feast online store"),
     "build-training-set": (cmd_build_training_set, "point-in-time join of labels with Feast histories -> parquet"),
@@ -119,6 +132,9 @@ def build_parser() -> argparse.ArgumentParser:
             command.add_argument("--json", action="store_true", help="print JSON instead of a table")
         if name == "serve":
             command.add_argument("--port", type=int, help="port (default: serving.port from the config)")
+        if name == "load":
+            command.add_argument("dataset", choices=["ml-1m", "amazon-food-kitchen"], help="which dataset")
+            command.add_argument("path", help="the dataset's folder, e.g. ../shared/data/ml-1m")
         if name == "demo":
             command.add_argument("--keep", action="store_true", help="keep an existing workdir instead of starting fresh")
     return parser
@@ -135,6 +151,11 @@ def main(argv: list[str] | None = None) -> None:
     except (ConfigError, OSError) as error:
         sys.exit(f"recplugin: bad config: {error}")
     COMMANDS[args.command][0](config, args)
+    # Every stage closes what it opened; skip interpreter finalisation, where duckdb's bindings print
+    # pages of harmless "nanobind: leaked instance" reports after Feast has used them.
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
 
 
 if __name__ == "__main__":

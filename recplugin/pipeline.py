@@ -30,6 +30,23 @@ def generate(config: RecConfig, progress: bool = True) -> tuple[Path, Path]:
     return generate_dataset(config.generator, config.data_dir, progress=progress)
 
 
+def load_dataset(config: RecConfig, name: str, folder: Path) -> tuple[Path, Path]:
+    """Convert a public dataset (ml-1m or amazon-food-kitchen) into the data directory's events and items."""
+    from recplugin.data import loaders
+    from recplugin.data.schema import check_events, check_items, write_events, write_items
+
+    load = {"ml-1m": loaders.load_movielens, "amazon-food-kitchen": loaders.load_amazon_food_kitchen}.get(name)
+    if load is None:
+        raise ValueError(f"unknown dataset {name!r}; allowed: ml-1m, amazon-food-kitchen")
+    data = load(folder)
+    if config.scenarios != data.scenarios:
+        raise ValueError(f"{name} uses scenarios {data.scenarios}; set `scenarios: {data.scenarios}` in the config")
+    config.data_dir.mkdir(parents=True, exist_ok=True)
+    write_items(check_items(data.items), config.catalog_path)
+    write_events(check_events(data.events, config.scenarios, config.actions), config.events_path)
+    return config.catalog_path, config.events_path
+
+
 def apply(config: RecConfig, progress: bool = True) -> int:
     """Build the user-state source from events and register every Feast object; returns state rows."""
     rows = feast_glue.prepare_sources(config, progress=progress)
