@@ -151,12 +151,16 @@ def main(argv: list[str] | None = None) -> None:
     except (ConfigError, OSError) as error:
         sys.exit(f"recplugin: bad config: {error}")
     COMMANDS[args.command][0](config, args)
-    # Every stage closes what it opened; skip interpreter finalisation, where duckdb's bindings print
-    # pages of harmless "nanobind: leaked instance" reports after Feast has used them.
+
+
+def entry() -> None:
+    """Console-script entry: run the command, then skip interpreter finalisation, where duckdb's
+    bindings print pages of harmless "nanobind: leaked instance" reports after Feast has used them."""
+    main()
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(0)
 
 
 if __name__ == "__main__":
-    main()
+    entry()
