@@ -13,9 +13,26 @@ from recplugin.config import RecConfig
 SEARCH_QUERIES = {"cooking": "spicy noodle recipe", "travel": "beach hotel", "fitness": "yoga workout"}
 
 
-def _stage(title: str) -> float:
-    print(f"\n=== {title} ===", flush=True)
-    return time.monotonic()
+class _Stages:
+    """Prints each stage's heading and records its wall time."""
+
+    def __init__(self) -> None:
+        self.times: list[tuple[str, float]] = []
+        self._title, self._start = "", 0.0
+
+    def __call__(self, title: str) -> None:
+        self.close()
+        print(f"\n=== {title} ===", flush=True)
+        self._title, self._start = title, time.monotonic()
+
+    def close(self) -> None:
+        if self._title:
+            self.times.append((self._title.split(" (")[0], time.monotonic() - self._start))
+            self._title = ""
+
+    def table(self) -> str:
+        rows = [f"| {title} | {seconds:.1f} |" for title, seconds in self.times]
+        return "\n".join(["| stage | seconds |", "|---|---|", *rows])
 
 
 def _print_items(titles: pd.Series, answer: dict) -> None:
@@ -26,6 +43,7 @@ def _print_items(titles: pd.Series, answer: dict) -> None:
 def run_demo(config: RecConfig, fresh: bool = True) -> None:
     """Run the whole pipeline on the embedded defaults and show what the service answers."""
     started = time.monotonic()
+    _stage = _Stages()
     if fresh and config.path(".").exists():
         shutil.rmtree(config.path("."))
     config.path(".").mkdir(parents=True, exist_ok=True)
@@ -52,9 +70,10 @@ def run_demo(config: RecConfig, fresh: bool = True) -> None:
         _query_service(config, base)
     finally:
         pipeline.stop_service(process)
-    _stage("offline metrics: test split, leave-last-out, full ranking, seen items excluded")
+    _stage.close()
+    print("\n=== offline metrics: test split, leave-last-out, full ranking, seen items excluded ===")
     print(result.table)
-    print(f"\ndemo finished in {time.monotonic() - started:.0f} s")
+    print(f"\n=== wall time per stage ===\n{_stage.table()}\n\ndemo finished in {time.monotonic() - started:.0f} s")
 
 
 def _query_service(config: RecConfig, base: str) -> None:

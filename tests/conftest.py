@@ -57,3 +57,23 @@ def built_pipeline(tmp_path_factory: pytest.TempPathFactory) -> BuiltPipeline:
     result = pipeline.train(config, progress=False)
     collection = pipeline.index(config, progress=False)
     return BuiltPipeline(config, result.version, collection, result.metrics)
+
+
+_EXIT_STATUS: list[int] = []
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_sessionfinish(session, exitstatus):
+    _EXIT_STATUS.append(int(exitstatus))
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_unconfigure(config):
+    """Leave before interpreter finalisation, where duckdb's bindings (used by Feast) print pages of
+    "nanobind: leaked instance" reports after pytest's summary line."""
+    if _EXIT_STATUS:
+        import sys
+
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(_EXIT_STATUS[-1])

@@ -10,6 +10,7 @@ def plot_curves(curve: list[dict], path: Path) -> Path:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
     epochs = [point["epoch"] for point in curve]
     figure, (left, right) = plt.subplots(1, 2, figsize=(10, 3.6))
@@ -19,6 +20,8 @@ def plot_curves(curve: list[dict], path: Path) -> Path:
         right.plot(epochs, [point[metric] for point in curve], marker="o", label=metric)
     right.set(title="validation (full ranking)", xlabel="epoch")
     right.legend()
+    for axis in (left, right):
+        axis.xaxis.set_major_locator(MaxNLocator(integer=True))
     figure.tight_layout()
     figure.savefig(path, dpi=100)
     plt.close(figure)
