@@ -69,7 +69,6 @@ class TrainingConfig:
     temperature: float = 0.07
     random_negatives: int = 512
     max_steps: int = 0
-    max_labels_per_user: int = 0
     seed: int = 0
     device: str = "auto"
 
@@ -82,7 +81,6 @@ class IndexConfig:
     collection_prefix: str = "recplugin_items"
     alias: str = "recplugin_items_current"
     flat_index_below: int = 200_000
-    search_limit_factor: int = 4
 
 
 @dataclass
