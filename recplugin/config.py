@@ -215,8 +215,11 @@ def _build(cls: type, raw: dict, where: str):
 
 
 def from_dict(raw: dict) -> RecConfig:
-    """Build and validate a RecConfig from a plain mapping (e.g. parsed YAML)."""
-    return _build(RecConfig, raw or {}, "").validate()
+    """Build and validate a RecConfig from a plain mapping (e.g. parsed YAML); a relative workdir is
+    resolved against the current directory now, so saved copies of the config mean the same place."""
+    config = _build(RecConfig, raw or {}, "").validate()
+    config.workdir = str(Path(config.workdir).resolve())
+    return config
 
 
 def to_dict(config: RecConfig) -> dict:

@@ -42,3 +42,12 @@ def test_relative_paths_resolve_against_workdir(tmp_path):
     assert config.registry_sqlalchemy_url == f"sqlite:///{tmp_path}/reg.db"
     assert config.milvus_uri == f"{tmp_path}/m.db"
     assert from_dict({"index": {"uri": "http://milvus:19530"}}).milvus_uri == "http://milvus:19530"
+
+
+def test_relative_workdir_is_pinned_at_load_time(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    config = from_dict({"workdir": "runs/a"})
+    assert config.workdir == str(tmp_path / "runs" / "a")
+    monkeypatch.chdir("/")
+    saved = save_config(config, tmp_path / "saved.yaml")
+    assert load_config(saved).path("registry.db") == tmp_path / "runs" / "a" / "registry.db"
