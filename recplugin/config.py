@@ -93,6 +93,8 @@ class ServingConfig:
     default_k: int = 20
     max_query_chars: int = 512
     max_user_id: int = 2**62
+    max_body_bytes: int = 16384
+    api_key_env: str = "RECPLUGIN_API_KEY"
 
 
 @dataclass

@@ -1,6 +1,7 @@
 """The serving logic behind the HTTP API: Feast online features -> user tower -> Milvus, plus live events."""
 from __future__ import annotations
 
+import logging
 import threading
 from dataclasses import dataclass
 
@@ -9,10 +10,13 @@ import pandas as pd
 from recplugin.config import RecConfig
 from recplugin.features.history import UserState
 from recplugin.features.store import OnlineFeatures
-from recplugin.index.milvus import alias_target, connect, search_interests
+from recplugin.index.milvus import alias_target, connect, disconnect, search_interests
 from recplugin.models.artifact import RetrievalModel
 from recplugin.models.inputs import NO_QUERY, ScenarioEvents, build_batch
 from recplugin.registry.models import ModelRegistry
+
+
+logger = logging.getLogger("recplugin.serving")
 
 
 class InvalidRequest(ValueError):
@@ -30,9 +34,11 @@ class Recommendation:
     items: list[dict]
     model_version: str
     cold_start: bool
+    degraded: str | None = None
 
     def as_dict(self) -> dict:
-        return {"items": self.items, "model_version": self.model_version, "cold_start": self.cold_start}
+        return {"items": self.items, "model_version": self.model_version, "cold_start": self.cold_start,
+                "degraded": self.degraded}
 
 
 class Recommender:
@@ -42,20 +48,28 @@ class Recommender:
         self.config = config
         self.registry = ModelRegistry(config.registry_sqlalchemy_url)
         self.milvus = connect(config.milvus_uri)
-        collection = alias_target(self.milvus, config.index.alias)
-        if collection is None:
-            raise NotReady(f"Milvus alias {config.index.alias!r} does not exist yet: run `recplugin index` first")
-        version = self.registry.by_collection(collection)
-        self.model = RetrievalModel(version.artifact_uri)
-        if self.model.version != version.version:
-            raise NotReady(f"artifact holds model {self.model.version} but the registry says {version.version}")
-        indexed = int(self.milvus.get_collection_stats(collection)["row_count"])
-        if indexed != len(self.model.item_ids):
-            raise NotReady(f"collection {collection} has {indexed} items but model {version.version} has {len(self.model.item_ids)}")
-        self.milvus.load_collection(collection)
-        self.collection = collection
-        self.online = OnlineFeatures(config)
+        try:
+            self.collection, self.model = self._resolve_served_model()
+            self.online = OnlineFeatures(config)
+        except Exception:
+            self.close()
+            raise
         self.feast_lock = threading.Lock()
+
+    def _resolve_served_model(self) -> tuple[str, RetrievalModel]:
+        """Alias -> collection -> registry row -> artifact, refusing any disagreement between them."""
+        collection = alias_target(self.milvus, self.config.index.alias)
+        if collection is None:
+            raise NotReady(f"Milvus alias {self.config.index.alias!r} does not exist yet: run `recplugin index` first")
+        version = self.registry.by_collection(collection)
+        model = RetrievalModel(version.artifact_uri)
+        if model.version != version.version:
+            raise NotReady(f"artifact holds model {model.version} but the registry says {version.version}")
+        indexed = int(self.milvus.get_collection_stats(collection)["row_count"])
+        if indexed != len(model.item_ids):
+            raise NotReady(f"collection {collection} has {indexed} items but model {version.version} has {len(model.item_ids)}")
+        self.milvus.load_collection(collection)
+        return collection, model
 
     def check_scenario(self, scenario: str) -> int:
         """The scenario's index, or InvalidRequest naming the allowed scenarios."""
@@ -71,17 +85,24 @@ class Recommender:
     def recommend(self, user_id: int, scenario: str, k: int, query: str | None = None) -> Recommendation:
         """Top-k items for the user in the scenario, excluding what the user already interacted with."""
         scenario_index = self.check_scenario(scenario)
-        state = self.user_state(user_id)
+        try:
+            state = self.user_state(user_id)
+        except Exception as error:  # an unreachable online store degrades to popular items, flagged
+            logger.warning("Feast online read failed, answering with popular items: %s", error)
+            return self.popular(scenario, k, degraded=f"feature store unavailable ({type(error).__name__}); popular items")
         if state is None:
-            popular = self.model.popular[scenario][:k]
-            items = [{"item_id": int(item_id), "score": float(count)} for item_id, count in popular]
-            return Recommendation(items, self.model.version, cold_start=True)
+            return self.popular(scenario, k)
         histories = [ScenarioEvents(h.item_ids, h.actions, h.timestamps) for h in state.histories.values()]
         batch = build_batch([histories], [scenario_index], [NO_QUERY], self.config.model.max_sequence_length, self.model.id_to_row)
         interests = self.model.user_vectors(batch, [query])[0]
         seen = sorted({int(i) for h in state.histories.values() for i in h.item_ids})
         hits = search_interests(self.milvus, self.collection, interests, k, scenario, seen)
         return Recommendation([{"item_id": h.item_id, "score": round(h.score, 6)} for h in hits], self.model.version, False)
+
+    def popular(self, scenario: str, k: int, degraded: str | None = None) -> Recommendation:
+        """The scenario's most popular items (cold start)."""
+        items = [{"item_id": int(item_id), "score": float(count)} for item_id, count in self.model.popular[scenario][:k]]
+        return Recommendation(items, self.model.version, cold_start=True, degraded=degraded)
 
     def record_event(self, user_id: int, item_id: int, scenario: str, action: str) -> dict:
         """Append one behaviour to the user's state and push it to the online and offline stores."""
@@ -101,3 +122,7 @@ class Recommender:
         with self.feast_lock:
             self.online.ping()
         return bool(self.milvus.has_collection(self.collection))
+
+    def close(self) -> None:
+        """Release the Milvus connection (and a Milvus Lite file's lock)."""
+        disconnect(self.milvus, self.config.milvus_uri)

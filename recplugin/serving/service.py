@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import threading
 from typing import Annotated, Optional
 
@@ -12,6 +13,7 @@ from pymilvus.exceptions import MilvusException
 from starlette.responses import JSONResponse
 
 from recplugin.config import load_config
+from recplugin.serving.guards import RequestGuard
 from recplugin.serving.recommender import InvalidRequest, Recommender
 
 CONFIG = load_config()
@@ -84,3 +86,9 @@ class RecPlugin:
             return recommender.record_event(user_id, item_id, scenario, action)
         except InvalidRequest as error:
             raise InvalidArgument(str(error)) from None
+
+
+# Bodies over serving.max_body_bytes get 413; when the variable named by serving.api_key_env is set,
+# /recommend and /events need that key in the X-API-Key header (401 otherwise).
+RecPlugin.add_asgi_middleware(RequestGuard, max_body_bytes=LIMITS.max_body_bytes,
+                              api_key=os.environ.get(LIMITS.api_key_env, ""))

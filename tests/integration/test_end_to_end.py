@@ -136,3 +136,10 @@ def test_not_ready_until_an_index_exists(tmp_path):
         assert answer.status_code == 503 and "not ready" in answer.text
     finally:
         pipeline.stop_service(process)
+
+
+def test_oversized_body_is_413_and_normal_answers_are_not_degraded(service, built_pipeline):
+    body = ('{"user_id": 1, "scenario": "search", "query": "' + "x" * (built_pipeline.config.serving.max_body_bytes + 10) + '"}').encode()
+    raw = requests.post(f"{service}/recommend", data=body, headers={"content-type": "application/json"}, timeout=30)
+    assert raw.status_code == 413 and "bytes" in raw.json()["error"]
+    assert _post(service, "/recommend", {"user_id": 1, "scenario": "feed", "k": 3}).json()["degraded"] is None

@@ -1,0 +1,67 @@
+"""Faults injected into real parts: the online store failing, Milvus failing, model and index disagreeing."""
+import importlib
+
+import numpy as np
+import pytest
+from pymilvus.exceptions import MilvusException
+
+from recplugin import pipeline
+from recplugin.index import milvus
+from recplugin.registry.models import ModelRegistry
+from recplugin.serving.recommender import NotReady, Recommender
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def recommender(built_pipeline):
+    engine = Recommender(built_pipeline.config)
+    yield engine
+    engine.close()
+
+
+def test_online_store_failure_degrades_to_flagged_popular_items(recommender, monkeypatch):
+    def broken(user_ids):
+        raise ConnectionError("online store is down")
+
+    monkeypatch.setattr(recommender.online, "user_states", broken)
+    answer = recommender.recommend(0, "feed", 5)
+    assert answer.cold_start and len(answer.items) == 5
+    assert "feature store unavailable" in answer.degraded
+    assert [i["item_id"] for i in answer.items] == [int(i) for i, _ in recommender.model.popular["feed"][:5]]
+
+
+def test_milvus_failure_is_a_503_with_the_reason(built_pipeline, monkeypatch):
+    monkeypatch.setenv("RECPLUGIN_CONFIG", str(pipeline.workdir_config_path(built_pipeline.config)))
+    service_module = importlib.reload(importlib.import_module("recplugin.serving.service"))
+    service = service_module.RecPlugin.inner()
+    try:
+        def broken(*args, **kwargs):
+            raise MilvusException(message="connection refused")
+
+        monkeypatch.setattr(service._recommender.milvus, "search", broken)
+        response = service.recommend(user_id=0, scenario="feed", k=5)
+        assert response.status_code == 503 and b"Milvus item index did not answer" in response.body
+    finally:
+        service._recommender.close()
+
+
+def test_a_collection_that_does_not_match_the_model_is_refused(built_pipeline):
+    config = built_pipeline.config
+    registry = ModelRegistry(config.registry_sqlalchemy_url)
+    real = registry.get(built_pipeline.version)
+    registry.register("v_mismatch", real.config, {}, real.artifact_uri)
+    client = milvus.connect(config.milvus_uri)
+    try:
+        ids = np.array([1, 2, 3])
+        name = milvus.build_collection(client, config.index, "v_mismatch", ids, np.eye(3, config.model.embedding_dim, dtype=np.float32),
+                                       ["c"] * 3, [config.scenarios] * 3, progress=False)
+        registry.mark_indexed("v_mismatch", name)
+        milvus.point_alias(client, config.index.alias, name)
+        milvus.disconnect(client, config.milvus_uri)
+        with pytest.raises(NotReady, match="artifact holds model .* but the registry says v_mismatch"):
+            Recommender(config)
+    finally:
+        client = milvus.connect(config.milvus_uri)
+        milvus.point_alias(client, config.index.alias, built_pipeline.collection)
+        milvus.disconnect(client, config.milvus_uri)

@@ -1,0 +1,54 @@
+"""The ASGI guard: optional API key (401) and body size limit (413), exercised over raw ASGI messages."""
+import asyncio
+import json
+
+import pytest
+
+from recplugin.serving.guards import RequestGuard
+
+
+async def _echo(scope, receive, send):
+    body, more = b"", True
+    while more:
+        message = await receive()
+        body += message.get("body", b"")
+        more = message.get("more_body", False)
+    await send({"type": "http.response.start", "status": 200, "headers": []})
+    await send({"type": "http.response.body", "body": json.dumps({"received": len(body)}).encode()})
+
+
+def _call(guard, path="/recommend", chunks=(b"{}",), headers=None):
+    messages = [{"type": "http.request", "body": c, "more_body": i < len(chunks) - 1} for i, c in enumerate(chunks)]
+    sent = []
+
+    async def receive():
+        return messages.pop(0)
+
+    async def send(message):
+        sent.append(message)
+
+    scope = {"type": "http", "path": path, "headers": [(k.encode(), v.encode()) for k, v in (headers or {}).items()]}
+    asyncio.run(guard(scope, receive, send))
+    return sent[0]["status"], json.loads(sent[1]["body"])
+
+
+def test_without_a_key_requests_pass_and_bodies_arrive_whole():
+    status, body = _call(RequestGuard(_echo, max_body_bytes=100), chunks=(b"a" * 40, b"b" * 40))
+    assert status == 200 and body == {"received": 80}
+
+
+@pytest.mark.parametrize("headers, status", [({}, 401), ({"x-api-key": "nope"}, 401), ({"x-api-key": "s3cret"}, 200)])
+def test_api_key(headers, status):
+    assert _call(RequestGuard(_echo, 100, api_key="s3cret"), headers=headers)[0] == status
+
+
+def test_health_paths_need_no_key():
+    assert _call(RequestGuard(_echo, 100, api_key="s3cret"), path="/readyz")[0] == 200
+
+
+def test_declared_and_streamed_oversize_bodies_are_413():
+    guard = RequestGuard(_echo, max_body_bytes=50)
+    status, body = _call(guard, headers={"content-length": "51"})
+    assert status == 413 and "50 bytes" in body["error"]
+    assert _call(guard, chunks=(b"a" * 30, b"b" * 30))[0] == 413
+    assert _call(guard, headers={"content-length": "abc"})[0] == 413
