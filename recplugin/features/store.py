@@ -131,9 +131,13 @@ class OnlineFeatures:
         return states
 
     def push_state(self, user_id: int, state: UserState, timestamp: pd.Timestamp) -> None:
-        """Write the user's new state to the online and offline stores."""
+        """Write the user's new state online (every view on the push source) and once to the offline source.
+
+        PushMode.ONLINE_AND_OFFLINE would append the row once per view, and both user views share the source.
+        """
         frame = pd.DataFrame([state.row(user_id, timestamp)])
-        self.store.push(defs.USER_PUSH_SOURCE, frame, to=PushMode.ONLINE_AND_OFFLINE)
+        self.store.push(defs.USER_PUSH_SOURCE, frame, to=PushMode.ONLINE)
+        self.store.write_to_offline_store(defs.USER_HISTORY_VIEW, frame)
 
     def ping(self) -> bool:
         """True when the online store answers a read."""

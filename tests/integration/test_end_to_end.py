@@ -1,5 +1,6 @@
 """The whole path over HTTP: a real `bentoml serve` subprocess on the pipeline's Feast stores and Milvus Lite index."""
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import pandas as pd
 import pytest
@@ -10,6 +11,7 @@ from recplugin.features.store import OnlineFeatures
 from tests.conftest import tiny_config
 
 pytestmark = pytest.mark.integration
+EVENTS_SENT = 16
 
 
 @pytest.fixture(scope="module")
@@ -143,3 +145,59 @@ def test_oversized_body_is_413_and_normal_answers_are_not_degraded(service, buil
     raw = requests.post(f"{service}/recommend", data=body, headers={"content-type": "application/json"}, timeout=30)
     assert raw.status_code == 413 and "bytes" in raw.json()["error"]
     assert _post(service, "/recommend", {"user_id": 1, "scenario": "feed", "k": 3}).json()["degraded"] is None
+
+
+def test_concurrent_events_are_all_kept(service, built_pipeline):
+    config = built_pipeline.config
+    user = 555_000
+    offline_path = config.data_dir / "user_state.parquet"
+    rows_before = int((pd.read_parquet(offline_path, columns=["user_id"]).user_id == user).sum())
+
+    def send(index):
+        body = {"user_id": user, "item_id": index, "scenario": config.scenarios[index % len(config.scenarios)], "action": "click"}
+        return requests.post(f"{service}/events", json=body, timeout=120).status_code
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        statuses = list(pool.map(send, range(EVENTS_SENT)))
+    assert statuses == [200] * EVENTS_SENT
+    state = OnlineFeatures(config).user_states([user])[0]
+    assert sum(h.count for h in state.histories.values()) == EVENTS_SENT
+    assert sorted(int(i) for h in state.histories.values() for i in h.item_ids) == list(range(EVENTS_SENT))
+    offline = pd.read_parquet(offline_path)
+    mine = offline[offline.user_id == user]
+    assert len(mine) - rows_before == EVENTS_SENT
+    assert mine["event_timestamp"].is_unique
+    last = mine.sort_values("event_timestamp").iloc[-1]
+    assert sum(int(last[f"{s}_count"]) for s in config.scenarios) == EVENTS_SENT
+
+
+INJECTIONS = ['feed" or item_id > 0 or "', "feed') || true; --", "'; DROP TABLE recplugin_model_versions; --", "feed\x00", "ｆｅｅｄ", "feed\n"]
+
+
+@pytest.mark.parametrize("text", INJECTIONS)
+def test_injection_strings_never_reach_a_filter(service, built_pipeline, text):
+    answer = _post(service, "/recommend", {"user_id": 1, "scenario": text, "k": 3})
+    assert answer.status_code == 400 and "allowed" in answer.text
+    searched = _post(service, "/recommend", {"user_id": 1, "scenario": "discovery", "k": 5, "query": text})
+    assert searched.status_code == 200
+    eligible = pd.read_parquet(built_pipeline.config.catalog_path).set_index("item_id")["scenarios"]
+    assert all("discovery" in eligible[item["item_id"]] for item in searched.json()["items"])
+
+
+def test_random_bodies_never_cause_a_server_error(service):
+    """Property: whatever JSON a caller sends to either endpoint, the answer is never a 5xx."""
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
+
+    scalars = st.one_of(st.none(), st.booleans(), st.integers(min_value=-(2**70), max_value=2**70), st.floats(allow_nan=False),
+                        st.text(max_size=80), st.sampled_from(["search", "feed", "discovery", "click", "like"]))
+    values = st.one_of(scalars, st.lists(scalars, max_size=3), st.dictionaries(st.text(max_size=5), scalars, max_size=2))
+    keys = st.sampled_from(["user_id", "scenario", "k", "query", "item_id", "action", "extra"])
+
+    @settings(max_examples=120, deadline=None, suppress_health_check=list(HealthCheck))
+    @given(path=st.sampled_from(["/recommend", "/events"]), body=st.dictionaries(keys, values, max_size=6))
+    def check(path, body):
+        answer = requests.post(f"{service}{path}", json=body, timeout=60)
+        assert answer.status_code < 500, (path, body, answer.status_code, answer.text)
+
+    check()
