@@ -1,7 +1,8 @@
-"""Generator scaling: wall time, events/s and peak memory at growing sizes, each size in its own process.
+"""Generator scaling: wall time, events/s and peak memory at growing event counts over a fixed catalogue,
+each size in its own process (so peak memory is that size's own).
 
     python benchmarks/generator/run.py --events 100000 1000000        # writes benchmarks/results/generator.{json,md}
-    python benchmarks/generator/run.py --events 100000 1000000 10000000
+    python benchmarks/generator/run.py --events 100000 1000000 10000000 --items 20000
 """
 from __future__ import annotations
 
@@ -33,10 +34,9 @@ print(json.dumps({"events": events, "seconds": seconds, "peak_rss_mib": resource
 """
 
 
-def run_size(target_events: int) -> dict:
-    """Generate about `target_events` events in a fresh process and report its figures."""
+def run_size(target_events: int, items: int) -> dict:
+    """Generate about `target_events` events over `items` items in a fresh process and report its figures."""
     users = max(1, target_events // EVENTS_PER_USER)
-    items = min(200_000, max(2_000, users // 2))
     with tempfile.TemporaryDirectory() as folder:
         done = subprocess.run([sys.executable, "-c", CHILD, str(users), str(items), folder], capture_output=True, text=True, check=True)
         result = json.loads(done.stdout.strip().splitlines()[-1])
@@ -47,18 +47,19 @@ def run_size(target_events: int) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--events", type=int, nargs="+", default=[100_000, 1_000_000])
+    parser.add_argument("--items", type=int, default=20_000, help="catalogue size, the same for every event count")
     args = parser.parse_args()
     rows = []
     for target in args.events:
         print(f"generating ~{target:,} events ...", flush=True)
-        rows.append(run_size(target))
+        rows.append(run_size(target, args.items))
         print(json.dumps(rows[-1]), flush=True)
     smallest = rows[0]
     for row in rows:
         row["rss_ratio_vs_smallest"] = row["peak_rss_mib"] / smallest["peak_rss_mib"]
         row["events_ratio_vs_smallest"] = row["events"] / smallest["events"]
     RESULTS.mkdir(parents=True, exist_ok=True)
-    meta = {"command": "python benchmarks/generator/run.py --events " + " ".join(map(str, args.events)),
+    meta = {"command": f"python benchmarks/generator/run.py --events {' '.join(map(str, args.events))} --items {args.items}",
             "machine": f"{platform.machine()}, {__import__('os').cpu_count()} cores", "date": time.strftime("%Y-%m-%d")}
     (RESULTS / "generator.json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=2))
     lines = [f"# Generator scaling\n\n`{meta['command']}` on {meta['machine']}, {meta['date']}.\n",

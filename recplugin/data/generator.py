@@ -144,7 +144,9 @@ class _UserSampler:
             words = self.rng.choice(TOPICS[list(TOPICS)[topic]], size=2, replace=False)
             query = " ".join(words)
             matching = self.catalog.word_items.get(str(words[0]), np.array([], dtype=np.int64))
-            matching = np.intersect1d(matching, self.catalog.word_items.get(str(words[1]), matching)) if len(matching) > 3 else matching
+            if len(matching) > 3:
+                second = self.catalog.word_items.get(str(words[1]), matching)
+                matching = np.intersect1d(matching, second, assume_unique=True)
             if len(matching):
                 members, weights = matching, _zipf(len(matching), 0.6)
         elif scenario == "discovery":
