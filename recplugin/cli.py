@@ -66,7 +66,7 @@ def cmd_index(config: RecConfig, args: argparse.Namespace) -> None:
     from recplugin import pipeline
 
     name = pipeline.index(config, args.version)
-    print(f"indexed into {name}; alias {config.index.alias} -> {name}")
+    print(f"indexed into {name}; it is now the serving collection")
 
 
 def cmd_evaluate(config: RecConfig, args: argparse.Namespace) -> None:
@@ -89,6 +89,29 @@ def cmd_serve(config: RecConfig, args: argparse.Namespace) -> None:
         pipeline.stop_service(process)
 
 
+def cmd_milvus_server(config: RecConfig, args: argparse.Namespace) -> None:
+    import signal
+    import time
+
+    from milvus_lite.server import Server
+
+    if "://" in config.index.uri:
+        sys.exit(f"recplugin milvus-server: index.uri is already a server ({config.index.uri}); it serves a Milvus Lite file")
+    server = Server(config.milvus_uri, address=args.address)
+    if not server.init() or not server.start():
+        sys.exit(f"recplugin milvus-server: could not serve {config.milvus_uri} (is another process holding it?)")
+    print(f"Milvus Lite {config.milvus_uri} at http://{args.address}; point every process at it with "
+          f"index.uri: http://{args.address}", flush=True)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    try:
+        while True:
+            time.sleep(3600)
+    except (KeyboardInterrupt, SystemExit):
+        pass
+    finally:
+        server.stop()
+
+
 def cmd_models(config: RecConfig, args: argparse.Namespace) -> None:
     from recplugin.registry.models import ModelRegistry
 
@@ -109,9 +132,10 @@ COMMANDS = {
     "materialize": (cmd_materialize, "load the latest features into the Feast online store"),
     "build-training-set": (cmd_build_training_set, "point-in-time join of labels with Feast histories -> parquet"),
     "train": (cmd_train, "train the item and user towers, evaluate, register the model version"),
-    "index": (cmd_index, "index a model version's items in Milvus and point the alias at it"),
+    "index": (cmd_index, "index a model version's items in a new Milvus collection and make it the served one"),
     "evaluate": (cmd_evaluate, "print a registered version's metrics table (model vs popularity)"),
     "serve": (cmd_serve, "run the BentoML service (POST /recommend, POST /events, GET /readyz)"),
+    "milvus-server": (cmd_milvus_server, "serve the workdir's Milvus Lite file over gRPC so several processes (workers) share it"),
     "models": (cmd_models, "list registered model versions"),
     "demo": (cmd_demo, "run every stage on generated data, query the live service, print results"),
 }
@@ -132,6 +156,8 @@ def build_parser() -> argparse.ArgumentParser:
             command.add_argument("--json", action="store_true", help="print JSON instead of a table")
         if name == "serve":
             command.add_argument("--port", type=int, help="port (default: serving.port from the config)")
+        if name == "milvus-server":
+            command.add_argument("--address", default="127.0.0.1:19530", help="host:port to listen on (default 127.0.0.1:19530)")
         if name == "load":
             command.add_argument("dataset", choices=["ml-1m", "amazon-food-kitchen"], help="which dataset")
             command.add_argument("path", help="the dataset's folder, e.g. ../shared/data/ml-1m")

@@ -80,7 +80,9 @@ class IndexConfig:
     uri: str = "milvus.db"
     collection_prefix: str = "recplugin_items"
     alias: str = "recplugin_items_current"
-    flat_index_below: int = 200_000
+    flat_index_below: int = 50_000
+    ivf_nprobe: int = 64
+    insert_batch: int = 500
 
 
 @dataclass
@@ -95,6 +97,7 @@ class ServingConfig:
     max_user_id: int = 2**62
     max_body_bytes: int = 16384
     api_key_env: str = "RECPLUGIN_API_KEY"
+    workers: int = 1
 
 
 @dataclass
@@ -170,6 +173,13 @@ class RecConfig:
             raise ConfigError("model.user_dim must be divisible by model.user_heads")
         if self.serving.max_k <= 0 or not 0 < self.serving.default_k <= self.serving.max_k:
             raise ConfigError("serving.default_k must be in 1..serving.max_k")
+        if self.serving.workers < 1:
+            raise ConfigError("serving.workers must be at least 1")
+        if self.serving.workers > 1 and "://" not in self.index.uri:
+            raise ConfigError("serving.workers > 1 needs a Milvus server: a Milvus Lite file opens in one process only; run "
+                              "`recplugin milvus-server` and set index.uri: http://127.0.0.1:19530 (or use Milvus standalone)")
+        if self.index.ivf_nprobe < 1 or self.index.insert_batch < 1:
+            raise ConfigError("index.ivf_nprobe and index.insert_batch must be positive")
         return self
 
 

@@ -75,7 +75,7 @@ def train(config: RecConfig, progress: bool = True):
 
 
 def index(config: RecConfig, version: str | None = None, progress: bool = True) -> str:
-    """Index a version's item vectors in a new collection, publish them to Feast, then move the alias to it."""
+    """Index a version's item vectors in a new collection, publish them to Feast, then mark it serving (and move the alias)."""
     import numpy as np
 
     from recplugin.index import milvus
@@ -94,11 +94,19 @@ def index(config: RecConfig, version: str | None = None, progress: bool = True) 
                                        progress=progress)
         registry.mark_indexed(entry.version, name)
         feast_glue.publish_item_embeddings(config, item_ids, vectors, entry.version)
-        milvus.point_alias(client, config.index.alias, name)
-        registry.mark_serving(entry.version)
+        serve_collection(client, registry, config, entry.version, name)
     finally:
         milvus.disconnect(client, config.milvus_uri)
     return name
+
+
+def serve_collection(client, registry: ModelRegistry, config: RecConfig, version: str, collection: str) -> None:
+    """Make a complete collection the served one: move the alias where Milvus has aliases, then the registry row."""
+    from recplugin.index import milvus
+
+    if milvus.supports_aliases(client):
+        milvus.point_alias(client, config.index.alias, collection)
+    registry.mark_serving(version)
 
 
 def free_port() -> int:

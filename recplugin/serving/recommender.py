@@ -10,10 +10,10 @@ import pandas as pd
 from recplugin.config import RecConfig
 from recplugin.features.history import UserState
 from recplugin.features.store import OnlineFeatures
-from recplugin.index.milvus import alias_target, connect, disconnect, search_interests
+from recplugin.index.milvus import alias_target, connect, disconnect, search_interests, supports_aliases
 from recplugin.models.artifact import RetrievalModel
 from recplugin.models.inputs import NO_QUERY, ScenarioEvents, build_batch
-from recplugin.registry.models import ModelRegistry
+from recplugin.registry.models import ModelRegistry, UnknownVersion
 
 
 logger = logging.getLogger("recplugin.serving")
@@ -42,7 +42,7 @@ class Recommendation:
 
 
 class Recommender:
-    """Resolves the served model through the Milvus alias and the registry, then answers requests."""
+    """Resolves the served model through the Milvus alias (or the registry's serving row), then answers requests."""
 
     def __init__(self, config: RecConfig):
         self.config = config
@@ -56,11 +56,23 @@ class Recommender:
             raise
         self.feast_lock = threading.Lock()
 
+    def _served_collection(self) -> str:
+        """The alias's collection; on Milvus Lite, which has no aliases, the registry's serving version's collection."""
+        if supports_aliases(self.milvus):
+            collection = alias_target(self.milvus, self.config.index.alias)
+            if collection is None:
+                raise NotReady(f"Milvus alias {self.config.index.alias!r} does not exist yet: run `recplugin index` first")
+            return collection
+        try:
+            return self.registry.latest(status="serving").collection
+        except UnknownVersion:
+            raise NotReady("no model version is serving in the registry yet: run `recplugin index` first") from None
+
     def _resolve_served_model(self) -> tuple[str, RetrievalModel]:
-        """Alias -> collection -> registry row -> artifact, refusing any disagreement between them."""
-        collection = alias_target(self.milvus, self.config.index.alias)
-        if collection is None:
-            raise NotReady(f"Milvus alias {self.config.index.alias!r} does not exist yet: run `recplugin index` first")
+        """Served collection -> registry row -> artifact -> collection size, refusing any disagreement between them."""
+        collection = self._served_collection()
+        if not self.milvus.has_collection(collection):
+            raise NotReady(f"Milvus has no collection {collection!r}, which the registry says is serving")
         version = self.registry.by_collection(collection)
         model = RetrievalModel(version.artifact_uri)
         if model.version != version.version:
@@ -96,7 +108,7 @@ class Recommender:
         batch = build_batch([histories], [scenario_index], [NO_QUERY], self.config.model.max_sequence_length, self.model.id_to_row)
         interests = self.model.user_vectors(batch, [query])[0]
         seen = sorted({int(i) for h in state.histories.values() for i in h.item_ids})
-        hits = search_interests(self.milvus, self.collection, interests, k, scenario, seen)
+        hits = search_interests(self.milvus, self.collection, interests, k, scenario, seen, self.config.index.ivf_nprobe)
         return Recommendation([{"item_id": h.item_id, "score": round(h.score, 6)} for h in hits], self.model.version, False)
 
     def popular(self, scenario: str, k: int, degraded: str | None = None) -> Recommendation:

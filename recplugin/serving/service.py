@@ -32,7 +32,7 @@ def unavailable(message: str) -> JSONResponse:
     return JSONResponse({"error": message}, status_code=503)
 
 
-@bentoml.service(name="recplugin", traffic={"timeout": 30})
+@bentoml.service(name="recplugin", traffic={"timeout": 30}, workers=LIMITS.workers)
 class RecPlugin:
     """Cross-scenario recommendations from Feast features, the user tower and Milvus."""
 

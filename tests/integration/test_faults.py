@@ -3,6 +3,7 @@ import importlib
 
 import numpy as np
 import pytest
+from pymilvus import MilvusClient
 from pymilvus.exceptions import MilvusException
 
 from recplugin import pipeline
@@ -57,11 +58,29 @@ def test_a_collection_that_does_not_match_the_model_is_refused(built_pipeline):
         name = milvus.build_collection(client, config.index, "v_mismatch", ids, np.eye(3, config.model.embedding_dim, dtype=np.float32),
                                        ["c"] * 3, [config.scenarios] * 3, progress=False)
         registry.mark_indexed("v_mismatch", name)
-        milvus.point_alias(client, config.index.alias, name)
+        pipeline.serve_collection(client, registry, config, "v_mismatch", name)
         milvus.disconnect(client, config.milvus_uri)
         with pytest.raises(NotReady, match="artifact holds model .* but the registry says v_mismatch"):
             Recommender(config)
     finally:
         client = milvus.connect(config.milvus_uri)
-        milvus.point_alias(client, config.index.alias, built_pipeline.collection)
+        pipeline.serve_collection(client, registry, config, built_pipeline.version, built_pipeline.collection)
         milvus.disconnect(client, config.milvus_uri)
+
+
+def test_a_failed_index_build_leaves_the_previous_version_serving(built_pipeline, monkeypatch):
+    config = built_pipeline.config
+    registry = ModelRegistry(config.registry_sqlalchemy_url)
+    real = registry.get(built_pipeline.version)
+    registry.register("v_partial", real.config, {}, real.artifact_uri)
+    real_insert = MilvusClient.insert
+    monkeypatch.setattr(MilvusClient, "insert", lambda self, name, rows: real_insert(self, name, rows[: len(rows) // 2]))
+    with pytest.raises(milvus.IndexIncomplete, match="holds .* of .* items"):
+        pipeline.index(config, "v_partial", progress=False)
+    monkeypatch.undo()
+    assert registry.latest(status="serving").version == built_pipeline.version
+    recommender = Recommender(config)
+    try:
+        assert recommender.collection == built_pipeline.collection
+    finally:
+        recommender.close()

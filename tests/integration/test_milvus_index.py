@@ -1,4 +1,10 @@
-"""Milvus Lite index: a collection per version, alias moved only after a complete build, filtered max-over-interests search."""
+"""Milvus index: a collection per version, filtered max-over-interests search, alias moved only after a complete build.
+
+Runs on Milvus Lite; set RECPLUGIN_TEST_MILVUS_URI (e.g. http://127.0.0.1:19530) to run it against a Milvus server,
+which is where the alias tests run (Milvus Lite 2.5 has no aliases).
+"""
+import os
+
 import numpy as np
 import pytest
 
@@ -11,10 +17,23 @@ CONFIG = IndexConfig(collection_prefix="items", alias="items_current")
 
 @pytest.fixture
 def client(tmp_path):
-    uri = str(tmp_path / "milvus.db")
+    uri = os.environ.get("RECPLUGIN_TEST_MILVUS_URI") or str(tmp_path / "milvus.db")
     client = milvus.connect(uri)
+    for name in client.list_collections():
+        if name.startswith(CONFIG.collection_prefix + "_"):
+            client.drop_collection(name)
     yield client
     milvus.disconnect(client, uri)
+
+
+@pytest.fixture
+def alias_client(client):
+    if not milvus.supports_aliases(client):
+        pytest.skip("this Milvus has no aliases (Milvus Lite 2.5); set RECPLUGIN_TEST_MILVUS_URI to a Milvus server")
+    for alias in client.list_aliases().get("aliases", []):
+        if alias == CONFIG.alias:
+            client.drop_alias(alias)
+    return client
 
 
 def _items(count=60, dim=8, seed=0):
@@ -26,7 +45,32 @@ def _items(count=60, dim=8, seed=0):
     return ids, vectors, [f"c{i % 3}" for i in range(count)], scenarios
 
 
-def test_build_then_point_alias(client):
+def test_build_then_search(client):
+    ids, vectors, categories, scenarios = _items()
+    name = milvus.build_collection(client, CONFIG, "v1", ids, vectors, categories, scenarios, progress=False)
+    assert client.get_collection_stats(name)["row_count"] == len(ids)
+    hits = milvus.search_interests(client, name, vectors[:1], 5, "feed", [])
+    assert hits[0].item_id == 1000 and hits[0].score == pytest.approx(1.0, abs=1e-4)
+
+
+def test_ivf_index_above_the_flat_threshold_keeps_recall(client):
+    rng = np.random.default_rng(1)
+    centers = rng.normal(size=(40, 16)).astype(np.float32)
+    vectors = centers[rng.integers(0, 40, 4000)] + 0.4 * rng.normal(size=(4000, 16)).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    ids = np.arange(4000)
+    config = IndexConfig(collection_prefix="items", flat_index_below=1000, ivf_nprobe=32)
+    name = milvus.build_collection(client, config, "ivf", ids, vectors, ["c"] * 4000, [["feed"]] * 4000, progress=False)
+    assert client.describe_index(name, client.list_indexes(name)[0])["index_type"] == "IVF_FLAT"
+    recalls = []
+    for query in vectors[:20]:
+        found = {h.item_id for h in milvus.search_interests(client, name, query[None], 50, "feed", [], config.ivf_nprobe)}
+        recalls.append(len(found & set(np.argsort(-(vectors @ query))[:50].tolist())) / 50)
+    assert np.mean(recalls) >= 0.95
+
+
+def test_build_then_point_alias(alias_client):
+    client = alias_client
     ids, vectors, categories, scenarios = _items()
     name = milvus.build_collection(client, CONFIG, "v1", ids, vectors, categories, scenarios, progress=False)
     assert milvus.alias_target(client, CONFIG.alias) is None
@@ -50,7 +94,8 @@ def test_search_is_exact_filtered_and_max_over_interests(client):
     assert [h.score for h in hits] == pytest.approx(sorted(exact[np.argsort(-exact)[:10]], reverse=True), abs=1e-4)
 
 
-def test_failed_build_leaves_the_previous_alias_serving(client, monkeypatch):
+def test_failed_build_leaves_the_previous_alias_serving(alias_client, monkeypatch):
+    client = alias_client
     ids, vectors, categories, scenarios = _items()
     first = milvus.build_collection(client, CONFIG, "v1", ids, vectors, categories, scenarios, progress=False)
     milvus.point_alias(client, CONFIG.alias, first)
@@ -62,7 +107,16 @@ def test_failed_build_leaves_the_previous_alias_serving(client, monkeypatch):
     assert len(milvus.search_interests(client, CONFIG.alias, vectors[:1], 5, "feed", [])) == 5
 
 
-def test_alias_moves_between_complete_versions(client):
+def test_failed_build_raises(client, monkeypatch):
+    ids, vectors, categories, scenarios = _items()
+    real_insert = client.insert
+    monkeypatch.setattr(client, "insert", lambda name, rows: real_insert(name, rows[: len(rows) // 2]))
+    with pytest.raises(milvus.IndexIncomplete, match="holds 30 of 60 items"):
+        milvus.build_collection(client, CONFIG, "v2", ids, vectors, categories, scenarios, progress=False)
+
+
+def test_alias_moves_between_complete_versions(alias_client):
+    client = alias_client
     ids, vectors, categories, scenarios = _items()
     first = milvus.build_collection(client, CONFIG, "v1", ids, vectors, categories, scenarios, progress=False)
     milvus.point_alias(client, CONFIG.alias, first)

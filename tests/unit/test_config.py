@@ -51,3 +51,9 @@ def test_relative_workdir_is_pinned_at_load_time(tmp_path, monkeypatch):
     monkeypatch.chdir("/")
     saved = save_config(config, tmp_path / "saved.yaml")
     assert load_config(saved).path("registry.db") == tmp_path / "runs" / "a" / "registry.db"
+
+
+def test_several_workers_need_a_milvus_server():
+    with pytest.raises(ConfigError, match="recplugin milvus-server"):
+        from_dict({"serving": {"workers": 2}})
+    assert from_dict({"serving": {"workers": 2}, "index": {"uri": "http://127.0.0.1:19530"}}).serving.workers == 2
