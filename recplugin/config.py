@@ -98,6 +98,9 @@ class ServingConfig:
     max_body_bytes: int = 16384
     api_key_env: str = "RECPLUGIN_API_KEY"
     workers: int = 1
+    batch_max_size: int = 32
+    batch_max_latency_ms: int = 10000
+    access_log: bool = False
 
 
 @dataclass

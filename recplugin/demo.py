@@ -58,7 +58,7 @@ def run_demo(config: RecConfig, fresh: bool = True) -> None:
     _stage("5. train item + user towers")
     result = pipeline.train(config)
     print(f"model version {result.version}; training curve: {result.artifact_dir / 'training_curve.png'}")
-    _stage("6. index items in Milvus Lite and point the alias at them")
+    _stage("6. index items in Milvus Lite and make them the served collection")
     print(f"collection: {pipeline.index(config)}")
     _stage("7. BentoML service over HTTP")
     port = pipeline.free_port()

@@ -90,8 +90,8 @@ def index(config: RecConfig, version: str | None = None, progress: bool = True) 
     client = milvus.connect(config.milvus_uri)
     try:
         name = milvus.build_collection(client, config.index, entry.version, item_ids, vectors, catalog["category"].fillna("").tolist(),
-                                       [list(s) if s is not None else list(config.scenarios) for s in catalog["scenarios"]],
-                                       progress=progress)
+                                       [list(s) if isinstance(s, (list, np.ndarray)) else list(config.scenarios) for s in catalog["scenarios"]],
+                                       progress=progress, scenario_names=list(config.scenarios))
         registry.mark_indexed(entry.version, name)
         feast_glue.publish_item_embeddings(config, item_ids, vectors, entry.version)
         serve_collection(client, registry, config, entry.version, name)

@@ -1,16 +1,21 @@
 """Serving latency and throughput over HTTP, next to the cost of each stage alone.
 
     make demo                                   # builds .recplugin/demo (or point --workdir at any built pipeline)
-    python benchmarks/serving/run.py --workdir .recplugin/demo --label demo-3k
+    python benchmarks/serving/run.py --workdir .recplugin/demo --items 100000 1000000 --label embedded
 
+`--items N` serves a copy of the workdir's serving model whose catalogue is padded to N items with synthetic
+vectors (each a real item's vector plus small noise, renormalised), indexed in Milvus like any version: latency
+depends on the index size, not on what the extra items are. The original version is serving again afterwards.
 Loopback only; every load level is bounded in request count and in time. Writes
-benchmarks/results/serving_<label>.{json,md}.
+benchmarks/results/serving_<label>_<items>.{json,md}.
 """
 from __future__ import annotations
 
 import argparse
+import http.client
 import json
 import platform
+import shutil
 import statistics
 import threading
 import time
@@ -18,7 +23,6 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import requests
 
 from recplugin import pipeline
 from recplugin.config import load_config
@@ -38,18 +42,25 @@ def drive(base: str, bodies: list[dict], concurrency: int, requests_total: int, 
     counter = iter(range(requests_total))
     deadline = time.monotonic() + seconds
 
+    host, port = base.removeprefix("http://").split(":")
+    payloads = [json.dumps(body).encode() for body in bodies]
+
     def worker() -> None:
         nonlocal errors
-        session = requests.Session()
+        connection = http.client.HTTPConnection(host, int(port), timeout=30)
         for index in counter:
             if time.monotonic() > deadline:
                 return
-            body = bodies[index % len(bodies)]
             start = time.perf_counter()
             try:
-                ok = session.post(f"{base}/recommend", json=body, timeout=30).status_code == 200
-            except requests.RequestException:
+                connection.request("POST", "/recommend", payloads[index % len(payloads)], {"Content-Type": "application/json"})
+                response = connection.getresponse()
+                response.read()
+                ok = response.status == 200
+            except (OSError, http.client.HTTPException):
                 ok = False
+                connection.close()
+                connection = http.client.HTTPConnection(host, int(port), timeout=30)
             elapsed = (time.perf_counter() - start) * 1000
             with lock:
                 latencies.append(elapsed)
@@ -88,7 +99,7 @@ def time_stages(config, users: list[int], repeats: int) -> dict:
             timings["user_tower"].append((time.perf_counter() - start) * 1000)
             seen = sorted({int(i) for h in state.histories.values() for i in h.item_ids})
             start = time.perf_counter()
-            search_interests(engine.milvus, engine.collection, interests, 20, config.scenarios[1], seen)
+            search_interests(engine.milvus, engine.collection, interests, 20, config.scenarios[1], seen, config.index.ivf_nprobe)
             timings["milvus_search"].append((time.perf_counter() - start) * 1000)
             start = time.perf_counter()
             scores = (engine.model.item_vectors @ interests.T).max(axis=1)
@@ -99,44 +110,116 @@ def time_stages(config, users: list[int], repeats: int) -> dict:
         engine.close()
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--workdir", default=".recplugin/demo")
-    parser.add_argument("--label", default="demo")
-    parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 8, 32, 64])
-    parser.add_argument("--requests", type=int, default=600, help="at most this many requests per level")
-    parser.add_argument("--seconds", type=float, default=60, help="at most this long per level")
-    args = parser.parse_args()
-    config = load_config(Path(args.workdir) / pipeline.CONFIG_FILE)
-    events = pd.read_parquet(config.events_path, columns=["user_id"])
-    users = [int(u) for u in events["user_id"].drop_duplicates().sample(200, random_state=0, replace=True)]
-    bodies = [{"user_id": u, "scenario": config.scenarios[i % len(config.scenarios)], "k": 20} for i, u in enumerate(users)]
-    num_items = len(pd.read_parquet(config.catalog_path, columns=["item_id"]))
+def padded_version(config, items: int) -> str:
+    """Register and index a copy of the serving model with its catalogue padded to `items`; return its version."""
+    from recplugin.index import milvus
+    from recplugin.models.artifact import ITEM_IDS, ITEM_VECTORS, META
+    from recplugin.registry.models import ModelRegistry
+
+    registry = ModelRegistry(config.registry_sqlalchemy_url)
+    base = registry.latest(status="serving")
+    source = Path(base.artifact_uri)
+    ids, vectors = np.load(source / ITEM_IDS), np.load(source / ITEM_VECTORS)
+    if items <= len(ids):
+        return base.version
+    version = f"{base.version.split('_x')[0]}_x{items}"
+    target = source.parent / version
+    shutil.rmtree(target, ignore_errors=True)
+    shutil.copytree(source, target)
+    rng = np.random.default_rng(items)
+    extra = items - len(ids)
+    noisy = vectors[rng.integers(0, len(ids), extra)] + 0.05 * rng.normal(size=(extra, vectors.shape[1])).astype(np.float32)
+    noisy /= np.linalg.norm(noisy, axis=1, keepdims=True)
+    all_ids = np.concatenate([ids, ids.max() + 1 + np.arange(extra)]).astype(np.int64)
+    all_vectors = np.concatenate([vectors, noisy]).astype(np.float32)
+    np.save(target / ITEM_IDS, all_ids)
+    np.save(target / ITEM_VECTORS, all_vectors)
+    meta = json.loads((target / META).read_text())
+    (target / META).write_text(json.dumps({**meta, "version": version, "num_items": items}))
+    catalog = pd.read_parquet(config.catalog_path, columns=["item_id", "category", "scenarios"]).set_index("item_id").reindex(ids)
+    scenarios = [list(s) if isinstance(s, (list, np.ndarray)) else list(config.scenarios) for s in catalog["scenarios"]]
+    scenarios += [scenarios[i] for i in rng.integers(0, len(ids), extra)]
+    registry.register(version, base.config, {}, str(target))
+    client = milvus.connect(config.milvus_uri)
+    try:
+        started = time.perf_counter()
+        name = milvus.build_collection(client, config.index, version, all_ids, all_vectors, [""] * items, scenarios,
+                                       scenario_names=list(config.scenarios))
+        print(f"indexed {items:,} items in {time.perf_counter() - started:.1f} s", flush=True)
+        registry.mark_indexed(version, name)
+        pipeline.serve_collection(client, registry, config, version, name)
+    finally:
+        milvus.disconnect(client, config.milvus_uri)
+    return version
+
+
+def restore_serving(config, version: str) -> None:
+    """Serve `version` again (its collection is still there)."""
+    from recplugin.index import milvus
+    from recplugin.registry.models import ModelRegistry
+
+    registry = ModelRegistry(config.registry_sqlalchemy_url)
+    client = milvus.connect(config.milvus_uri)
+    try:
+        pipeline.serve_collection(client, registry, config, version, registry.get(version).collection)
+    finally:
+        milvus.disconnect(client, config.milvus_uri)
+
+
+def bench_one(config, args, items: int, users: list[int], bodies: list[dict]) -> None:
+    """Serve the catalogue padded to `items`, drive every level, time the stages, write the report."""
+    version = padded_version(config, items)
     port = pipeline.free_port()
     base = f"http://127.0.0.1:{port}"
     process = pipeline.start_service(config, port, log_path=config.path("bench_service.log"))
     try:
         pipeline.wait_ready(base, process)
-        drive(base, bodies, 4, 40, 30)  # warm-up
+        drive(base, bodies, 4, 200, 30)  # warm-up, and BentoML's batching dispatcher trains its latency model
         levels = [drive(base, bodies, c, args.requests, args.seconds) for c in args.concurrency]
     finally:
         pipeline.stop_service(process)
     stages = time_stages(config, users, repeats=100)
     in_path = stages["feast_online_read"] + stages["user_tower"] + stages["milvus_search"]
-    meta = {"command": f"python benchmarks/serving/run.py --workdir {args.workdir} --label {args.label}",
-            "items": num_items, "machine": f"{platform.machine()}, {__import__('os').cpu_count()} cores",
-            "date": time.strftime("%Y-%m-%d"), "service_overhead_ratio_c1": levels[0]["p50_ms"] / in_path}
+    label = f"{args.label}_{items}"
+    meta = {"command": f"python benchmarks/serving/run.py --workdir {args.workdir} --items {items} --label {args.label}",
+            "items": items, "model_version": version, "machine": f"{platform.machine()}, {__import__('os').cpu_count()} cores",
+            "date": time.strftime("%Y-%m-%d"), "online_store": config.feast.store_yaml, "milvus": config.index.uri,
+            "service_overhead_ratio_c1": levels[0]["p50_ms"] / in_path}
     RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / f"serving_{args.label}.json").write_text(json.dumps({"meta": meta, "levels": levels, "stages_ms": stages}, indent=2))
-    lines = [f"# Serving: {num_items:,} items, embedded defaults\n", f"`{meta['command']}` on {meta['machine']}, {meta['date']}.\n",
+    (RESULTS / f"serving_{label}.json").write_text(json.dumps({"meta": meta, "levels": levels, "stages_ms": stages}, indent=2))
+    lines = [f"# Serving: {items:,} items ({args.label})\n", f"`{meta['command']}` on {meta['machine']}, {meta['date']}; "
+             f"Feast store file {meta['online_store']}, Milvus {meta['milvus']}.\n",
              "| concurrency | requests | errors | p50 ms | p95 ms | p99 ms | req/s |", "|---|---|---|---|---|---|---|"]
     lines += [f"| {r['concurrency']} | {r['requests']} | {r['errors']} | {r['p50_ms']:.1f} | {r['p95_ms']:.1f} | {r['p99_ms']:.1f} "
               f"| {r['throughput_rps']:.1f} |" for r in levels]
     lines += ["", "| stage alone (median of 100) | ms |", "|---|---|"]
     lines += [f"| {name} | {value:.2f} |" for name, value in stages.items()]
     lines += ["", f"Service p50 at concurrency 1 / (Feast read + user tower + Milvus search) = **{meta['service_overhead_ratio_c1']:.2f}x**"]
-    (RESULTS / f"serving_{args.label}.md").write_text("\n".join(lines) + "\n")
-    print("\n".join(lines))
+    (RESULTS / f"serving_{label}.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines), flush=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--workdir", default=".recplugin/demo")
+    parser.add_argument("--label", default="embedded")
+    parser.add_argument("--items", type=int, nargs="+", default=[0], help="catalogue sizes (0: the workdir's own)")
+    parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 8, 32, 64])
+    parser.add_argument("--requests", type=int, default=3000, help="at most this many requests per level")
+    parser.add_argument("--seconds", type=float, default=30, help="at most this long per level")
+    args = parser.parse_args()
+    config = load_config(Path(args.workdir) / pipeline.CONFIG_FILE)
+    events = pd.read_parquet(config.events_path, columns=["user_id"])
+    users = [int(u) for u in events["user_id"].drop_duplicates().sample(200, random_state=0, replace=True)]
+    bodies = [{"user_id": u, "scenario": config.scenarios[i % len(config.scenarios)], "k": 20} for i, u in enumerate(users)]
+    from recplugin.registry.models import ModelRegistry
+
+    original = ModelRegistry(config.registry_sqlalchemy_url).latest(status="serving").version
+    try:
+        for items in args.items:
+            bench_one(config, args, items, users, bodies)
+    finally:
+        restore_serving(config, original)
 
 
 if __name__ == "__main__":

@@ -64,8 +64,13 @@ def _index_params(client: MilvusClient, config: IndexConfig, num_items: int):
 
 
 def build_collection(client: MilvusClient, config: IndexConfig, version: str, item_ids: np.ndarray, vectors: np.ndarray,
-                     categories: list[str], scenarios: list[list[str]], progress: bool = True) -> str:
-    """Create and fill the version's collection; raise IndexIncomplete unless every item is in it."""
+                     categories: list[str], scenarios: list[list[str]], progress: bool = True,
+                     scenario_names: list[str] | None = None) -> str:
+    """Create and fill the version's collection; raise IndexIncomplete unless every item is in it.
+
+    Each scenario gets a BOOL field `in_<scenario>` (filtering on it costs half what array_contains does).
+    """
+    names = scenario_names or sorted({name for item in scenarios for name in item})
     name = collection_name(config, version)
     if client.has_collection(name):
         client.drop_collection(name)
@@ -74,12 +79,15 @@ def build_collection(client: MilvusClient, config: IndexConfig, version: str, it
     schema.add_field(VECTOR_FIELD, DataType.FLOAT_VECTOR, dim=int(vectors.shape[1]))
     schema.add_field("category", DataType.VARCHAR, max_length=256)
     schema.add_field("scenarios", DataType.ARRAY, element_type=DataType.VARCHAR, max_capacity=32, max_length=64)
+    for scenario in names:
+        schema.add_field(eligibility_field(scenario), DataType.BOOL)
     client.create_collection(name, schema=schema, index_params=_index_params(client, config, len(item_ids)))
     batch = config.insert_batch  # Milvus Lite 2.5 inserts 100k rows in ~8 s in 500-row batches, ~330 s in 20k-row ones
     for start in tqdm(range(0, len(item_ids), batch), desc="index items", unit="batch", disable=not progress):
         stop = start + batch
         client.insert(name, [
-            {"item_id": int(i), VECTOR_FIELD: v.tolist(), "category": str(c)[:256], "scenarios": list(s)}
+            {"item_id": int(i), VECTOR_FIELD: v.tolist(), "category": str(c)[:256], "scenarios": list(s),
+             **{eligibility_field(scenario): scenario in s for scenario in names}}
             for i, v, c, s in zip(item_ids[start:stop], vectors[start:stop], categories[start:stop], scenarios[start:stop])
         ])
     client.load_collection(name)
@@ -91,12 +99,17 @@ def build_collection(client: MilvusClient, config: IndexConfig, version: str, it
 
 def supports_aliases(client: MilvusClient) -> bool:
     """Whether the server has aliases (Milvus servers do; Milvus Lite 2.5 answers UNIMPLEMENTED)."""
+    rpc_log = logging.getLogger("pymilvus.decorators")  # logs a traceback for the expected UNIMPLEMENTED
+    level = rpc_log.level
+    rpc_log.setLevel(logging.CRITICAL)
     try:
         client.list_aliases()
     except grpc.RpcError as error:
         if error.code() == grpc.StatusCode.UNIMPLEMENTED:
             return False
         raise
+    finally:
+        rpc_log.setLevel(level)
     return True
 
 
@@ -116,24 +129,44 @@ def alias_target(client: MilvusClient, alias: str) -> str | None:
     return client.describe_alias(alias)["collection_name"]
 
 
-def eligibility_filter(scenario: str, exclude: list[int]) -> str:
-    """A filter from validated values only: the scenario comes from the configured list, ids are cast to int."""
-    clauses = [f'array_contains(scenarios, "{scenario}")']
-    if exclude:
-        clauses.append(f"item_id not in [{', '.join(str(int(i)) for i in exclude)}]")
-    return " and ".join(clauses)
+def eligibility_field(scenario: str) -> str:
+    """The BOOL field saying an item may be shown in a scenario; only identifiers (configured scenarios) are accepted."""
+    if not scenario.isidentifier():
+        raise ValueError(f"scenario {scenario!r} is not an identifier")
+    return f"in_{scenario}"
+
+
+def eligibility_filter(scenario: str) -> str:
+    """The scenario filter, from a validated name only; no caller string is ever pasted into it."""
+    return f"{eligibility_field(scenario)} == true"
+
+
+def search_many(client: MilvusClient, collection: str, interests: np.ndarray, k: int, scenario: str,
+                exclude: list[set[int]], nprobe: int = IndexConfig.ivf_nprobe) -> list[list[Hit]]:
+    """One Milvus call for several users' interest vectors [U, K, E] in one scenario; each user's seen items dropped after.
+
+    Asking every interest for k + (largest seen set) hits keeps the answer exact: an item in a user's true top-k by
+    max-over-interests is within the top k unseen hits of the interest that gives it its best score.
+    """
+    users, per_user = interests.shape[0], interests.shape[1]
+    limit = k + max((len(seen) for seen in exclude), default=0)
+    results = client.search(collection, data=interests.reshape(users * per_user, -1).tolist(), limit=limit,
+                            anns_field=VECTOR_FIELD, filter=eligibility_filter(scenario),
+                            search_params={"metric_type": "IP", "params": {"nprobe": nprobe}})
+    answers = []
+    for user, seen in enumerate(exclude):
+        best: dict[int, float] = {}
+        for per_interest in results[user * per_user:(user + 1) * per_user]:
+            for hit in per_interest:
+                item_id = int(hit["id"] if "id" in hit else hit["item_id"])
+                if item_id not in seen:
+                    best[item_id] = max(float(hit["distance"]), best.get(item_id, -np.inf))
+        ranked = sorted(best.items(), key=lambda pair: -pair[1])[:k]
+        answers.append([Hit(item_id, score) for item_id, score in ranked])
+    return answers
 
 
 def search_interests(client: MilvusClient, collection: str, interests: np.ndarray, k: int, scenario: str,
                      exclude: list[int], nprobe: int = IndexConfig.ivf_nprobe) -> list[Hit]:
-    """One Milvus call for all interest vectors; an item's score is its best over the interests."""
-    results = client.search(collection, data=[v.tolist() for v in interests], limit=k, anns_field=VECTOR_FIELD,
-                            filter=eligibility_filter(scenario, exclude),
-                            search_params={"metric_type": "IP", "params": {"nprobe": nprobe}})
-    best: dict[int, float] = {}
-    for per_interest in results:
-        for hit in per_interest:
-            item_id, score = int(hit["id"] if "id" in hit else hit["item_id"]), float(hit["distance"])
-            best[item_id] = max(score, best.get(item_id, -np.inf))
-    ranked = sorted(best.items(), key=lambda pair: -pair[1])[:k]
-    return [Hit(item_id, score) for item_id, score in ranked]
+    """One user's interest vectors [K, E]: the best k unseen eligible items by max over the interests."""
+    return search_many(client, collection, interests[None], k, scenario, [{int(i) for i in exclude}], nprobe)[0]

@@ -10,7 +10,7 @@ import pandas as pd
 from recplugin.config import RecConfig
 from recplugin.features.history import UserState
 from recplugin.features.store import OnlineFeatures
-from recplugin.index.milvus import alias_target, connect, disconnect, search_interests, supports_aliases
+from recplugin.index.milvus import alias_target, connect, disconnect, search_many, supports_aliases
 from recplugin.models.artifact import RetrievalModel
 from recplugin.models.inputs import NO_QUERY, ScenarioEvents, build_batch
 from recplugin.registry.models import ModelRegistry, UnknownVersion
@@ -25,6 +25,16 @@ class InvalidRequest(ValueError):
 
 class NotReady(RuntimeError):
     """Model, features or index are not usable yet."""
+
+
+@dataclass(frozen=True)
+class RecommendRequest:
+    """One /recommend call."""
+
+    user_id: int
+    scenario: str
+    k: int
+    query: str | None = None
 
 
 @dataclass(frozen=True)
@@ -96,20 +106,59 @@ class Recommender:
 
     def recommend(self, user_id: int, scenario: str, k: int, query: str | None = None) -> Recommendation:
         """Top-k items for the user in the scenario, excluding what the user already interacted with."""
-        scenario_index = self.check_scenario(scenario)
+        answer = self.recommend_many([RecommendRequest(user_id, scenario, k, query)])[0]
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
+
+    def recommend_many(self, requests: list[RecommendRequest]) -> list[Recommendation | Exception]:
+        """A batch of requests: one Feast read, one user-tower forward, one Milvus call per scenario.
+
+        A request's own mistake comes back as its InvalidRequest; a Milvus failure fails the whole batch.
+        """
+        answers: list[Recommendation | Exception | None] = [None] * len(requests)
+        valid = []
+        for position, request in enumerate(requests):
+            try:
+                self.check_scenario(request.scenario)
+                valid.append(position)
+            except InvalidRequest as error:
+                answers[position] = error
         try:
-            state = self.user_state(user_id)
+            with self.feast_lock:
+                states = self.online.user_states(sorted({requests[p].user_id for p in valid}))
         except Exception as error:  # an unreachable online store degrades to popular items, flagged
             logger.warning("Feast online read failed, answering with popular items: %s", error)
-            return self.popular(scenario, k, degraded=f"feature store unavailable ({type(error).__name__}); popular items")
-        if state is None:
-            return self.popular(scenario, k)
-        histories = [ScenarioEvents(h.item_ids, h.actions, h.timestamps) for h in state.histories.values()]
-        batch = build_batch([histories], [scenario_index], [NO_QUERY], self.config.model.max_sequence_length, self.model.id_to_row)
-        interests = self.model.user_vectors(batch, [query])[0]
-        seen = sorted({int(i) for h in state.histories.values() for i in h.item_ids})
-        hits = search_interests(self.milvus, self.collection, interests, k, scenario, seen, self.config.index.ivf_nprobe)
-        return Recommendation([{"item_id": h.item_id, "score": round(h.score, 6)} for h in hits], self.model.version, False)
+            reason = f"feature store unavailable ({type(error).__name__}); popular items"
+            for position in valid:
+                answers[position] = self.popular(requests[position].scenario, requests[position].k, degraded=reason)
+            return answers
+        by_user = {state_user: state for state_user, state in zip(sorted({requests[p].user_id for p in valid}), states)}
+        known = [p for p in valid if by_user[requests[p].user_id] is not None]
+        for position in valid:
+            if by_user[requests[position].user_id] is None:
+                answers[position] = self.popular(requests[position].scenario, requests[position].k)
+        if known:
+            self._retrieve([requests[p] for p in known], [by_user[requests[p].user_id] for p in known],
+                           lambda index, answer: answers.__setitem__(known[index], answer))
+        return answers
+
+    def _retrieve(self, requests: list[RecommendRequest], states: list[UserState], put) -> None:
+        """User tower for all requests at once, then one Milvus search per scenario among them."""
+        histories = [[ScenarioEvents(h.item_ids, h.actions, h.timestamps) for h in state.histories.values()] for state in states]
+        scenario_rows = [self.config.scenarios.index(r.scenario) for r in requests]
+        batch = build_batch(histories, scenario_rows, [NO_QUERY] * len(requests), self.config.model.max_sequence_length,
+                            self.model.id_to_row)
+        interests = self.model.user_vectors(batch, [r.query for r in requests])
+        seen = [{int(i) for h in state.histories.values() for i in h.item_ids} for state in states]
+        for scenario in {r.scenario for r in requests}:
+            group = [i for i, r in enumerate(requests) if r.scenario == scenario]
+            k = max(requests[i].k for i in group)
+            found = search_many(self.milvus, self.collection, interests[group], k, scenario, [seen[i] for i in group],
+                                self.config.index.ivf_nprobe)
+            for index, hits in zip(group, found):
+                items = [{"item_id": h.item_id, "score": round(h.score, 6)} for h in hits[:requests[index].k]]
+                put(index, Recommendation(items, self.model.version, False))
 
     def popular(self, scenario: str, k: int, degraded: str | None = None) -> Recommendation:
         """The scenario's most popular items (cold start)."""

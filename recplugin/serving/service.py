@@ -6,15 +6,17 @@ import os
 import threading
 from typing import Annotated, Optional
 
+import anyio
 import bentoml
-from bentoml.exceptions import InvalidArgument
+from bentoml._internal.marshal.dispatcher import CorkDispatcher
+from bentoml.exceptions import InvalidArgument, ServiceUnavailable
 from pydantic import Field
 from pymilvus.exceptions import MilvusException
 from starlette.responses import JSONResponse
 
 from recplugin.config import load_config
 from recplugin.serving.guards import RequestGuard
-from recplugin.serving.recommender import InvalidRequest, Recommender
+from recplugin.serving.recommender import InvalidRequest, Recommender, RecommendRequest
 
 CONFIG = load_config()
 LIMITS = CONFIG.serving
@@ -32,7 +34,8 @@ def unavailable(message: str) -> JSONResponse:
     return JSONResponse({"error": message}, status_code=503)
 
 
-@bentoml.service(name="recplugin", traffic={"timeout": 30}, workers=LIMITS.workers)
+@bentoml.service(name="recplugin", traffic={"timeout": 30}, workers=LIMITS.workers,
+                 logging={"access": {"enabled": LIMITS.access_log}})
 class RecPlugin:
     """Cross-scenario recommendations from Feast features, the user tower and Milvus."""
 
@@ -42,6 +45,21 @@ class RecPlugin:
         self._recommender: Recommender | None = None
         self._error = "not started"
         self._connect()
+        # BentoML's adaptive batching (its CorkDispatcher) groups concurrent /recommend calls in this worker: one Feast
+        # read, one user-tower forward and one Milvus call per scenario serve the whole group.
+        self._batched = CorkDispatcher(max_latency_in_ms=LIMITS.batch_max_latency_ms, max_batch_size=LIMITS.batch_max_size,
+                                       fallback=self._overloaded, get_batch_size=lambda _: 1)(self._recommend_batch)
+
+    @staticmethod
+    def _overloaded() -> None:
+        raise ServiceUnavailable("recplugin is overloaded: the request waited longer than serving.batch_max_latency_ms")
+
+    def _recommend_batch(self, requests: list[RecommendRequest]) -> list:
+        """The batch callback: the recommender's answers, or the batch-wide Milvus failure for each request."""
+        try:
+            return self._recommender.recommend_many(requests)
+        except MilvusException as error:
+            return [error] * len(requests)
 
     def _connect(self) -> Recommender | None:
         """Build the recommender if it is not built yet; remember why when it cannot be."""
@@ -64,17 +82,17 @@ class RecPlugin:
             return False
 
     @bentoml.api(route="/recommend")
-    def recommend(self, user_id: UserId, scenario: Name, k: TopK = LIMITS.default_k, query: Query = None) -> dict:
+    async def recommend(self, user_id: UserId, scenario: Name, k: TopK = LIMITS.default_k, query: Query = None) -> dict:
         """Top-k items for a user in a scenario (search may add a query); unknown users get popular items."""
-        recommender = self._connect()
-        if recommender is None:
+        if self._recommender is None and await anyio.to_thread.run_sync(self._connect) is None:
             return unavailable(f"recplugin is not ready: {self._error}")
         try:
-            return recommender.recommend(user_id, scenario, k, query or None).as_dict()
+            answer = await self._batched(RecommendRequest(user_id, scenario, k, query or None))
         except InvalidRequest as error:
             raise InvalidArgument(str(error)) from None
         except MilvusException as error:
             return unavailable(f"the Milvus item index did not answer: {error.message}")
+        return answer.as_dict()
 
     @bentoml.api(route="/events")
     def events(self, user_id: UserId, item_id: Annotated[int, Field(ge=0)], scenario: Name, action: Name = "click") -> dict:

@@ -56,7 +56,8 @@ def test_a_collection_that_does_not_match_the_model_is_refused(built_pipeline):
     try:
         ids = np.array([1, 2, 3])
         name = milvus.build_collection(client, config.index, "v_mismatch", ids, np.eye(3, config.model.embedding_dim, dtype=np.float32),
-                                       ["c"] * 3, [config.scenarios] * 3, progress=False)
+                                       ["c"] * 3, [config.scenarios] * 3, progress=False,
+                                       scenario_names=config.scenarios)
         registry.mark_indexed("v_mismatch", name)
         pipeline.serve_collection(client, registry, config, "v_mismatch", name)
         milvus.disconnect(client, config.milvus_uri)

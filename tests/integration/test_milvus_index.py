@@ -127,6 +127,19 @@ def test_alias_moves_between_complete_versions(alias_client):
 
 
 def test_filter_is_built_from_validated_values_only():
-    assert milvus.eligibility_filter("feed", [1, 2]) == 'array_contains(scenarios, "feed") and item_id not in [1, 2]'
+    assert milvus.eligibility_filter("feed") == "in_feed == true"
     with pytest.raises(ValueError):
-        milvus.eligibility_filter("feed", ["1) or (1"])
+        milvus.eligibility_filter('feed") or ("1')
+
+
+def test_one_call_for_many_users_matches_exact_search(client):
+    ids, vectors, categories, scenarios = _items()
+    name = milvus.build_collection(client, CONFIG, "v1", ids, vectors, categories, scenarios, progress=False)
+    rng = np.random.default_rng(3)
+    interests = vectors[rng.integers(0, len(ids), size=(4, 2))]
+    seen = [set(), {1001, 1003}, set(int(i) for i in ids[1::2][:20]), {1005}]
+    answers = milvus.search_many(client, name, interests, 7, "discovery", seen)
+    for user, hits in enumerate(answers):
+        allowed = np.array([i % 2 == 1 and int(ids[i]) not in seen[user] for i in range(len(ids))])
+        exact = np.where(allowed, (vectors @ interests[user].T).max(axis=1), -np.inf)
+        assert [h.item_id for h in hits] == [int(ids[i]) for i in np.argsort(-exact)[:7]]
