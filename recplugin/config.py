@@ -67,6 +67,11 @@ class TrainingConfig:
     learning_rate: float = 3e-3
     weight_decay: float = 1e-4
     temperature: float = 0.07
+    learn_temperature: bool = True
+    max_logit_scale: float = 100.0
+    target_window: int = 1
+    false_negative_cosine: float = 0.98
+    logq_correction: bool = True
     random_negatives: int = 512
     max_steps: int = 0
     seed: int = 0
@@ -176,6 +181,10 @@ class RecConfig:
             raise ConfigError("model.user_dim must be divisible by model.user_heads")
         if self.serving.max_k <= 0 or not 0 < self.serving.default_k <= self.serving.max_k:
             raise ConfigError("serving.default_k must be in 1..serving.max_k")
+        if self.training.target_window < 1:
+            raise ConfigError("training.target_window must be at least 1 (the next target)")
+        if not 1 <= self.model.interests_per_scenario <= 6:
+            raise ConfigError("model.interests_per_scenario must be 1..6 (clusters are matched to interests exactly)")
         if self.serving.workers < 1:
             raise ConfigError("serving.workers must be at least 1")
         if self.serving.workers > 1 and "://" not in self.index.uri:

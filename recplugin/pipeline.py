@@ -12,7 +12,7 @@ from pathlib import Path
 import pandas as pd
 import requests
 
-from recplugin.config import RecConfig, save_config, to_dict
+from recplugin.config import RecConfig, from_dict, save_config, to_dict
 from recplugin.data.generator import generate as generate_dataset
 from recplugin.features import store as feast_glue
 from recplugin.registry.models import ModelRegistry
@@ -116,9 +116,38 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+def with_overrides(config: RecConfig, **sections: dict) -> RecConfig:
+    """A copy of the config with some fields of some sections replaced, e.g. index={"uri": ...}."""
+    raw = to_dict(config)
+    for section, values in sections.items():
+        raw[section] = {**raw[section], **values}
+    return from_dict(raw)
+
+
+def start_milvus_server(config: RecConfig, address: str, timeout: float = 60.0) -> subprocess.Popen:
+    """Serve the workdir's Milvus Lite file over gRPC at host:port (`recplugin milvus-server`) once it accepts connections."""
+    path = save_config(config, config.path(f"milvus-server-{address.replace(':', '-')}.yaml"))
+    cli = shutil.which("recplugin", path=str(Path(sys.executable).parent)) or "recplugin"
+    process = subprocess.Popen([cli, "milvus-server", "-c", str(path), "--address", address],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    host, port = address.rsplit(":", 1)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"recplugin milvus-server exited with code {process.returncode} (is the file in use?)")
+        try:
+            socket.create_connection((host, int(port)), timeout=1).close()
+            return process
+        except OSError:
+            time.sleep(0.3)
+    stop_service(process)
+    raise TimeoutError(f"Milvus Lite did not accept connections at {address} within {timeout:.0f} s")
+
+
 def start_service(config: RecConfig, port: int, log_path: Path | None = None) -> subprocess.Popen:
-    """Start `bentoml serve` for the recplugin service as a subprocess on the loopback interface."""
-    env = {**os.environ, "RECPLUGIN_CONFIG": str(workdir_config_path(config)), "BENTOML_DO_NOT_TRACK": "True"}
+    """Start `bentoml serve` for the recplugin service, on exactly this config, as a subprocess on the loopback interface."""
+    config_path = save_config(config, config.path(f"service-{port}.yaml"))
+    env = {**os.environ, "RECPLUGIN_CONFIG": str(config_path), "BENTOML_DO_NOT_TRACK": "True"}
     bentoml_cli = shutil.which("bentoml", path=str(Path(sys.executable).parent)) or "bentoml"
     log = open(log_path, "w") if log_path else subprocess.DEVNULL
     return subprocess.Popen([bentoml_cli, "serve", "recplugin.serving.service:RecPlugin", "--host", config.serving.host,

@@ -139,7 +139,8 @@ def padded_version(config, items: int) -> str:
     catalog = pd.read_parquet(config.catalog_path, columns=["item_id", "category", "scenarios"]).set_index("item_id").reindex(ids)
     scenarios = [list(s) if isinstance(s, (list, np.ndarray)) else list(config.scenarios) for s in catalog["scenarios"]]
     scenarios += [scenarios[i] for i in rng.integers(0, len(ids), extra)]
-    registry.register(version, base.config, {}, str(target))
+    if version not in {entry.version for entry in registry.list()}:
+        registry.register(version, base.config, {}, str(target))
     client = milvus.connect(config.milvus_uri)
     try:
         started = time.perf_counter()
@@ -215,11 +216,17 @@ def main() -> None:
     from recplugin.registry.models import ModelRegistry
 
     original = ModelRegistry(config.registry_sqlalchemy_url).latest(status="serving").version
+    server = None
+    if config.index.uri.startswith("http://127.0.0.1:"):  # the workdir's Milvus Lite file, served to every worker
+        file_config = pipeline.with_overrides(config, index={"uri": "milvus.db"}, serving={"workers": 1})
+        server = pipeline.start_milvus_server(file_config, config.index.uri.removeprefix("http://"))
     try:
         for items in args.items:
             bench_one(config, args, items, users, bodies)
     finally:
         restore_serving(config, original)
+        if server is not None:
+            pipeline.stop_service(server)
 
 
 if __name__ == "__main__":

@@ -141,28 +141,50 @@ def eligibility_filter(scenario: str) -> str:
     return f"{eligibility_field(scenario)} == true"
 
 
-def search_many(client: MilvusClient, collection: str, interests: np.ndarray, k: int, scenario: str,
-                exclude: list[set[int]], nprobe: int = IndexConfig.ivf_nprobe) -> list[list[Hit]]:
-    """One Milvus call for several users' interest vectors [U, K, E] in one scenario; each user's seen items dropped after.
+def exclusion_filter(scenario: str, exclude: set[int]) -> str:
+    """The scenario filter plus `item_id not in [...]`, every id cast to int (never a caller string)."""
+    ids = ", ".join(str(int(i)) for i in sorted(exclude))
+    return eligibility_filter(scenario) + (f" and item_id not in [{ids}]" if ids else "")
 
-    Asking every interest for k + (largest seen set) hits keeps the answer exact: an item in a user's true top-k by
-    max-over-interests is within the top k unseen hits of the interest that gives it its best score.
+
+def _best_unseen(per_interest_hits: list, seen: set[int], k: int, limit: int) -> tuple[list[Hit], bool]:
+    """Max-over-interests top-k of the unseen hits, and whether every interest still had k unseen hits (exactness)."""
+    best: dict[int, float] = {}
+    complete = True
+    for hits in per_interest_hits:
+        unseen = 0
+        for hit in hits:
+            item_id = int(hit["id"] if "id" in hit else hit["item_id"])
+            if item_id not in seen:
+                unseen += 1
+                best[item_id] = max(float(hit["distance"]), best.get(item_id, -np.inf))
+        complete &= unseen >= k or len(hits) < limit  # a short list holds every eligible item
+    ranked = sorted(best.items(), key=lambda pair: -pair[1])[:k]
+    return [Hit(item_id, score) for item_id, score in ranked], complete
+
+
+def search_many(client: MilvusClient, collection: str, interests: np.ndarray, k: int, scenario: str,
+                exclude: list[set[int]], nprobe: int = IndexConfig.ivf_nprobe, overfetch: int | None = None) -> list[list[Hit]]:
+    """One Milvus call for several users' interest vectors [U, K, E] in one scenario; seen items are dropped after.
+
+    Each interest asks for k + `overfetch` hits (default: k). An item in a user's true top-k by max-over-interests is
+    within the top k unseen hits of the interest that gives it its best score, so the answer is exact whenever every
+    interest kept k unseen hits; a user for whom one did not is searched again alone with its seen ids in the filter.
+    Fetching k + (all seen) for everyone instead costs more in pymilvus' result parsing than the rare second search.
     """
     users, per_user = interests.shape[0], interests.shape[1]
-    limit = k + max((len(seen) for seen in exclude), default=0)
+    limit = k + (k if overfetch is None else overfetch)
+    params = {"metric_type": "IP", "params": {"nprobe": nprobe}}
     results = client.search(collection, data=interests.reshape(users * per_user, -1).tolist(), limit=limit,
-                            anns_field=VECTOR_FIELD, filter=eligibility_filter(scenario),
-                            search_params={"metric_type": "IP", "params": {"nprobe": nprobe}})
+                            anns_field=VECTOR_FIELD, filter=eligibility_filter(scenario), search_params=params)
     answers = []
     for user, seen in enumerate(exclude):
-        best: dict[int, float] = {}
-        for per_interest in results[user * per_user:(user + 1) * per_user]:
-            for hit in per_interest:
-                item_id = int(hit["id"] if "id" in hit else hit["item_id"])
-                if item_id not in seen:
-                    best[item_id] = max(float(hit["distance"]), best.get(item_id, -np.inf))
-        ranked = sorted(best.items(), key=lambda pair: -pair[1])[:k]
-        answers.append([Hit(item_id, score) for item_id, score in ranked])
+        hits, complete = _best_unseen(results[user * per_user:(user + 1) * per_user], seen, k, limit)
+        if not complete:
+            again = client.search(collection, data=interests[user].tolist(), limit=k, anns_field=VECTOR_FIELD,
+                                  filter=exclusion_filter(scenario, seen), search_params=params)
+            hits, _ = _best_unseen(again, set(), k, k)
+        answers.append(hits)
     return answers
 
 

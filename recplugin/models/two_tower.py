@@ -1,4 +1,4 @@
-"""The retrieval model: item tower and user tower over one item table, max-over-interests scoring, in-batch softmax."""
+"""The retrieval model: item tower and user tower over one item table, max-over-interests scoring."""
 from __future__ import annotations
 
 import torch
@@ -45,16 +45,3 @@ class TwoTower(nn.Module):
 def max_interest_scores(users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
     """[B, K, E] x [N, E] -> [B, N]: an item's score is its best match over the user's interests."""
     return torch.einsum("bke,ne->bkn", users, items).amax(dim=1)
-
-
-def in_batch_softmax_loss(users: torch.Tensor, target_vectors: torch.Tensor, target_rows: torch.Tensor,
-                          negative_vectors: torch.Tensor, negative_rows: torch.Tensor, temperature: float) -> torch.Tensor:
-    """Softmax over the batch's targets plus shared random negatives; copies of a row's own target are masked out."""
-    candidates = torch.cat([target_vectors, negative_vectors])
-    candidate_rows = torch.cat([target_rows, negative_rows])
-    logits = max_interest_scores(users, candidates) / temperature
-    own = torch.arange(len(target_rows), device=logits.device)
-    duplicate = candidate_rows[None, :] == target_rows[:, None]
-    duplicate[own, own] = False
-    logits = logits.masked_fill(duplicate, torch.finfo(logits.dtype).min)
-    return nn.functional.cross_entropy(logits, own)

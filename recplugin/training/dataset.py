@@ -84,3 +84,16 @@ def load_snapshot(path: Path, scenarios: list[str], id_to_row: dict[int, int], m
         splits[name] = LabelledSplit(inputs, np.asarray(bucket["target"], dtype=np.int64),
                                      np.asarray(bucket["uid"], dtype=np.int64), bucket["seen"])
     return Snapshot(splits, list(query_index))
+
+
+def target_windows(split: LabelledSplit, width: int) -> np.ndarray:
+    """[rows, width] item rows: each row's own target, then the same user's next targets in time; -1 past the last."""
+    count = len(split)
+    windows = np.full((count, width), -1, dtype=np.int64)
+    for offset in range(width):
+        later = np.arange(count) + offset
+        inside = later < count
+        same_user = np.zeros(count, dtype=bool)
+        same_user[inside] = split.user_ids[later[inside]] == split.user_ids[inside]
+        windows[same_user, offset] = split.target_rows[later[same_user]]
+    return windows

@@ -15,9 +15,10 @@ from tqdm import tqdm
 from recplugin.config import RecConfig
 from recplugin.models.artifact import save_artifact
 from recplugin.models.item_tower import TextEncoder, cached_encode
-from recplugin.models.two_tower import TwoTower, in_batch_softmax_loss, max_interest_scores
+from recplugin.models.losses import LearnableTemperature, multi_positive_infonce
+from recplugin.models.two_tower import TwoTower, max_interest_scores
 from recplugin.training import evaluate as ev
-from recplugin.training.dataset import LabelledSplit, Snapshot, load_catalog, load_snapshot
+from recplugin.training.dataset import LabelledSplit, Snapshot, load_catalog, load_snapshot, target_windows
 from recplugin.training.plots import plot_curves
 
 
@@ -67,13 +68,51 @@ def autocast(device: torch.device):
     return torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else torch.autocast("cpu", enabled=False)
 
 
-def _train_epoch(model: TwoTower, split: LabelledSplit, query_vectors: torch.Tensor, optimizer, scheduler, config: RecConfig,
-                 device: torch.device, generator: np.random.Generator, steps_left: int, bar) -> tuple[float, int]:
+@dataclass
+class LossInputs:
+    """What the loss needs besides the batch: target windows, item popularity for logQ, the temperature."""
+
+    windows: np.ndarray
+    log_popularity: torch.Tensor
+    temperature: LearnableTemperature
+
+
+def loss_inputs(split: LabelledSplit, config: RecConfig, num_items: int, device: torch.device) -> LossInputs:
+    """Target windows of the training rows, log item popularity among training targets, a fresh temperature."""
+    settings = config.training
+    counts = np.bincount(split.target_rows, minlength=num_items) + 1.0
+    return LossInputs(target_windows(split, settings.target_window),
+                      torch.as_tensor(np.log(counts / counts.sum()), dtype=torch.float32, device=device),
+                      LearnableTemperature(settings.temperature, settings.max_logit_scale, settings.learn_temperature).to(device))
+
+
+def batch_loss(model: TwoTower, split: LabelledSplit, index: np.ndarray, extra: LossInputs, query_vectors: torch.Tensor,
+               config: RecConfig, device: torch.device, generator: np.random.Generator) -> torch.Tensor:
+    """Multi-positive InfoNCE for one batch: window targets, in-batch + shared random negatives, masks, logQ."""
+    settings = config.training
+    num_items = model.text_vectors.shape[0]
+    rows = torch.as_tensor(extra.windows[index], device=device)
+    valid = rows >= 0
+    negatives = torch.as_tensor(generator.integers(0, num_items, settings.random_negatives), device=device)
+    with autocast(device):
+        users = model.user_vectors(split.inputs.take(index).to_torch(device), query_vectors).float()
+        vectors = model.item_vectors(torch.cat([rows[valid], negatives])).float()
+    count = int(valid.sum())
+    targets = vectors.new_zeros(*rows.shape, vectors.shape[1]).masked_scatter(valid[..., None], vectors[:count])
+    log_q = None
+    if settings.logq_correction:  # in-batch targets are drawn by popularity, the shared pool uniformly
+        log_q = torch.cat([math.log(count) + extra.log_popularity[rows[valid]],
+                           torch.full((len(negatives),), math.log(len(negatives) / num_items), device=device)])
+    return multi_positive_infonce(users, targets, rows, vectors[count:], negatives, extra.temperature(), log_q,
+                                  settings.false_negative_cosine)
+
+
+def _train_epoch(model: TwoTower, split: LabelledSplit, extra: LossInputs, query_vectors: torch.Tensor, optimizer, scheduler,
+                 config: RecConfig, device: torch.device, generator: np.random.Generator, steps_left: int, bar) -> tuple[float, int]:
     """One pass over shuffled training rows; returns mean loss and steps taken."""
     model.train()
     settings = config.training
     order = generator.permutation(len(split))
-    num_items = model.text_vectors.shape[0]
     losses = []
     for start in range(0, len(order), settings.batch_size):
         if steps_left <= 0:
@@ -81,14 +120,7 @@ def _train_epoch(model: TwoTower, split: LabelledSplit, query_vectors: torch.Ten
         index = order[start:start + settings.batch_size]
         if len(index) < 2:
             continue
-        inputs = split.inputs.take(index).to_torch(device)
-        targets = torch.as_tensor(split.target_rows[index], device=device)
-        negatives = torch.as_tensor(generator.integers(0, num_items, settings.random_negatives), device=device)
-        with autocast(device):
-            users = model.user_vectors(inputs, query_vectors)
-            candidates = model.item_vectors(torch.cat([targets, negatives]))
-            loss = in_batch_softmax_loss(users.float(), candidates[:len(targets)].float(), targets,
-                                         candidates[len(targets):].float(), negatives, settings.temperature)
+        loss = batch_loss(model, split, index, extra, query_vectors, config, device, generator)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -97,7 +129,7 @@ def _train_epoch(model: TwoTower, split: LabelledSplit, query_vectors: torch.Ten
         losses.append(loss.item())
         steps_left -= 1
         bar.update(1)
-        bar.set_postfix(loss=f"{np.mean(losses[-20:]):.3f}")
+        bar.set_postfix(loss=f"{np.mean(losses[-20:]):.3f}", scale=f"{extra.temperature().item():.1f}")
     return (float(np.mean(losses)) if losses else math.nan), len(losses)
 
 
@@ -119,7 +151,9 @@ def train(config: RecConfig, snapshot_path: Path, catalog_path: Path, out_dir: P
     train_split, validation = snapshot.splits["train"], snapshot.splits["validation"]
     steps_per_epoch = math.ceil(len(train_split) / settings.batch_size)
     total_steps = steps_per_epoch * settings.epochs if settings.max_steps <= 0 else min(settings.max_steps, steps_per_epoch * settings.epochs)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=settings.learning_rate, weight_decay=settings.weight_decay)
+    extra = loss_inputs(train_split, config, len(catalog.item_ids), device)
+    optimizer = torch.optim.AdamW([{"params": model.parameters()}, {"params": extra.temperature.parameters(), "weight_decay": 0.0}],
+                                  lr=settings.learning_rate, weight_decay=settings.weight_decay)
     warmup = max(1, total_steps // 20)
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda step: min(1.0, (step + 1) / warmup) * 0.5 * (1 + math.cos(math.pi * min(step, total_steps) / total_steps)))
@@ -128,10 +162,12 @@ def train(config: RecConfig, snapshot_path: Path, catalog_path: Path, out_dir: P
     for epoch in range(settings.epochs):
         if steps_left <= 0:
             break
-        loss, steps = _train_epoch(model, train_split, query_vectors, optimizer, scheduler, config, device, generator, steps_left, bar)
+        loss, steps = _train_epoch(model, train_split, extra, query_vectors, optimizer, scheduler, config, device, generator,
+                                   steps_left, bar)
         steps_left -= steps
         validation_metrics = ev.metrics_from_ranks(model_ranks(model, validation, query_vectors, device))
-        curve.append({"epoch": epoch + 1, "loss": loss, **{k: v for k, v in validation_metrics.items() if k != "users"}})
+        curve.append({"epoch": epoch + 1, "loss": loss, "logit_scale": extra.temperature().item(),
+                      **{k: v for k, v in validation_metrics.items() if k != "users"}})
         if validation_metrics["NDCG@10"] > best_ndcg:
             best_ndcg = validation_metrics["NDCG@10"]
             best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}

@@ -132,13 +132,17 @@ def test_filter_is_built_from_validated_values_only():
         milvus.eligibility_filter('feed") or ("1')
 
 
-def test_one_call_for_many_users_matches_exact_search(client):
+def test_one_call_for_many_users_matches_exact_search(client, monkeypatch):
     ids, vectors, categories, scenarios = _items()
     name = milvus.build_collection(client, CONFIG, "v1", ids, vectors, categories, scenarios, progress=False)
     rng = np.random.default_rng(3)
     interests = vectors[rng.integers(0, len(ids), size=(4, 2))]
-    seen = [set(), {1001, 1003}, set(int(i) for i in ids[1::2][:20]), {1005}]
+    top_of_user_0 = np.argsort(-(vectors @ interests[0].T).max(axis=1))
+    seen = [{int(ids[i]) for i in top_of_user_0[:25]}, {1001, 1003}, set(int(i) for i in ids[1::2][:20]), {1005}]
+    filters, real_search = [], client.search
+    monkeypatch.setattr(client, "search", lambda *args, **kwargs: filters.append(kwargs["filter"]) or real_search(*args, **kwargs))
     answers = milvus.search_many(client, name, interests, 7, "discovery", seen)
+    assert len(filters) == 2 and "not in" in filters[1]  # user 0's seen items fill its first page: searched again
     for user, hits in enumerate(answers):
         allowed = np.array([i % 2 == 1 and int(ids[i]) not in seen[user] for i in range(len(ids))])
         exact = np.where(allowed, (vectors @ interests[user].T).max(axis=1), -np.inf)

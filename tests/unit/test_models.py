@@ -6,7 +6,8 @@ import torch
 from recplugin.config import ModelConfig
 from recplugin.models.inputs import ScenarioEvents, build_batch
 from recplugin.models.item_tower import TextEncoder
-from recplugin.models.two_tower import TwoTower, in_batch_softmax_loss, max_interest_scores
+from recplugin.models.losses import multi_positive_infonce
+from recplugin.models.two_tower import TwoTower, max_interest_scores
 
 CONFIG = ModelConfig(embedding_dim=16, user_dim=16, user_heads=2, user_layers=1, max_sequence_length=8, interests_per_scenario=3, dropout=0.0)
 
@@ -54,18 +55,6 @@ def test_max_over_interests_scoring():
     assert max_interest_scores(users, items).tolist() == [[1.0, 1.0, 0.0]]
 
 
-def test_loss_masks_copies_of_the_positive():
-    users = torch.nn.functional.normalize(torch.randn(3, 1, 4), dim=-1)
-    targets = users[:, 0].clone()
-    rows = torch.tensor([5, 5, 7])
-    negatives = torch.nn.functional.normalize(torch.randn(2, 4), dim=-1)
-    masked = in_batch_softmax_loss(users, targets, rows, negatives, torch.tensor([5, 9]), 0.1)
-    logits = max_interest_scores(users, torch.cat([targets, negatives])) / 0.1
-    keep = torch.tensor([[1, 0, 1, 0, 1], [0, 1, 1, 0, 1], [1, 1, 1, 1, 1]], dtype=torch.bool)
-    expected = torch.stack([torch.nn.functional.cross_entropy(logits[i][keep[i]][None], torch.tensor([int(keep[i][:i].sum())])) for i in range(3)]).mean()
-    assert torch.allclose(masked, expected, atol=1e-5)
-
-
 def test_loss_falls_when_training_a_tiny_model():
     model = _model().train()
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
@@ -74,7 +63,8 @@ def test_loss_falls_when_training_a_tiny_model():
     losses = []
     for _ in range(30):
         items = model.item_vectors(targets)
-        loss = in_batch_softmax_loss(model.user_vectors(batch), items, targets, items[:0], targets[:0], 0.1)
+        loss = multi_positive_infonce(model.user_vectors(batch), items[:, None], targets[:, None], items[:0], targets[:0],
+                                      torch.tensor(10.0))
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()

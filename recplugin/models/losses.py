@@ -1,0 +1,90 @@
+"""Multi-positive InfoNCE: a window of next targets, clustered and matched to interest vectors, with masks and logQ."""
+from __future__ import annotations
+
+import itertools
+import math
+
+import torch
+from torch import nn
+
+MAX_MATCHED_INTERESTS = 6  # every permutation is scored at once: 6! = 720 per row
+
+
+class LearnableTemperature(nn.Module):
+    """The logit scale 1/temperature, learned in log space from `initial` and capped at `max_scale`."""
+
+    def __init__(self, initial: float = 0.07, max_scale: float = 100.0, learnable: bool = True):
+        super().__init__()
+        self.log_scale = nn.Parameter(torch.tensor(math.log(1.0 / initial)), requires_grad=learnable)
+        self.max_scale = max_scale
+
+    def forward(self) -> torch.Tensor:
+        return self.log_scale.exp().clamp(max=self.max_scale)
+
+
+def kmeans(points: torch.Tensor, mask: torch.Tensor, clusters: int, iterations: int = 3) -> torch.Tensor:
+    """Spherical k-means per row: [B, W, E] points (mask [B, W]) -> [B, W] cluster ids; padded points get -1."""
+    rows = torch.arange(points.shape[0], device=points.device)
+    chosen = [points[rows, mask.float().argmax(dim=1)]]  # farthest-point seeding among the valid points
+    for _ in range(1, clusters):
+        closeness = torch.stack([torch.einsum("bwe,be->bw", points, c) for c in chosen]).amax(dim=0)
+        chosen.append(points[rows, closeness.masked_fill(~mask, float("inf")).argmin(dim=1)])
+    centroids = torch.stack(chosen, dim=1) * mask.any(dim=1)[:, None, None]
+    for step in range(iterations + 1):
+        assignment = torch.einsum("bwe,bke->bwk", points, centroids).argmax(dim=-1)
+        if step == iterations:
+            break
+        one_hot = nn.functional.one_hot(assignment, clusters).float() * mask[..., None]
+        sums = torch.einsum("bwk,bwe->bke", one_hot, points)
+        filled = one_hot.sum(dim=1) > 0
+        centroids = torch.where(filled[..., None], nn.functional.normalize(sums, dim=-1), centroids)
+    return assignment.masked_fill(~mask, -1)
+
+
+def match_clusters(points: torch.Tensor, assignment: torch.Tensor, interests: torch.Tensor) -> torch.Tensor:
+    """[B, C] interest index for each cluster: the assignment of clusters to interests with the largest total similarity.
+
+    This is the optimum the Hungarian algorithm finds; with at most six interests every permutation is scored in one
+    batched operation, which is exact and faster on a GPU than a per-row solver.
+    """
+    clusters = interests.shape[1]
+    if clusters > MAX_MATCHED_INTERESTS:
+        raise ValueError(f"cluster matching supports at most {MAX_MATCHED_INTERESTS} interests per scenario, got {clusters}")
+    one_hot = nn.functional.one_hot(assignment.clamp(min=0), clusters).float() * (assignment >= 0)[..., None]
+    centroids = torch.einsum("bwc,bwe->bce", one_hot, points)  # unnormalised: a big cluster weighs more
+    similarity = torch.einsum("bce,bke->bck", centroids, interests)
+    permutations = torch.tensor(list(itertools.permutations(range(clusters))), device=points.device)  # [P, C]
+    scores = similarity[:, torch.arange(clusters, device=points.device)[None, :], permutations].sum(dim=-1)  # [B, P]
+    return permutations[scores.argmax(dim=-1)]
+
+
+def multi_positive_infonce(interests: torch.Tensor, targets: torch.Tensor, target_rows: torch.Tensor,
+                           negatives: torch.Tensor, negative_rows: torch.Tensor, scale: torch.Tensor,
+                           log_q: torch.Tensor | None = None, false_negative_cosine: float = 0.98) -> torch.Tensor:
+    """InfoNCE for every valid target of a window, each scored by the interest its cluster was matched to.
+
+    interests [B, K, E]; targets [B, W, E] with rows [B, W] (-1 = padding); negatives [N, E] with rows [N].
+    Candidates are the batch's targets and the shared negatives. Excluded from a target's softmax: the same item
+    elsewhere, the user's other window targets, and near-duplicates (cosine > `false_negative_cosine`).
+    `log_q` [M + N] is subtracted from the candidates' logits (sampling-bias correction), M = valid targets.
+    """
+    batch, width, _ = targets.shape
+    valid = target_rows >= 0
+    assignment = kmeans(targets, valid, interests.shape[1])
+    matched = match_clusters(targets, assignment, interests)  # [B, C]
+    interest_of_target = torch.gather(matched, 1, assignment.clamp(min=0))  # [B, W]
+    anchors = interests[torch.arange(batch, device=targets.device)[:, None], interest_of_target][valid]  # [M, E]
+    positives = targets[valid]
+    owners = torch.arange(batch, device=targets.device)[:, None].expand(batch, width)[valid]
+    candidates = torch.cat([positives, negatives])
+    candidate_rows = torch.cat([target_rows[valid], negative_rows])
+    candidate_owners = torch.cat([owners, torch.full_like(negative_rows, -1)])
+    logits = anchors @ candidates.T * scale
+    if log_q is not None:
+        logits = logits - log_q[None, :]
+    own = torch.arange(len(positives), device=targets.device)
+    excluded = (candidate_rows[None, :] == target_rows[valid][:, None]) | (candidate_owners[None, :] == owners[:, None])
+    excluded |= (positives @ candidates.T).detach() > false_negative_cosine
+    excluded[own, own] = False
+    logits = logits.masked_fill(excluded, torch.finfo(logits.dtype).min)
+    return nn.functional.cross_entropy(logits, own)

@@ -1,0 +1,111 @@
+"""The multi-positive InfoNCE: clustering, cluster-to-interest matching, masks, logQ and the learnable temperature."""
+import itertools
+
+import pytest
+import torch
+from torch.nn.functional import cross_entropy, normalize
+
+from recplugin.models.losses import LearnableTemperature, kmeans, match_clusters, multi_positive_infonce
+
+
+def _unit(*rows):
+    return normalize(torch.tensor(rows, dtype=torch.float32), dim=-1)
+
+
+def test_kmeans_separates_two_groups_and_ignores_padding():
+    points = _unit([1, 0.1, 0], [0.1, 1, 0], [1, 0, 0.1], [0, 1, 0.1], [0, 0, 1])[None]
+    mask = torch.tensor([[True, True, True, True, False]])
+    assignment = kmeans(points, mask, 2)[0].tolist()
+    assert assignment[0] == assignment[2] != assignment[1] == assignment[3]
+    assert assignment[4] == -1
+
+
+def test_matching_maximises_total_similarity_like_the_hungarian_algorithm():
+    torch.manual_seed(0)
+    points = normalize(torch.randn(8, 6, 5), dim=-1)
+    assignment = torch.randint(0, 3, (8, 6))
+    interests = normalize(torch.randn(8, 3, 5), dim=-1)
+    matched = match_clusters(points, assignment, interests)
+    for row in range(8):
+        centroids = [points[row][assignment[row] == c].sum(0) for c in range(3)]
+        best = max(itertools.permutations(range(3)), key=lambda p: sum(float(centroids[c] @ interests[row, p[c]]) for c in range(3)))
+        assert tuple(matched[row].tolist()) == best
+
+
+def test_each_cluster_is_scored_by_its_matched_interest():
+    interests = _unit([1, 0, 0], [0, 1, 0])[None]  # interest 0 likes x, interest 1 likes y
+    targets = _unit([0, 1, 0.05], [1, 0, 0.05])[None]  # first target is y-like, second x-like
+    rows = torch.tensor([[3, 4]])
+    swapped = multi_positive_infonce(interests.flip(1), targets, rows, targets[0, :0], rows[0, :0], torch.tensor(10.0))
+    straight = multi_positive_infonce(interests, targets, rows, targets[0, :0], rows[0, :0], torch.tensor(10.0))
+    assert torch.allclose(swapped, straight)  # the matching, not the order of the interests, decides
+
+
+def test_single_target_loss_is_softmax_with_duplicates_masked():
+    torch.manual_seed(1)
+    users = normalize(torch.randn(3, 1, 4), dim=-1)
+    targets = normalize(torch.randn(3, 1, 4), dim=-1)
+    rows = torch.tensor([[5], [5], [7]])
+    negatives = normalize(torch.randn(2, 4), dim=-1)
+    loss = multi_positive_infonce(users, targets, rows, negatives, torch.tensor([5, 9]), torch.tensor(10.0), false_negative_cosine=2.0)
+    logits = users[:, 0] @ torch.cat([targets[:, 0], negatives]).T * 10
+    keep = torch.tensor([[1, 0, 1, 0, 1], [0, 1, 1, 0, 1], [1, 1, 1, 1, 1]], dtype=torch.bool)
+    expected = torch.stack([cross_entropy(logits[i][keep[i]][None], torch.tensor([int(keep[i][:i].sum())])) for i in range(3)]).mean()
+    assert torch.allclose(loss, expected, atol=1e-5)
+
+
+def test_near_duplicates_are_not_negatives():
+    torch.manual_seed(2)
+    users = normalize(torch.randn(1, 2, 6), dim=-1)
+    targets = normalize(torch.randn(1, 1, 6), dim=-1)
+    rows = torch.tensor([[1]])
+    others = normalize(torch.randn(2, 6), dim=-1)
+    base = multi_positive_infonce(users, targets, rows, others, torch.tensor([7, 8]), torch.tensor(10.0))
+    near_copy = normalize(targets[0] + 0.001, dim=-1)
+    with_copy = multi_positive_infonce(users, targets, rows, torch.cat([others, near_copy]), torch.tensor([7, 8, 9]), torch.tensor(10.0))
+    assert torch.allclose(base, with_copy, atol=1e-6)
+    assert bool(((targets[0] @ users[0].T).abs() < 0.98).all())
+    with_interest_like = multi_positive_infonce(users, targets, rows, torch.cat([others, users[0]]), torch.tensor([7, 8, 9, 10]),
+                                                torch.tensor(10.0))
+    assert float(with_interest_like) > float(base) + 0.1  # an ordinary hard negative does count
+
+
+def test_a_users_other_window_targets_never_compete():
+    torch.manual_seed(4)
+    users = normalize(torch.randn(1, 2, 6), dim=-1)
+    targets = normalize(torch.randn(1, 3, 6), dim=-1)
+    loss = multi_positive_infonce(users, targets, torch.tensor([[1, 2, 3]]), targets[0, :0], torch.tensor([], dtype=torch.long),
+                                  torch.tensor(10.0))
+    assert float(loss) == pytest.approx(0.0, abs=1e-6)  # every other candidate is the same user's, so masked
+
+
+def test_logq_correction_only_matters_when_it_is_not_uniform():
+    torch.manual_seed(3)
+    users = normalize(torch.randn(4, 2, 5), dim=-1)
+    targets = normalize(torch.randn(4, 1, 5), dim=-1)
+    rows = torch.arange(4)[:, None]
+    negatives = normalize(torch.randn(3, 5), dim=-1)
+    args = (users, targets, rows, negatives, torch.tensor([10, 11, 12]), torch.tensor(10.0))
+    plain = multi_positive_infonce(*args)
+    assert torch.allclose(plain, multi_positive_infonce(*args, log_q=torch.full((7,), -2.0)), atol=1e-6)
+    assert not torch.allclose(plain, multi_positive_infonce(*args, log_q=torch.linspace(-4, 0, 7)))
+
+
+def test_temperature_starts_at_its_initial_value_learns_and_is_capped():
+    temperature = LearnableTemperature(0.07, max_scale=100.0)
+    assert float(temperature().detach()) == pytest.approx(1 / 0.07, rel=1e-5)
+    temperature().backward()
+    assert temperature.log_scale.grad is not None and float(temperature.log_scale.grad) > 0
+    with torch.no_grad():
+        temperature.log_scale.fill_(10.0)
+    assert float(temperature().detach()) == 100.0
+    assert not LearnableTemperature(0.07, learnable=False).log_scale.requires_grad
+
+
+def test_target_windows_follow_the_same_user_in_time_order():
+    import numpy as np
+
+    from recplugin.training.dataset import LabelledSplit, target_windows
+
+    split = LabelledSplit(inputs=None, target_rows=np.array([10, 11, 12, 20, 21]), user_ids=np.array([1, 1, 1, 2, 2]), seen=[])
+    assert target_windows(split, 3).tolist() == [[10, 11, 12], [11, 12, -1], [12, -1, -1], [20, 21, -1], [21, -1, -1]]
