@@ -1,4 +1,5 @@
 """Faults injected into real parts: the online store failing, Milvus failing, model and index disagreeing."""
+import asyncio
 import importlib
 
 import numpy as np
@@ -41,7 +42,7 @@ def test_milvus_failure_is_a_503_with_the_reason(built_pipeline, monkeypatch):
             raise MilvusException(message="connection refused")
 
         monkeypatch.setattr(service._recommender.milvus, "search", broken)
-        response = service.recommend(user_id=0, scenario="feed", k=5)
+        response = asyncio.run(service.recommend(user_id=0, scenario="feed", k=5))
         assert response.status_code == 503 and b"Milvus item index did not answer" in response.body
     finally:
         service._recommender.close()
