@@ -72,6 +72,9 @@ class TrainingConfig:
     target_window: int = 1
     false_negative_cosine: float = 0.98
     logq_correction: bool = True
+    only_scenario: str = ""
+    patience: int = 0
+    sampled_negatives: int = 0
     random_negatives: int = 512
     max_steps: int = 0
     seed: int = 0
@@ -181,6 +184,8 @@ class RecConfig:
             raise ConfigError("model.user_dim must be divisible by model.user_heads")
         if self.serving.max_k <= 0 or not 0 < self.serving.default_k <= self.serving.max_k:
             raise ConfigError("serving.default_k must be in 1..serving.max_k")
+        if self.training.only_scenario and self.training.only_scenario not in self.scenarios:
+            raise ConfigError(f"training.only_scenario {self.training.only_scenario!r} is not one of {self.scenarios}")
         if self.training.target_window < 1:
             raise ConfigError("training.target_window must be at least 1 (the next target)")
         if not 1 <= self.model.interests_per_scenario <= 6:

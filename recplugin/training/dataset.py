@@ -18,6 +18,11 @@ class Catalog:
 
     item_ids: np.ndarray
     texts: list[str]
+    scenarios: list[list[str]]
+
+    def rows_in(self, scenario: str) -> np.ndarray:
+        """Item rows eligible for a scenario (its domain)."""
+        return np.asarray([row for row, names in enumerate(self.scenarios) if scenario in names], dtype=np.int64)
 
     @property
     def id_to_row(self) -> dict[int, int]:
@@ -36,6 +41,18 @@ class LabelledSplit:
     def __len__(self) -> int:
         return len(self.target_rows)
 
+    def only_scenario(self, scenario: int) -> "LabelledSplit":
+        """Rows whose target is in `scenario`, with histories cut to that scenario's events (an isolated model's view)."""
+        rows = np.flatnonzero(self.inputs.target_scenario == scenario)
+        inputs = self.inputs.take(rows)
+        keep = inputs.mask & (inputs.scenarios == scenario)
+        order = np.argsort(keep, axis=1, kind="stable")  # kept events move right, in their order: right-aligned again
+        pack = lambda values: np.take_along_axis(values, order, axis=1)  # noqa: E731
+        packed = SequenceBatch(pack(inputs.item_rows), pack(inputs.scenarios), pack(inputs.actions), pack(keep),
+                               inputs.target_scenario, inputs.query_rows)
+        return LabelledSplit(packed.take(np.arange(len(rows))), self.target_rows[rows], self.user_ids[rows],
+                             [self.seen[i] for i in rows])
+
 
 @dataclass
 class Snapshot:
@@ -44,11 +61,16 @@ class Snapshot:
     splits: dict[str, LabelledSplit]
     queries: list[str]
 
+    def only_scenario(self, scenario: int) -> "Snapshot":
+        """Every split restricted to one scenario's rows and events."""
+        return Snapshot({name: split.only_scenario(scenario) for name, split in self.splits.items()}, self.queries)
+
 
 def load_catalog(path: Path) -> Catalog:
     """The item catalogue, sorted by item id."""
-    table = pq.read_table(path, columns=["item_id", "text"]).sort_by("item_id")
-    return Catalog(table.column("item_id").to_numpy(), [str(t) for t in table.column("text").to_pylist()])
+    table = pq.read_table(path, columns=["item_id", "text", "scenarios"]).sort_by("item_id")
+    return Catalog(table.column("item_id").to_numpy(), [str(t) for t in table.column("text").to_pylist()],
+                   [list(s or []) for s in table.column("scenarios").to_pylist()])
 
 
 def load_snapshot(path: Path, scenarios: list[str], id_to_row: dict[int, int], max_length: int) -> Snapshot:

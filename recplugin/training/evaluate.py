@@ -6,7 +6,8 @@ from typing import Callable
 import numpy as np
 import torch
 
-DEFAULT_KS = (10, 50, 100)
+DEFAULT_KS = (10, 50, 100, 200)
+SAMPLED_KS = (1, 5, 10)
 ScoreFn = Callable[[np.ndarray], torch.Tensor]
 
 
@@ -32,13 +33,30 @@ def ranks_for(score_fn: ScoreFn, targets: np.ndarray, seen: list[np.ndarray], ch
     return out
 
 
+def sampled_ranks(score_fn: ScoreFn, targets: np.ndarray, seen: list[np.ndarray], pools: list[np.ndarray],
+                  negatives: int = 999, seed: int = 0, chunk: int = 512) -> np.ndarray:
+    """0-based rank of each target among `negatives` random items of its pool (its domain), never seen ones."""
+    rng = np.random.default_rng(seed)
+    out = np.empty(len(targets), dtype=np.int64)
+    for start in range(0, len(targets), chunk):
+        index = np.arange(start, min(start + chunk, len(targets)))
+        scores = score_fn(index).float()
+        for offset, row in enumerate(index):
+            pool = np.setdiff1d(pools[row], np.append(seen[row], targets[row]), assume_unique=False)
+            drawn = rng.choice(pool, size=min(negatives, len(pool)), replace=False)
+            row_scores = scores[offset]
+            out[row] = int((row_scores[torch.as_tensor(drawn, device=row_scores.device)] > row_scores[int(targets[row])]).sum())
+    return out
+
+
 def metrics_from_ranks(ranks: np.ndarray, ks=DEFAULT_KS) -> dict[str, float]:
-    """Recall@k (= hit rate, one target per user) and NDCG@k, plus the number of users."""
+    """Recall@k (= hit rate, one target per user), NDCG@k and MRR, plus the number of users."""
     result: dict[str, float] = {"users": float(len(ranks))}
     for k in ks:
         hit = ranks < k
         result[f"Recall@{k}"] = float(hit.mean()) if len(ranks) else 0.0
         result[f"NDCG@{k}"] = float(np.where(hit, 1.0 / np.log2(ranks + 2.0), 0.0).mean()) if len(ranks) else 0.0
+    result["MRR"] = float((1.0 / (ranks + 1.0)).mean()) if len(ranks) else 0.0
     return result
 
 
@@ -57,12 +75,12 @@ def popularity_scores(train_targets: np.ndarray, train_scenarios: np.ndarray, nu
     return torch.as_tensor(table + overall[None] / (overall.max() + 1.0), dtype=torch.float32)
 
 
-def markdown_table(results: dict[str, dict[str, dict[str, float]]], ks=DEFAULT_KS) -> str:
-    """One row per (model, scenario); columns Recall@k and NDCG@k."""
-    metrics = [f"Recall@{k}" for k in ks] + [f"NDCG@{k}" for k in ks]
+def markdown_table(results: dict[str, dict[str, dict[str, float]]], ks=DEFAULT_KS, mrr: bool = True) -> str:
+    """One row per (model, scenario); columns Recall@k, NDCG@k (and MRR)."""
+    metrics = [f"Recall@{k}" for k in ks] + [f"NDCG@{k}" for k in ks] + (["MRR"] if mrr else [])
     lines = ["| model | scenario | users | " + " | ".join(metrics) + " |", "|---|---|---|" + "---|" * len(metrics)]
     for model, table in results.items():
         for scenario, values in table.items():
-            cells = " | ".join(f"{values[m]:.4f}" for m in metrics)
+            cells = " | ".join(f"{values[m]:.4f}" if m in values else "-" for m in metrics)
             lines.append(f"| {model} | {scenario} | {int(values['users'])} | {cells} |")
     return "\n".join(lines)

@@ -18,7 +18,7 @@ from recplugin.models.item_tower import TextEncoder, cached_encode
 from recplugin.models.losses import LearnableTemperature, multi_positive_infonce
 from recplugin.models.two_tower import TwoTower, max_interest_scores
 from recplugin.training import evaluate as ev
-from recplugin.training.dataset import LabelledSplit, Snapshot, load_catalog, load_snapshot, target_windows
+from recplugin.training.dataset import Catalog, LabelledSplit, Snapshot, load_catalog, load_snapshot, target_windows
 from recplugin.training.plots import plot_curves
 
 
@@ -141,6 +141,8 @@ def train(config: RecConfig, snapshot_path: Path, catalog_path: Path, out_dir: P
     device = pick_device(settings.device)
     catalog = load_catalog(catalog_path)
     snapshot: Snapshot = load_snapshot(snapshot_path, config.scenarios, catalog.id_to_row, config.model.max_sequence_length)
+    if settings.only_scenario:  # an isolated single-scenario model (a baseline for the unified one)
+        snapshot = snapshot.only_scenario(config.scenarios.index(settings.only_scenario))
     encoder = TextEncoder(config.model.text_encoder, config.model.max_text_tokens, device=str(device))
     cache = config.path("cache")
     text_vectors = torch.as_tensor(cached_encode(encoder, catalog.texts, cache, progress, "encode items"))
@@ -157,7 +159,7 @@ def train(config: RecConfig, snapshot_path: Path, catalog_path: Path, out_dir: P
     warmup = max(1, total_steps // 20)
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda step: min(1.0, (step + 1) / warmup) * 0.5 * (1 + math.cos(math.pi * min(step, total_steps) / total_steps)))
-    curve, best_state, best_ndcg, steps_left = [], None, -1.0, total_steps
+    curve, best_state, best_ndcg, best_epoch, steps_left = [], None, -1.0, 0, total_steps
     bar = tqdm(total=total_steps, desc="train", unit="step", disable=not progress)
     for epoch in range(settings.epochs):
         if steps_left <= 0:
@@ -169,12 +171,14 @@ def train(config: RecConfig, snapshot_path: Path, catalog_path: Path, out_dir: P
         curve.append({"epoch": epoch + 1, "loss": loss, "logit_scale": extra.temperature().item(),
                       **{k: v for k, v in validation_metrics.items() if k != "users"}})
         if validation_metrics["NDCG@10"] > best_ndcg:
-            best_ndcg = validation_metrics["NDCG@10"]
+            best_ndcg, best_epoch = validation_metrics["NDCG@10"], epoch
             best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        elif settings.patience and epoch - best_epoch >= settings.patience:
+            break  # early stopping: validation NDCG@10 has not improved for `patience` epochs
     bar.close()
     if best_state is not None:
         model.load_state_dict(best_state)
-    result, popularity = evaluate_model(model, snapshot, query_vectors, config, device)
+    result, popularity = evaluate_model(model, snapshot, query_vectors, config, device, catalog)
     version = new_version()
     popular = {name: [[int(catalog.item_ids[r]), float(popularity[index, r])]
                       for r in np.argsort(-popularity[index].numpy(), kind="stable")[:config.serving.max_k]]
@@ -190,8 +194,12 @@ def train(config: RecConfig, snapshot_path: Path, catalog_path: Path, out_dir: P
 
 
 def evaluate_model(model: TwoTower, snapshot: Snapshot, query_vectors: torch.Tensor, config: RecConfig,
-                   device: torch.device) -> tuple[dict, torch.Tensor]:
-    """Test-split metrics for the model and the popularity baseline (per scenario and overall), and the popularity table."""
+                   device: torch.device, catalog: Catalog) -> tuple[dict, torch.Tensor]:
+    """Test-split metrics for the model and the popularity baseline (per scenario and overall), and the popularity table.
+
+    With `training.sampled_negatives` > 0, also the sampled protocol: each target against that many random unseen
+    items of its own scenario (domain), as in papers that report it.
+    """
     train_split, test = snapshot.splits["train"], snapshot.splits["test"]
     num_items = model.text_vectors.shape[0]
     popularity = ev.popularity_scores(train_split.target_rows, train_split.inputs.target_scenario, num_items, len(config.scenarios))
@@ -200,4 +208,17 @@ def evaluate_model(model: TwoTower, snapshot: Snapshot, query_vectors: torch.Ten
         "two-tower": ev.per_scenario(model_ranks(model, test, query_vectors, device), scenario_ids, config.scenarios),
         "popularity": ev.per_scenario(popularity_ranks(popularity, test), scenario_ids, config.scenarios),
     }
+    negatives = config.training.sampled_negatives
+    if negatives:
+        pools = {index: catalog.rows_in(name) for index, name in enumerate(config.scenarios)}
+        row_pools = [pools[int(s)] for s in scenario_ids]
+        model.eval()
+        with torch.no_grad(), autocast(device):
+            items = model.all_item_vectors().float()
+            model_scores = lambda index: max_interest_scores(  # noqa: E731
+                model.user_vectors(test.inputs.take(index).to_torch(device), query_vectors).float(), items)
+            sampled = ev.sampled_ranks(model_scores, test.target_rows, test.seen, row_pools, negatives)
+        popular_sampled = ev.sampled_ranks(lambda index: popularity[scenario_ids[index]], test.target_rows, test.seen, row_pools, negatives)
+        results[f"two-tower ({negatives} sampled)"] = ev.per_scenario(sampled, scenario_ids, config.scenarios, ev.SAMPLED_KS)
+        results[f"popularity ({negatives} sampled)"] = ev.per_scenario(popular_sampled, scenario_ids, config.scenarios, ev.SAMPLED_KS)
     return results, popularity

@@ -1,5 +1,6 @@
 """Full-ranking metrics: seen items are removed, the target never is, and the numbers match hand calculation."""
 import numpy as np
+import pytest
 import torch
 
 from recplugin.training.evaluate import markdown_table, metrics_from_ranks, per_scenario, target_ranks
@@ -23,3 +24,16 @@ def test_per_scenario_table_has_overall_and_only_present_scenarios():
     assert set(table) == {"search", "discovery", "overall"}
     assert table["search"]["Recall@10"] == 1.0 and table["discovery"]["Recall@10"] == 0.0
     assert "| m | search | 2 |" in markdown_table({"m": table}, ks=(10,))
+
+
+def test_mrr_is_the_mean_reciprocal_rank():
+    assert metrics_from_ranks(np.array([0, 1, 3]), ks=(10,))["MRR"] == pytest.approx((1 + 1 / 2 + 1 / 4) / 3)
+
+
+def test_sampled_protocol_ranks_against_negatives_from_the_pool_only():
+    from recplugin.training.evaluate import sampled_ranks
+
+    scores = torch.tensor([[0.0, 9.0, 5.0, 1.0, 8.0, 7.0]])  # item 2 is the target
+    pools = [np.array([0, 1, 2, 3])]  # its domain: items 4 and 5 (scored higher) are another domain's
+    assert sampled_ranks(lambda index: scores[index], np.array([2]), [np.array([], dtype=np.int64)], pools, negatives=3).tolist() == [1]
+    assert sampled_ranks(lambda index: scores[index], np.array([2]), [np.array([1])], pools, negatives=3).tolist() == [0]

@@ -109,3 +109,18 @@ def test_target_windows_follow_the_same_user_in_time_order():
 
     split = LabelledSplit(inputs=None, target_rows=np.array([10, 11, 12, 20, 21]), user_ids=np.array([1, 1, 1, 2, 2]), seen=[])
     assert target_windows(split, 3).tolist() == [[10, 11, 12], [11, 12, -1], [12, -1, -1], [20, 21, -1], [21, -1, -1]]
+
+
+def test_an_isolated_split_keeps_one_scenarios_rows_and_events_right_aligned():
+    import numpy as np
+
+    from recplugin.models.inputs import ScenarioEvents, build_batch
+    from recplugin.training.dataset import LabelledSplit
+
+    users = [[ScenarioEvents([1, 2], [0, 0], [10, 30]), ScenarioEvents([3], [1], [20])],
+             [ScenarioEvents([], [], []), ScenarioEvents([4], [0], [5])]]
+    inputs = build_batch(users, [0, 1], [-1, -1], 4, {1: 0, 2: 1, 3: 2, 4: 3})
+    split = LabelledSplit(inputs, np.array([5, 6]), np.array([7, 8]), [np.array([0]), np.array([3])])
+    only = split.only_scenario(0)
+    assert len(only) == 1 and only.user_ids.tolist() == [7] and only.target_rows.tolist() == [5]
+    assert only.inputs.item_rows[0].tolist() == [0, 1] and only.inputs.mask[0].tolist() == [True, True]  # event 3 (scenario 1) gone

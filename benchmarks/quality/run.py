@@ -1,0 +1,147 @@
+"""Offline quality: the unified cross-scenario model against baselines and ablations, in one run and one table.
+
+    python benchmarks/quality/run.py --dataset generated --events 1000000
+    python benchmarks/quality/run.py --dataset ml-1m --path ../shared/data/ml-1m --variants unified sasrec-style
+    python benchmarks/quality/run.py --dataset amazon-food-kitchen --path ../shared/data/amazon-food-kitchen --sampled 999
+
+The data goes through the real pipeline first (load or generate -> Feast apply -> point-in-time snapshot), once per
+workdir; every variant is then a `train()` call on the same snapshot with a few config fields changed.
+Test protocol: each user's last event, full ranking over all items, the user's earlier items excluded (and, with
+--sampled N, also N random unseen items of the target's own scenario). Writes
+benchmarks/results/quality_<label>.{json,md,png}.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import time
+from pathlib import Path
+
+from recplugin import pipeline
+from recplugin.config import RecConfig, load_config
+
+RESULTS = Path(__file__).resolve().parents[1] / "results"
+SCENARIOS = {"generated": ["search", "feed", "discovery"], "ml-1m": ["feed"], "amazon-food-kitchen": ["food", "kitchen"]}
+VARIANTS = {  # name -> {config section: {field: value}}; "isolated" trains one model per scenario
+    "unified": {},
+    "isolated": {},
+    "K=1": {"model": {"interests_per_scenario": 1}},
+    "no scenario queries": {"model": {"scenario_queries": False}},
+    "sasrec-style": {"model": {"interests_per_scenario": 1, "scenario_queries": False}, "training": {"target_window": 1}},
+    "no text": {"model": {"use_text": False, "use_item_ids": True}},
+    "no ids": {"model": {"use_item_ids": False}},
+}
+
+
+def prepare(config: RecConfig, dataset: str, path: str | None) -> None:
+    """Data -> Feast -> point-in-time snapshot, unless the workdir already has the snapshot."""
+    if config.snapshot_path.exists():
+        return
+    if dataset == "generated":
+        pipeline.generate(config)
+    else:
+        pipeline.load_dataset(config, dataset, Path(path))
+    pipeline.apply(config)
+    pipeline.build_training_set(config)
+
+
+def run_variant(config: RecConfig, name: str) -> dict:
+    """Train one variant (one model per scenario for `isolated`) and return its test metrics per scenario."""
+    from recplugin.training.train import train
+
+    out = config.path("quality_models")
+    if name == "isolated":
+        merged: dict = {}
+        for scenario in config.scenarios:
+            single = pipeline.with_overrides(config, training={"only_scenario": scenario})
+            metrics = train(single, config.snapshot_path, config.catalog_path, out).metrics
+            for model, table in metrics.items():
+                merged.setdefault(model.replace("two-tower", "isolated"), {})[scenario] = table[scenario]
+        return merged
+    variant = pipeline.with_overrides(config, **VARIANTS[name]) if VARIANTS[name] else config
+    return train(variant, config.snapshot_path, config.catalog_path, out).metrics
+
+
+def plot(rows: list[dict], path: Path) -> None:
+    """Grouped bars: NDCG@10 per scenario for every variant."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    scenarios = sorted({r["scenario"] for r in rows}, key=lambda s: (s == "overall", s))
+    models = list(dict.fromkeys(r["model"] for r in rows if "sampled" not in r["model"]))
+    figure, axis = plt.subplots(figsize=(max(6, 1.6 * len(scenarios) * len(models) / 3), 3.8))
+    width = 0.8 / len(models)
+    for offset, model in enumerate(models):
+        values = [next((r["NDCG@10"] for r in rows if r["model"] == model and r["scenario"] == s), 0.0) for s in scenarios]
+        axis.bar([i + offset * width for i in range(len(scenarios))], values, width, label=model)
+    axis.set_xticks([i + 0.4 - width / 2 for i in range(len(scenarios))], scenarios)
+    axis.set(ylabel="NDCG@10 (full ranking)", title=path.stem)
+    axis.legend(fontsize=7)
+    figure.tight_layout()
+    figure.savefig(path, dpi=100)
+    plt.close(figure)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--dataset", choices=list(SCENARIOS), default="generated")
+    parser.add_argument("--path", help="the dataset folder (ml-1m, amazon-food-kitchen)")
+    parser.add_argument("--config", help="base YAML config (its scenarios must match the dataset)")
+    parser.add_argument("--workdir", help="default: .recplugin/quality-<dataset>")
+    parser.add_argument("--events", type=int, default=0, help="generated data: about this many events")
+    parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
+    parser.add_argument("--epochs", type=int, default=0, help="override training.epochs")
+    parser.add_argument("--max-steps", type=int, default=0, help="override training.max_steps")
+    parser.add_argument("--sampled", type=int, default=0, help="also rank against N sampled same-scenario negatives")
+    parser.add_argument("--label", help="default: the dataset name")
+    args = parser.parse_args()
+    workdir = args.workdir or f".recplugin/quality-{args.dataset}"
+    config = load_config(args.config, workdir=workdir) if args.config else load_config(None, workdir=workdir)
+    config = pipeline.with_overrides(config, training={k: v for k, v in {"epochs": args.epochs, "max_steps": args.max_steps,
+                                                                         "sampled_negatives": args.sampled}.items() if v})
+    config.scenarios = SCENARIOS[args.dataset]
+    if args.dataset == "generated" and args.events:
+        users = max(100, args.events // config.generator.events_per_user)
+        config = pipeline.with_overrides(config, generator={"num_users": users})
+    config.validate()
+    prepare(config, args.dataset, args.path)
+    started, rows, timings = time.perf_counter(), [], {}
+    for name in args.variants:
+        begin = time.perf_counter()
+        metrics = run_variant(config, name)
+        timings[name] = time.perf_counter() - begin
+        for model, table in metrics.items():
+            if model.startswith("popularity") and any(r["model"] == model for r in rows):
+                continue
+            label = model if model.startswith(("popularity", "isolated")) else model.replace("two-tower", name)
+            rows += [{"model": label, "scenario": scenario, **values} for scenario, values in table.items()]
+        print(f"{name}: {timings[name]:.0f} s", flush=True)
+    label = args.label or args.dataset
+    meta = {"command": "python benchmarks/quality/run.py " + " ".join(f"--{k.replace('_', '-')} {' '.join(map(str, v)) if isinstance(v, list) else v}"
+                                                                     for k, v in vars(args).items() if v),
+            "machine": f"{platform.machine()}, {__import__('os').cpu_count()} cores", "date": time.strftime("%Y-%m-%d"),
+            "seconds": time.perf_counter() - started, "seconds_per_variant": timings}
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / f"quality_{label}.json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=2))
+    full = [m for m in ("Recall@10", "NDCG@10", "Recall@50", "NDCG@50", "Recall@200", "NDCG@200", "MRR")]
+    sampled = [m for m in ("Recall@1", "Recall@5", "Recall@10", "NDCG@5", "NDCG@10", "MRR")]
+    lines = [f"# Offline quality: {label}\n", f"`{meta['command']}` on {meta['machine']}, {meta['date']}, {meta['seconds']:.0f} s.\n",
+             "Full ranking over all items, the user's earlier items excluded, test = each user's last event.\n",
+             "| model | scenario | users | " + " | ".join(full) + " |", "|---|---|---|" + "---|" * len(full)]
+    lines += [f"| {r['model']} | {r['scenario']} | {int(r['users'])} | " + " | ".join(f"{r[m]:.4f}" for m in full) + " |"
+              for r in rows if "sampled" not in r["model"]]
+    if any("sampled" in r["model"] for r in rows):
+        lines += ["", f"Sampled protocol: the target against {args.sampled} random unseen items of its own scenario (HR = Recall).\n",
+                  "| model | scenario | users | " + " | ".join(sampled) + " |", "|---|---|---|" + "---|" * len(sampled)]
+        lines += [f"| {r['model']} | {r['scenario']} | {int(r['users'])} | " + " | ".join(f"{r[m]:.4f}" for m in sampled) + " |"
+                  for r in rows if "sampled" in r["model"]]
+    (RESULTS / f"quality_{label}.md").write_text("\n".join(lines) + "\n")
+    plot(rows, RESULTS / f"quality_{label}.png")
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
