@@ -55,6 +55,12 @@ class ModelConfig:
     user_heads: int = 2
     max_sequence_length: int = 50
     interests_per_scenario: int = 2
+    scenario_queries: bool = True
+    mixing: str = "interleaved"
+    use_time_gap: bool = True
+    use_hour: bool = True
+    use_text: bool = True
+    use_item_ids: bool = False
     dropout: float = 0.1
 
 
@@ -184,6 +190,10 @@ class RecConfig:
             raise ConfigError("model.user_dim must be divisible by model.user_heads")
         if self.serving.max_k <= 0 or not 0 < self.serving.default_k <= self.serving.max_k:
             raise ConfigError("serving.default_k must be in 1..serving.max_k")
+        if self.model.mixing not in ("interleaved", "blocks"):
+            raise ConfigError(f"model.mixing must be 'interleaved' or 'blocks', got {self.model.mixing!r}")
+        if not (self.model.use_text or self.model.use_item_ids):
+            raise ConfigError("the item tower needs model.use_text or model.use_item_ids (or both)")
         if self.training.only_scenario and self.training.only_scenario not in self.scenarios:
             raise ConfigError(f"training.only_scenario {self.training.only_scenario!r} is not one of {self.scenarios}")
         if self.training.target_window < 1:

@@ -34,8 +34,15 @@ def collection_name(config: IndexConfig, version: str) -> str:
     return f"{config.collection_prefix}_{safe}"
 
 
+# pymilvus pings every 10 s even with no call in flight; `milvus-lite server` (gRPC defaults) answers an idle client's
+# pings with GOAWAY "too_many_pings" and the reconnect then fails. Ping only while calls are in flight.
+IDLE_SAFE_KEEPALIVE = {"grpc.keepalive_time_ms": 60_000, "grpc.keepalive_permit_without_calls": False}
+
+
 def connect(uri: str) -> MilvusClient:
     """A client for a Milvus server URI or a Milvus Lite file."""
+    if "://" in uri:
+        return MilvusClient(uri, grpc_options=IDLE_SAFE_KEEPALIVE)
     return MilvusClient(uri)
 
 

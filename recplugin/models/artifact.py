@@ -75,5 +75,5 @@ class RetrievalModel:
             query_vectors = self.projection(encoded)
             query_mask = torch.as_tensor([bool(q) for q in query_texts], device=self.device)
         users = self.user_tower(history, inputs["scenarios"], inputs["actions"], inputs["mask"], inputs["target_scenario"],
-                                query_vectors, query_mask)
+                                inputs["timestamps"], query_vectors, query_mask)
         return users.float().cpu().numpy()

@@ -17,6 +17,7 @@ class SequenceBatch:
     item_rows: np.ndarray
     scenarios: np.ndarray
     actions: np.ndarray
+    timestamps: np.ndarray
     mask: np.ndarray
     target_scenario: np.ndarray
     query_rows: np.ndarray
@@ -34,8 +35,8 @@ class SequenceBatch:
     def trimmed(self, first_column: int) -> "SequenceBatch":
         """The batch from `first_column` on (sequences are right-aligned)."""
         cut = slice(first_column, None)
-        return SequenceBatch(self.item_rows[:, cut], self.scenarios[:, cut], self.actions[:, cut], self.mask[:, cut],
-                             self.target_scenario, self.query_rows)
+        return SequenceBatch(self.item_rows[:, cut], self.scenarios[:, cut], self.actions[:, cut], self.timestamps[:, cut],
+                             self.mask[:, cut], self.target_scenario, self.query_rows)
 
     def to_torch(self, device: torch.device) -> dict[str, torch.Tensor]:
         """Tensors on the device, keyed by field name."""
@@ -51,8 +52,8 @@ class ScenarioEvents:
     timestamps: Sequence[int]
 
 
-def merge_scenarios(histories: list[ScenarioEvents], max_length: int, id_to_row: dict[int, int]) -> tuple[list, list, list]:
-    """The last `max_length` known items over all scenarios, ordered by time: (rows, scenario indexes, actions)."""
+def merge_scenarios(histories: list[ScenarioEvents], max_length: int, id_to_row: dict[int, int]) -> tuple[list, list, list, list]:
+    """The last `max_length` known items over all scenarios, ordered by time: (rows, scenario indexes, actions, times)."""
     merged = []
     for scenario_index, history in enumerate(histories):
         for item_id, action, timestamp in zip(history.item_ids, history.actions, history.timestamps):
@@ -61,7 +62,7 @@ def merge_scenarios(histories: list[ScenarioEvents], max_length: int, id_to_row:
                 merged.append((int(timestamp), scenario_index, row, int(action)))
     merged.sort()
     merged = merged[-max_length:]
-    return [m[2] for m in merged], [m[1] for m in merged], [m[3] for m in merged]
+    return [m[2] for m in merged], [m[1] for m in merged], [m[3] for m in merged], [m[0] for m in merged]
 
 
 def build_batch(users: list[list[ScenarioEvents]], target_scenarios: Sequence[int], query_rows: Sequence[int],
@@ -71,14 +72,16 @@ def build_batch(users: list[list[ScenarioEvents]], target_scenarios: Sequence[in
     rows = np.zeros((size, max_length), dtype=np.int64)
     scenarios = np.zeros((size, max_length), dtype=np.int64)
     actions = np.zeros((size, max_length), dtype=np.int64)
+    times = np.zeros((size, max_length), dtype=np.int64)
     mask = np.zeros((size, max_length), dtype=bool)
     for index, histories in enumerate(users):
-        item_rows, scenario_ids, action_ids = merge_scenarios(histories, max_length, id_to_row)
+        item_rows, scenario_ids, action_ids, timestamps = merge_scenarios(histories, max_length, id_to_row)
         count = len(item_rows)
         if count:
             rows[index, -count:] = item_rows
             scenarios[index, -count:] = scenario_ids
             actions[index, -count:] = action_ids
+            times[index, -count:] = timestamps
             mask[index, -count:] = True
-    return SequenceBatch(rows, scenarios, actions, mask, np.asarray(target_scenarios, dtype=np.int64),
+    return SequenceBatch(rows, scenarios, actions, times, mask, np.asarray(target_scenarios, dtype=np.int64),
                          np.asarray(query_rows, dtype=np.int64))

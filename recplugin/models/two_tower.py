@@ -14,19 +14,32 @@ class TwoTower(nn.Module):
 
     def __init__(self, config: ModelConfig, text_vectors: torch.Tensor, num_scenarios: int, num_actions: int):
         super().__init__()
+        self.use_text = config.use_text
         self.register_buffer("text_vectors", text_vectors.float(), persistent=False)
         self.item_tower = ProjectionHead(text_vectors.shape[1], config.embedding_dim, config.dropout)
+        self.item_ids = nn.Embedding(len(text_vectors), config.embedding_dim) if config.use_item_ids else None
+        if self.item_ids is not None:
+            nn.init.normal_(self.item_ids.weight, std=0.02 if config.use_text else 1.0)
         self.user_tower = UserTower(config, num_scenarios, num_actions)
+
+    def _rows_to_vectors(self, rows: torch.Tensor) -> torch.Tensor:
+        """Text projection (model.use_text), plus a learnable id embedding (model.use_item_ids), normalised."""
+        if not self.use_text:
+            return nn.functional.normalize(self.item_ids(rows), dim=-1)
+        vectors = self.item_tower(self.text_vectors[rows])
+        if self.item_ids is not None:
+            vectors = nn.functional.normalize(vectors + self.item_ids(rows), dim=-1)
+        return vectors
 
     def item_vectors(self, rows: torch.Tensor) -> torch.Tensor:
         """Item-tower vectors for item rows of any shape."""
         unique, inverse = torch.unique(rows, return_inverse=True)
-        return self.item_tower(self.text_vectors[unique])[inverse]
+        return self._rows_to_vectors(unique)[inverse]
 
     def all_item_vectors(self, batch_size: int = 65536) -> torch.Tensor:
         """Every item's vector, [N, E]."""
-        chunks = [self.item_tower(self.text_vectors[i:i + batch_size]) for i in range(0, len(self.text_vectors), batch_size)]
-        return torch.cat(chunks)
+        rows = torch.arange(len(self.text_vectors), device=self.text_vectors.device)
+        return torch.cat([self._rows_to_vectors(rows[i:i + batch_size]) for i in range(0, len(rows), batch_size)])
 
     def user_vectors(self, inputs: dict[str, torch.Tensor], query_text_vectors: torch.Tensor | None = None,
                      history_vectors: torch.Tensor | None = None) -> torch.Tensor:
@@ -39,7 +52,7 @@ class TwoTower(nn.Module):
             query_mask = rows >= 0
             query_vectors = self.item_tower(query_text_vectors[rows.clamp(min=0)])
         return self.user_tower(history_vectors, inputs["scenarios"], inputs["actions"], inputs["mask"],
-                               inputs["target_scenario"], query_vectors, query_mask)
+                               inputs["target_scenario"], inputs["timestamps"], query_vectors, query_mask)
 
 
 def max_interest_scores(users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:

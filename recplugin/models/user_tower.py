@@ -6,40 +6,78 @@ from torch import nn
 
 from recplugin.config import ModelConfig
 
+GAP_BUCKETS = 24  # log2 minutes since the event, up to ~16 years
+HOURS = 24
+
+
+def scenario_blocks(mask: torch.Tensor, scenarios: torch.Tensor) -> torch.Tensor:
+    """Column order that groups the events into scenario blocks (scenario order, then time), padding kept in front."""
+    length = mask.shape[1]
+    columns = torch.arange(length, device=mask.device)[None]
+    key = torch.where(mask, 1 + scenarios * length + columns, torch.zeros_like(scenarios))
+    return key.argsort(dim=1, stable=True)
+
 
 class UserTower(nn.Module):
-    """Scenario-aware querying: K query tokens of the target scenario attend over the history and give K interests."""
+    """Scenario-aware querying: K query tokens of the target scenario attend over the history and give K interests.
+
+    The history is one time-interleaved sequence with scenario embeddings ("dense mixing") or, with
+    `model.mixing: blocks`, scenario blocks (RED-Rec's released layout). Side information per event: scenario,
+    action, time since the event (log buckets) and hour of day (switches); then a position in the laid-out sequence.
+    """
 
     def __init__(self, config: ModelConfig, num_scenarios: int, num_actions: int):
         super().__init__()
         width = config.user_dim
+        self.config = config
         self.num_scenarios = num_scenarios
         self.item_in = nn.Linear(config.embedding_dim, width)
         self.scenario = nn.Embedding(num_scenarios + 1, width)
         self.action = nn.Embedding(num_actions, width)
         self.position = nn.Embedding(config.max_sequence_length, width)
-        self.queries = nn.Parameter(torch.randn(num_scenarios, config.interests_per_scenario, width) * 0.02)
-        for table in (self.scenario, self.action, self.position):
-            nn.init.normal_(table.weight, std=0.02)
+        self.gap = nn.Embedding(GAP_BUCKETS, width) if config.use_time_gap else None
+        self.hour = nn.Embedding(HOURS, width) if config.use_hour else None
+        query_sets = num_scenarios if config.scenario_queries else 1
+        self.queries = nn.Parameter(torch.randn(query_sets, config.interests_per_scenario, width) * 0.02)
+        for table in (self.scenario, self.action, self.position, self.gap, self.hour):
+            if table is not None:
+                nn.init.normal_(table.weight, std=0.02)
         layer = nn.TransformerEncoderLayer(width, config.user_heads, 4 * width, config.dropout, activation="gelu",
                                            batch_first=True, norm_first=True)
         self.encoder = nn.TransformerEncoder(layer, config.user_layers, enable_nested_tensor=False)
         self.norm = nn.LayerNorm(width)
         self.out = nn.Linear(width, config.embedding_dim)
 
+    def side_information(self, scenarios: torch.Tensor, actions: torch.Tensor, timestamps: torch.Tensor,
+                         mask: torch.Tensor) -> torch.Tensor:
+        """[B, L, W]: scenario + action (+ time since the event + hour of day) embeddings of each event."""
+        side = self.scenario(scenarios) + self.action(actions)
+        if self.gap is not None:
+            latest = torch.where(mask, timestamps, torch.zeros_like(timestamps)).amax(dim=1, keepdim=True)
+            minutes = ((latest - timestamps).clamp(min=0) // 60).float()
+            side = side + self.gap(torch.log2(minutes + 1).long().clamp(max=GAP_BUCKETS - 1))
+        if self.hour is not None:
+            side = side + self.hour(torch.div(timestamps, 3600, rounding_mode="floor").remainder(HOURS))
+        return side
+
     def forward(self, item_vectors: torch.Tensor, scenarios: torch.Tensor, actions: torch.Tensor, mask: torch.Tensor,
-                target_scenario: torch.Tensor, query_vectors: torch.Tensor | None = None,
+                target_scenario: torch.Tensor, timestamps: torch.Tensor, query_vectors: torch.Tensor | None = None,
                 query_mask: torch.Tensor | None = None) -> torch.Tensor:
         """[B, L, E] history item vectors -> [B, K, E] normalised interest vectors for each row's target scenario."""
-        batch, length = mask.shape
+        tokens = self.item_in(item_vectors) + self.side_information(scenarios, actions, timestamps, mask)
+        if self.config.mixing == "blocks":
+            order = scenario_blocks(mask, scenarios)
+            tokens = tokens.gather(1, order[..., None].expand_as(tokens))
+            mask = mask.gather(1, order)
+        length = mask.shape[1]  # positions count from the right end of the sequence as laid out
         recency = torch.arange(length - 1, -1, -1, device=mask.device).clamp(max=self.position.num_embeddings - 1)
-        tokens = self.item_in(item_vectors) + self.scenario(scenarios) + self.action(actions) + self.position(recency)[None]
+        tokens = tokens + self.position(recency)[None]
         parts, masks = [tokens], [mask]
         if query_vectors is not None:
             query_type = self.scenario.weight[self.num_scenarios]
             parts.append((self.item_in(query_vectors) + query_type)[:, None, :])
             masks.append(query_mask[:, None])
-        interest_queries = self.queries[target_scenario]
+        interest_queries = self.queries[target_scenario if self.config.scenario_queries else torch.zeros_like(target_scenario)]
         parts.append(interest_queries)
         masks.append(torch.ones(interest_queries.shape[:2], dtype=torch.bool, device=mask.device))
         hidden = self.encoder(torch.cat(parts, dim=1), src_key_padding_mask=~torch.cat(masks, dim=1))

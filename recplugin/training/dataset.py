@@ -48,8 +48,8 @@ class LabelledSplit:
         keep = inputs.mask & (inputs.scenarios == scenario)
         order = np.argsort(keep, axis=1, kind="stable")  # kept events move right, in their order: right-aligned again
         pack = lambda values: np.take_along_axis(values, order, axis=1)  # noqa: E731
-        packed = SequenceBatch(pack(inputs.item_rows), pack(inputs.scenarios), pack(inputs.actions), pack(keep),
-                               inputs.target_scenario, inputs.query_rows)
+        packed = SequenceBatch(pack(inputs.item_rows), pack(inputs.scenarios), pack(inputs.actions), pack(inputs.timestamps),
+                               pack(keep), inputs.target_scenario, inputs.query_rows)
         return LabelledSplit(packed.take(np.arange(len(rows))), self.target_rows[rows], self.user_ids[rows],
                              [self.seen[i] for i in rows])
 

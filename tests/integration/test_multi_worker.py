@@ -1,4 +1,5 @@
 """Several BentoML workers on one Milvus Lite file: `recplugin milvus-server` serves it to every worker over gRPC."""
+import time
 from concurrent.futures import ThreadPoolExecutor
 
 import pandas as pd
@@ -32,6 +33,9 @@ def test_two_workers_answer_through_the_milvus_lite_server(built_pipeline, tmp_p
             assert [a.status_code for a in answers] == [200] * len(bodies)
             assert {a.json()["model_version"] for a in answers} == {built_pipeline.version}
             assert all(len(a.json()["items"]) == 5 and not a.json()["cold_start"] for a in answers)
+            time.sleep(40)  # idle gRPC clients used to be sent GOAWAY "too_many_pings" by the server and fail to reconnect
+            again = [requests.post(f"{base}/recommend", json=body, timeout=60) for body in bodies[:4]]
+            assert [a.status_code for a in again] == [200] * 4
         finally:
             pipeline.stop_service(process)
         started = log.read_text()

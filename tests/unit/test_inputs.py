@@ -9,14 +9,14 @@ ROWS = {100: 0, 101: 1, 102: 2, 103: 3, 104: 4}
 def test_merge_orders_by_time_across_scenarios_and_keeps_the_latest():
     search = ScenarioEvents([100, 102], [0, 1], [10, 30])
     feed = ScenarioEvents([101, 103, 104], [2, 0, 0], [20, 40, 50])
-    rows, scenarios, actions = merge_scenarios([search, feed], max_length=4, id_to_row=ROWS)
+    rows, scenarios, actions, _ = merge_scenarios([search, feed], max_length=4, id_to_row=ROWS)
     assert rows == [1, 2, 3, 4]
     assert scenarios == [1, 0, 1, 1]
     assert actions == [2, 1, 0, 0]
 
 
 def test_unknown_items_are_dropped():
-    rows, _, _ = merge_scenarios([ScenarioEvents([100, 999], [0, 0], [1, 2])], 10, ROWS)
+    rows, _, _, _ = merge_scenarios([ScenarioEvents([100, 999], [0, 0], [1, 2])], 10, ROWS)
     assert rows == [0]
 
 
