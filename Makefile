@@ -7,7 +7,7 @@ TORCH_SPEC ?= torch==2.13.0
 UV := $(BIN)/uv
 UV_INSTALL := $(UV) pip install --python $(BIN)/python $(if $(wildcard $(TORCH_WHEELS)),--find-links $(TORCH_WHEELS))
 
-.PHONY: install demo test test-unit bench clean
+.PHONY: install demo test test-unit bench bench-serving bench-quality clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -33,6 +33,12 @@ test-unit: install
 
 bench: install
 	$(BIN)/python benchmarks/generator/run.py
+
+bench-serving: install
+	$(BIN)/python benchmarks/serving/run.py --workdir .recplugin/demo --items 100000 1000000 --label embedded
+
+bench-quality: install
+	$(BIN)/python benchmarks/quality/run.py --dataset generated
 
 clean:
 	rm -rf .recplugin

@@ -41,6 +41,8 @@ class FeastConfig:
     postgres_url: str = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
     history_length: int = 50
     history_ttl_days: int = 3650
+    max_labels_per_user: int = 0
+    training_set_chunk_rows: int = 100_000
 
 
 @dataclass

@@ -21,7 +21,7 @@ def tiny_config(workdir: Path, **sections: dict) -> RecConfig:
     raw = {
         "workdir": str(workdir),
         "generator": {"num_users": 240, "num_items": 400, "events_per_user": 24, "seed": 3},
-        "feast": {"history_length": 20, "project": "recplugin_test"},
+        "feast": {"history_length": 20, "project": "recplugin_test", "training_set_chunk_rows": 2000},  # several chunks
         "model": {"embedding_dim": 32, "user_dim": 32, "user_layers": 1, "max_sequence_length": 30},
         "training": {"epochs": 6, "batch_size": 64, "learning_rate": 3e-3, "random_negatives": 128},
     }

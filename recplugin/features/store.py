@@ -12,6 +12,7 @@ import pyarrow.parquet as pq
 import yaml
 from feast import FeatureStore, RepoConfig
 from feast.data_source import PushMode
+from tqdm import tqdm
 
 from recplugin.config import RecConfig
 from recplugin.features import definitions as defs
@@ -78,11 +79,17 @@ def materialize(config: RecConfig, views: list[str] | None = None, end: datetime
     store.materialize(start, end or datetime.now(timezone.utc) + timedelta(days=1), feature_views=views)
 
 
-def label_events(events: pd.DataFrame) -> pd.DataFrame:
-    """Every event after a user's first becomes a label; the last two are the validation and test labels."""
+def label_events(events: pd.DataFrame, max_per_user: int = 0) -> pd.DataFrame:
+    """Every event after a user's first becomes a label; the last two are the validation and test labels.
+
+    With `max_per_user` > 0 only the user's last that many labels are kept (validation and test among them).
+    """
     events = events.sort_values(["user_id", "event_timestamp"], kind="stable").reset_index(drop=True)
     position = events.groupby("user_id").cumcount(ascending=False)
-    labels = events[events.groupby("user_id").cumcount() > 0].copy()
+    keep = events.groupby("user_id").cumcount() > 0
+    if max_per_user > 0:
+        keep &= position < max(max_per_user, 2)
+    labels = events[keep].copy()
     split = position.loc[labels.index].map({0: "test", 1: "validation"}).fillna("train")
     labels["split"] = split.to_numpy()
     return labels.rename(columns={"item_id": "target_item_id", "event_timestamp": "label_timestamp"})
@@ -97,18 +104,38 @@ def historical_features(store: FeatureStore, labels: pd.DataFrame) -> pd.DataFra
     return joined.drop(columns=["event_timestamp"]).sort_values(["user_id", "label_timestamp"]).reset_index(drop=True)
 
 
-def build_training_set(config: RecConfig) -> Path:
-    """Write the point-in-time training snapshot (parquet) that the trainer reads."""
+def build_training_set(config: RecConfig, progress: bool = True) -> Path:
+    """Write the point-in-time training snapshot (parquet) that the trainer reads, a bounded chunk of users at a time."""
     events = pd.read_parquet(config.events_path)
-    labels = label_events(events)
-    snapshot = historical_features(open_store(config), labels)
-    for name in config.scenarios:
+    labels = label_events(events, config.feast.max_labels_per_user)
+    del events
+    store = open_store(config)
+    users = labels["user_id"].drop_duplicates().to_numpy()
+    per_user = max(1.0, len(labels) / max(1, len(users)))
+    step = max(1, int(config.feast.training_set_chunk_rows / per_user))
+    writer, schema = None, None
+    try:
+        for start in tqdm(range(0, len(users), step), desc="point-in-time join", unit="chunk", disable=not progress):
+            chunk = labels[labels["user_id"].isin(users[start:start + step])]
+            table = pa.Table.from_pandas(_tidy_snapshot(historical_features(store, chunk), config.scenarios), preserve_index=False)
+            if writer is None:
+                schema = table.schema
+                writer = pq.ParquetWriter(config.snapshot_path, schema)
+            writer.write_table(table.cast(schema))
+    finally:
+        if writer is not None:
+            writer.close()
+    return config.snapshot_path
+
+
+def _tidy_snapshot(snapshot: pd.DataFrame, scenarios: list[str]) -> pd.DataFrame:
+    """Missing histories become empty lists and missing counts zero."""
+    for name in scenarios:
         for suffix in ("item_ids", "actions", "timestamps"):
             column = f"{name}_{suffix}"
             snapshot[column] = snapshot[column].map(lambda value: [] if value is None else list(value))
         snapshot[f"{name}_count"] = snapshot[f"{name}_count"].fillna(0).astype("int64")
-    snapshot.to_parquet(config.snapshot_path, index=False)
-    return config.snapshot_path
+    return snapshot
 
 
 class OnlineFeatures:

@@ -1,0 +1,23 @@
+"""Labels for the point-in-time snapshot: leave-last-out splits, optionally only each user's last labels."""
+import pandas as pd
+
+from recplugin.features.store import label_events
+
+
+def _events():
+    times = pd.date_range("2026-01-01", periods=6, freq="h", tz="UTC")
+    return pd.DataFrame({"user_id": [1] * 6 + [2] * 2, "item_id": list(range(10, 16)) + [20, 21],
+                         "event_timestamp": list(times) + list(times[:2])})
+
+
+def test_every_event_after_the_first_is_a_label_with_leave_last_out_splits():
+    labels = label_events(_events())
+    assert labels[labels.user_id == 1]["split"].tolist() == ["train"] * 3 + ["validation", "test"]
+    assert labels[labels.user_id == 2]["split"].tolist() == ["test"]
+
+
+def test_max_labels_per_user_keeps_the_latest_ones_and_both_held_out_labels():
+    labels = label_events(_events(), max_per_user=3)
+    assert labels[labels.user_id == 1]["target_item_id"].tolist() == [13, 14, 15]
+    assert labels[labels.user_id == 1]["split"].tolist() == ["train", "validation", "test"]
+    assert label_events(_events(), max_per_user=1)[lambda f: f.user_id == 1]["split"].tolist() == ["validation", "test"]
