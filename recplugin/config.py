@@ -160,6 +160,11 @@ class RecConfig:
         return self.data_dir / "events.parquet"
 
     @property
+    def live_events_path(self) -> Path:
+        """Behaviours received by the service since the events file was written (JSON Lines, append-only)."""
+        return self.data_dir / "live_events.jsonl"
+
+    @property
     def models_dir(self) -> Path:
         """Where model artifacts are written."""
         return self.path("models")

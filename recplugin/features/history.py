@@ -88,9 +88,11 @@ def epoch_seconds(timestamps: pd.Series) -> np.ndarray:
 
 
 def build_user_state(events_path: Path, out_path: Path, scenarios: list[str], actions: list[str], limit: int,
-                     progress: bool = True) -> int:
+                     progress: bool = True, live_events: pd.DataFrame | None = None) -> int:
     """Write one state row per (user, distinct event time), holding everything up to and including that time."""
     events = pd.read_parquet(events_path, columns=["user_id", "item_id", "scenario", "action", "event_timestamp"])
+    if live_events is not None and len(live_events):
+        events = pd.concat([events, live_events[events.columns].astype(events.dtypes.to_dict())], ignore_index=True)
     events = events.sort_values(["user_id", "event_timestamp"], kind="stable").reset_index(drop=True)
     seconds = epoch_seconds(events["event_timestamp"])
     items, scenario_names = events["item_id"].to_numpy(), events["scenario"].to_numpy()

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 import pandas as pd
 
 from recplugin.config import RecConfig
+from recplugin.data.live_events import append_event
 from recplugin.features.history import UserState
 from recplugin.features.store import OnlineFeatures
 from recplugin.index.milvus import alias_target, connect, disconnect, search_many, supports_aliases
@@ -166,7 +167,7 @@ class Recommender:
         return Recommendation(items, self.model.version, cold_start=True, degraded=degraded)
 
     def record_event(self, user_id: int, item_id: int, scenario: str, action: str) -> dict:
-        """Append one behaviour to the user's state and push it to the online and offline stores."""
+        """Append one behaviour to the user's state, push it online and log it for the offline source."""
         self.check_scenario(scenario)
         if action not in self.config.actions:
             raise InvalidRequest(f"action {action!r} is unknown; allowed: {self.config.actions}")
@@ -175,6 +176,7 @@ class Recommender:
             state = self.online.user_states([user_id])[0] or UserState(self.config.scenarios, self.config.feast.history_length)
             state.histories[scenario].append(item_id, self.config.actions.index(action), int(now.timestamp()))
             self.online.push_state(user_id, state, now)
+            append_event(self.config.live_events_path, user_id, item_id, scenario, action, now)
         counts = {name: history.count for name, history in state.histories.items()}
         return {"accepted": True, "user_id": user_id, "counts": counts}
 

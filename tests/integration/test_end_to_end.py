@@ -8,7 +8,8 @@ import pytest
 import requests
 
 from recplugin import pipeline
-from recplugin.features.store import OnlineFeatures
+from recplugin.data.live_events import read_events
+from recplugin.features.store import OnlineFeatures, prepare_sources
 from tests.conftest import tiny_config
 
 pytestmark = pytest.mark.integration
@@ -81,12 +82,16 @@ def test_an_event_changes_the_next_answer(service, built_pipeline, active_user):
     assert state.histories["feed"].count == counts_before + 1
 
 
-def test_an_event_reaches_the_offline_store(service, built_pipeline):
+def test_an_event_is_logged_and_reaches_the_offline_source_at_the_next_apply(service, built_pipeline):
+    config = built_pipeline.config
     user = 777_000
     assert _post(service, "/events", {"user_id": user, "item_id": 3, "scenario": "discovery", "action": "purchase"}).status_code == 200
-    offline = pd.read_parquet(built_pipeline.config.data_dir / "user_state.parquet")
+    logged = read_events(config.live_events_path)
+    assert logged[logged.user_id == user][["item_id", "scenario", "action"]].values.tolist() == [[3, "discovery", "purchase"]]
+    prepare_sources(config, progress=False)  # what `recplugin apply` does first
+    offline = pd.read_parquet(config.data_dir / "user_state.parquet")
     rows = offline[offline.user_id == user]
-    assert len(rows) >= 1 and list(rows.iloc[-1].discovery_item_ids) == [3]
+    assert len(rows) == 1 and list(rows.iloc[-1].discovery_item_ids) == [3]
 
 
 def test_unknown_user_gets_popular_items(service, built_pipeline):
@@ -151,8 +156,6 @@ def test_oversized_body_is_413_and_normal_answers_are_not_degraded(service, buil
 def test_concurrent_events_are_all_kept(service, built_pipeline):
     config = built_pipeline.config
     user = 555_000
-    offline_path = config.data_dir / "user_state.parquet"
-    rows_before = int((pd.read_parquet(offline_path, columns=["user_id"]).user_id == user).sum())
 
     def send(index):
         body = {"user_id": user, "item_id": index, "scenario": config.scenarios[index % len(config.scenarios)], "action": "click"}
@@ -164,11 +167,12 @@ def test_concurrent_events_are_all_kept(service, built_pipeline):
     state = OnlineFeatures(config).user_states([user])[0]
     assert sum(h.count for h in state.histories.values()) == EVENTS_SENT
     assert sorted(int(i) for h in state.histories.values() for i in h.item_ids) == list(range(EVENTS_SENT))
-    offline = pd.read_parquet(offline_path)
-    mine = offline[offline.user_id == user]
-    assert len(mine) - rows_before == EVENTS_SENT
-    assert mine["event_timestamp"].is_unique
-    last = mine.sort_values("event_timestamp").iloc[-1]
+    logged = read_events(config.live_events_path)
+    mine = logged[logged.user_id == user]
+    assert sorted(mine["item_id"]) == list(range(EVENTS_SENT))  # every event logged exactly once
+    prepare_sources(config, progress=False)
+    offline = pd.read_parquet(config.data_dir / "user_state.parquet")
+    last = offline[offline.user_id == user].sort_values("event_timestamp").iloc[-1]
     assert sum(int(last[f"{s}_count"]) for s in config.scenarios) == EVENTS_SENT
 
 

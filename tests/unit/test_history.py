@@ -42,3 +42,16 @@ def test_state_round_trips_through_feature_values():
     back = UserState.from_online(["feed", "search"], 2, row)
     assert list(back.histories["feed"].item_ids) == [2, 3] and back.histories["feed"].count == 3
     assert list(back.histories["search"].item_ids) == [] and back.histories["search"].count == 0
+
+
+def test_live_events_are_folded_into_the_user_state(tmp_path):
+    from recplugin.data.live_events import append_event, read_events
+
+    write_events(_events([(1, 10, "feed", "click", None, 1), (2, 7, "feed", "share", None, 3)]), tmp_path / "e.parquet")
+    log = tmp_path / "live.jsonl"
+    append_event(log, 1, 99, "feed", "like", pd.Timestamp("2031-01-01", tz="UTC"))
+    rows = build_user_state(tmp_path / "e.parquet", tmp_path / "s.parquet", ["search", "feed"], ["click", "like", "share"], limit=3,
+                            progress=False, live_events=read_events(log))
+    states = pd.read_parquet(tmp_path / "s.parquet")
+    last = states[states.user_id == 1].sort_values("event_timestamp").iloc[-1]
+    assert rows == len(states) and list(last.feed_item_ids)[-1] == 99 and list(last.feed_actions)[-1] == 1
