@@ -23,6 +23,10 @@ from recplugin.config import RecConfig, load_config
 
 RESULTS = Path(__file__).resolve().parents[1] / "results"
 SCENARIOS = {"generated": ["search", "feed", "discovery"], "ml-1m": ["feed"], "amazon-food-kitchen": ["food", "kitchen"]}
+PUBLISHED = {  # ../shared/data/README.md: same data and split, full ranking, seen items filtered, test = last item
+    "ml-1m": [("SASRec (published, gSASRec README)", {"Recall@10": 0.2392, "NDCG@10": 0.1259}),
+              ("gSASRec (published, gSASRec README)", {"Recall@10": 0.3003, "NDCG@10": 0.1726})],
+}
 VARIANTS = {  # name -> {config section: {field: value}}; "isolated" trains one model per scenario
     "unified": {},
     "isolated": {},
@@ -133,6 +137,10 @@ def main() -> None:
              "| model | scenario | users | " + " | ".join(full) + " |", "|---|---|---|" + "---|" * len(full)]
     lines += [f"| {r['model']} | {r['scenario']} | {int(r['users'])} | " + " | ".join(f"{r[m]:.4f}" for m in full) + " |"
               for r in rows if "sampled" not in r["model"]]
+    if args.dataset in PUBLISHED:
+        lines += ["", "Published on the same data and test protocol (sequence length 200, embedding 128), for reference:\n",
+                  "| model | Recall@10 | NDCG@10 |", "|---|---|---|"]
+        lines += [f"| {name} | {values['Recall@10']:.4f} | {values['NDCG@10']:.4f} |" for name, values in PUBLISHED[args.dataset]]
     if any("sampled" in r["model"] for r in rows):
         lines += ["", f"Sampled protocol: the target against {args.sampled} random unseen items of its own scenario (HR = Recall).\n",
                   "| model | scenario | users | " + " | ".join(sampled) + " |", "|---|---|---|" + "---|" * len(sampled)]
