@@ -15,7 +15,7 @@ def plot_curves(curve: list[dict], path: Path) -> Path:
     epochs = [point["epoch"] for point in curve]
     figure, (left, right) = plt.subplots(1, 2, figsize=(10, 3.6))
     left.plot(epochs, [point["loss"] for point in curve], marker="o")
-    left.set(title="training loss", xlabel="epoch", ylabel="in-batch softmax loss")
+    left.set(title="training loss", xlabel="epoch", ylabel="multi-positive InfoNCE loss")
     for metric in ("Recall@10", "NDCG@10", "Recall@50", "NDCG@50"):
         right.plot(epochs, [point[metric] for point in curve], marker="o", label=metric)
     right.set(title="validation (full ranking)", xlabel="epoch")
