@@ -96,7 +96,7 @@ class IndexConfig:
     uri: str = "milvus.db"
     collection_prefix: str = "recplugin_items"
     alias: str = "recplugin_items_current"
-    flat_index_below: int = 50_000
+    flat_index_below: int = 1_000_000_000  # exact FLAT: Milvus Lite 2.5.1 ignores nprobe, so its IVF recall is uncontrolled
     ivf_nprobe: int = 64
     insert_batch: int = 500
 

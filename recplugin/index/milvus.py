@@ -61,7 +61,9 @@ def ivf_lists(num_items: int) -> int:
 
 
 def _index_params(client: MilvusClient, config: IndexConfig, num_items: int):
-    """Exact FLAT search for small catalogues, IVF_FLAT (the fastest exact-vector index Milvus Lite 2.5 has) above."""
+    """Exact FLAT search below `flat_index_below` items, IVF_FLAT above (for Milvus servers, where nprobe is honoured;
+    Milvus Lite 2.5.1 ignores nprobe: measured recall@100 0.67 at 100k and 0.44 at 1M whatever nprobe, so the
+    default keeps FLAT at every size)."""
     params = client.prepare_index_params()
     if num_items < config.flat_index_below:
         params.add_index(field_name=VECTOR_FIELD, index_type="FLAT", metric_type="IP")
