@@ -149,6 +149,7 @@ def padded_version(config, items: int) -> str:
         print(f"indexed {items:,} items in {time.perf_counter() - started:.1f} s", flush=True)
         registry.mark_indexed(version, name)
         pipeline.serve_collection(client, registry, config, version, name)
+        print(f"index type: {client.describe_index(name, client.list_indexes(name)[0])['index_type']}", flush=True)
     finally:
         milvus.disconnect(client, config.milvus_uri)
     return version
@@ -185,11 +186,12 @@ def bench_one(config, args, items: int, users: list[int], bodies: list[dict]) ->
     meta = {"command": f"python benchmarks/serving/run.py --workdir {args.workdir} --items {items} --label {args.label}",
             "items": items, "model_version": version, "machine": f"{platform.machine()}, {__import__('os').cpu_count()} cores",
             "date": time.strftime("%Y-%m-%d"), "online_store": config.feast.store_yaml, "milvus": config.index.uri,
+            "index": "FLAT" if items < config.index.flat_index_below else f"IVF_FLAT nprobe {config.index.ivf_nprobe}",
             "service_overhead_ratio_c1": levels[0]["p50_ms"] / in_path}
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / f"serving_{label}.json").write_text(json.dumps({"meta": meta, "levels": levels, "stages_ms": stages}, indent=2))
     lines = [f"# Serving: {items:,} items ({args.label})\n", f"`{meta['command']}` on {meta['machine']}, {meta['date']}; "
-             f"Feast store file {meta['online_store']}, Milvus {meta['milvus']}.\n",
+             f"Feast store file {meta['online_store']}, Milvus {meta['milvus']}, index {meta['index']}.\n",
              "| concurrency | requests | errors | p50 ms | p95 ms | p99 ms | req/s |", "|---|---|---|---|---|---|---|"]
     lines += [f"| {r['concurrency']} | {r['requests']} | {r['errors']} | {r['p50_ms']:.1f} | {r['p95_ms']:.1f} | {r['p99_ms']:.1f} "
               f"| {r['throughput_rps']:.1f} |" for r in levels]
