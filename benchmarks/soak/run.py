@@ -68,7 +68,7 @@ def request_mix(config, users: list[int]) -> list[tuple[str, str, bytes]]:
            ("unknown action", "/events", b'{"user_id": 1, "item_id": 1, "scenario": "feed", "action": "steal"}')]
     events = [("event", "/events", json.dumps({"user_id": u, "item_id": 1 + i, "scenario": config.scenarios[1], "action": "click"}).encode())
               for i, u in enumerate(users[:5])]
-    return valid * 40 + bad * 20 + events  # ~ 4% bad input, ~0.06% events (each one also writes the offline store)
+    return valid * 40 + bad * 20 + events  # about 8% bad input and 0.2% events
 
 
 def soak(base: str, cases: list[tuple[str, str, bytes]], concurrency: int, total: int, seconds: float, sample) -> dict:
