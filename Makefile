@@ -17,7 +17,7 @@ $(UV): $(BIN)/python
 
 $(VENV)/.installed: pyproject.toml | $(UV)
 	$(UV_INSTALL) "$(TORCH_SPEC)"
-	$(UV_INSTALL) "$(TORCH_SPEC)" -e ".[dev]"
+	$(UV_INSTALL) "$(TORCH_SPEC)" -e ".[dev,llm]"
 	touch $@
 
 install: $(VENV)/.installed

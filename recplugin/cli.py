@@ -62,6 +62,18 @@ def cmd_train(config: RecConfig, args: argparse.Namespace) -> None:
     print(f"model version {result.version} -> {result.artifact_dir}\n\n{result.table}")
 
 
+def cmd_register(config: RecConfig, args: argparse.Namespace) -> None:
+    from pathlib import Path
+
+    from recplugin import pipeline
+
+    try:
+        version = pipeline.register_artifact(config, Path(args.artifact))
+    except (FileNotFoundError, ValueError) as error:
+        sys.exit(f"recplugin register: {error}")
+    print(f"registered model version {version}; next: recplugin index --version {version}")
+
+
 def cmd_index(config: RecConfig, args: argparse.Namespace) -> None:
     from recplugin import pipeline
 
@@ -132,6 +144,7 @@ COMMANDS = {
     "materialize": (cmd_materialize, "load the latest features into the Feast online store"),
     "build-training-set": (cmd_build_training_set, "point-in-time join of labels with Feast histories -> parquet"),
     "train": (cmd_train, "train the item and user towers, evaluate, register the model version"),
+    "register": (cmd_register, "register an artifact trained elsewhere (python -m recplugin.training on a GPU box)"),
     "index": (cmd_index, "index a model version's items in a new Milvus collection and make it the served one"),
     "evaluate": (cmd_evaluate, "print a registered version's metrics table (model vs popularity)"),
     "serve": (cmd_serve, "run the BentoML service (POST /recommend, POST /events, GET /readyz)"),
@@ -158,6 +171,8 @@ def build_parser() -> argparse.ArgumentParser:
             command.add_argument("--port", type=int, help="port (default: serving.port from the config)")
         if name == "milvus-server":
             command.add_argument("--address", default="127.0.0.1:19530", help="host:port to listen on (default 127.0.0.1:19530)")
+        if name == "register":
+            command.add_argument("artifact", help="the artifact folder that python -m recplugin.training wrote")
         if name == "load":
             command.add_argument("dataset", choices=["ml-1m", "amazon-food-kitchen"], help="which dataset")
             command.add_argument("path", help="the dataset's folder, e.g. ../shared/data/ml-1m")

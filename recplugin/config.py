@@ -51,6 +51,8 @@ class ModelConfig:
 
     text_encoder: str = "default"
     max_text_tokens: int = 32
+    item_finetune: str = "frozen"  # frozen (cached vectors) | full | lora: fine-tune the item LLM with the towers
+    lora_rank: int = 8
     embedding_dim: int = 64
     user_dim: int = 64
     user_layers: int = 2
@@ -73,6 +75,7 @@ class TrainingConfig:
     epochs: int = 2
     batch_size: int = 256
     learning_rate: float = 3e-3
+    llm_learning_rate: float = 5e-5
     weight_decay: float = 1e-4
     temperature: float = 0.07
     learn_temperature: bool = True
@@ -87,6 +90,8 @@ class TrainingConfig:
     max_steps: int = 0
     seed: int = 0
     device: str = "auto"
+    checkpoint_dir: str = "checkpoints"
+    resume: bool = False  # continue from this run's last per-epoch checkpoint when there is one
 
 
 @dataclass
@@ -160,6 +165,11 @@ class RecConfig:
         return self.data_dir / "events.parquet"
 
     @property
+    def holdout_path(self) -> Path:
+        """Optional user_id -> split table: users whose last event is the validation or test label (others: train only)."""
+        return self.data_dir / "holdout_users.parquet"
+
+    @property
     def live_events_path(self) -> Path:
         """Behaviours received by the service since the events file was written (JSON Lines, append-only)."""
         return self.data_dir / "live_events.jsonl"
@@ -197,6 +207,8 @@ class RecConfig:
             raise ConfigError("model.user_dim must be divisible by model.user_heads")
         if self.serving.max_k <= 0 or not 0 < self.serving.default_k <= self.serving.max_k:
             raise ConfigError("serving.default_k must be in 1..serving.max_k")
+        if self.model.item_finetune not in ("frozen", "full", "lora"):
+            raise ConfigError(f"model.item_finetune must be 'frozen', 'full' or 'lora', got {self.model.item_finetune!r}")
         if self.model.mixing not in ("interleaved", "blocks"):
             raise ConfigError(f"model.mixing must be 'interleaved' or 'blocks', got {self.model.mixing!r}")
         if not (self.model.use_text or self.model.use_item_ids):
@@ -271,6 +283,14 @@ def from_dict(raw: dict) -> RecConfig:
 def to_dict(config: RecConfig) -> dict:
     """The config as plain data, for YAML/JSON."""
     return dataclasses.asdict(config)
+
+
+def with_overrides(config: RecConfig, **sections: dict) -> RecConfig:
+    """A copy of the config with some fields of some sections replaced, e.g. index={"uri": ...}."""
+    raw = to_dict(config)
+    for section, values in sections.items():
+        raw[section] = {**raw[section], **values}
+    return from_dict(raw)
 
 
 def load_config(path: str | os.PathLike | None = None, **overrides: object) -> RecConfig:

@@ -12,7 +12,7 @@ from pathlib import Path
 import pandas as pd
 import requests
 
-from recplugin.config import RecConfig, from_dict, save_config, to_dict
+from recplugin.config import RecConfig, from_dict, load_config, save_config, to_dict, with_overrides  # noqa: F401
 from recplugin.data.generator import generate as generate_dataset
 from recplugin.features import store as feast_glue
 from recplugin.registry.models import ModelRegistry
@@ -44,6 +44,9 @@ def load_dataset(config: RecConfig, name: str, folder: Path) -> tuple[Path, Path
     config.data_dir.mkdir(parents=True, exist_ok=True)
     write_items(check_items(data.items), config.catalog_path)
     write_events(check_events(data.events, config.scenarios, config.actions), config.events_path)
+    config.holdout_path.unlink(missing_ok=True)
+    if data.holdout is not None:  # the dataset's own evaluation users (e.g. Amazon's valid.txt / test.txt)
+        data.holdout.to_parquet(config.holdout_path, index=False)
     return config.catalog_path, config.events_path
 
 
@@ -72,6 +75,24 @@ def train(config: RecConfig, progress: bool = True):
     result = train_towers(config, config.snapshot_path, config.catalog_path, config.models_dir, progress=progress)
     ModelRegistry(config.registry_sqlalchemy_url).register(result.version, to_dict(config), result.metrics, str(result.artifact_dir))
     return result
+
+
+def register_artifact(config: RecConfig, artifact_dir: Path) -> str:
+    """Register an artifact trained on another box; its scenarios and actions must match this deployment's."""
+    import json
+
+    from recplugin.models.artifact import CONFIG, META, METRICS
+
+    if not (artifact_dir / META).exists():
+        raise FileNotFoundError(f"{artifact_dir} is not a model artifact (no {META})")
+    trained = load_config(artifact_dir / CONFIG)
+    if trained.scenarios != config.scenarios or trained.actions != config.actions:
+        raise ValueError(f"artifact scenarios/actions {trained.scenarios}/{trained.actions} differ from the config's "
+                         f"{config.scenarios}/{config.actions}")
+    version = json.loads((artifact_dir / META).read_text())["version"]
+    metrics = json.loads((artifact_dir / METRICS).read_text())
+    ModelRegistry(config.registry_sqlalchemy_url).register(version, to_dict(trained), metrics, str(artifact_dir.resolve()))
+    return version
 
 
 def index(config: RecConfig, version: str | None = None, progress: bool = True) -> str:
@@ -114,14 +135,6 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
-
-
-def with_overrides(config: RecConfig, **sections: dict) -> RecConfig:
-    """A copy of the config with some fields of some sections replaced, e.g. index={"uri": ...}."""
-    raw = to_dict(config)
-    for section, values in sections.items():
-        raw[section] = {**raw[section], **values}
-    return from_dict(raw)
 
 
 def start_milvus_server(config: RecConfig, address: str, timeout: float = 60.0) -> subprocess.Popen:

@@ -18,8 +18,7 @@ import platform
 import time
 from pathlib import Path
 
-from recplugin import pipeline
-from recplugin.config import RecConfig, load_config
+from recplugin.config import RecConfig, load_config, with_overrides
 
 RESULTS = Path(__file__).resolve().parents[1] / "results"
 SCENARIOS = {"generated": ["search", "feed", "discovery"], "ml-1m": ["feed"], "amazon-food-kitchen": ["food", "kitchen"]}
@@ -42,6 +41,8 @@ def prepare(config: RecConfig, dataset: str, path: str | None) -> None:
     """Data -> Feast -> point-in-time snapshot, unless the workdir already has the snapshot."""
     if config.snapshot_path.exists():
         return
+    from recplugin import pipeline  # Feast: only where the snapshot is built (a GPU box gets the snapshot carried over)
+
     if dataset == "generated":
         pipeline.generate(config)
     else:
@@ -58,12 +59,12 @@ def run_variant(config: RecConfig, name: str) -> dict:
     if name == "isolated":
         merged: dict = {}
         for scenario in config.scenarios:
-            single = pipeline.with_overrides(config, training={"only_scenario": scenario})
+            single = with_overrides(config, training={"only_scenario": scenario})
             metrics = train(single, config.snapshot_path, config.catalog_path, out).metrics
             for model, table in metrics.items():
                 merged.setdefault(model.replace("two-tower", "isolated"), {})[scenario] = table[scenario]
         return merged
-    variant = pipeline.with_overrides(config, **VARIANTS[name]) if VARIANTS[name] else config
+    variant = with_overrides(config, **VARIANTS[name]) if VARIANTS[name] else config
     return train(variant, config.snapshot_path, config.catalog_path, out).metrics
 
 
@@ -104,12 +105,12 @@ def main() -> None:
     args = parser.parse_args()
     workdir = args.workdir or f".recplugin/quality-{args.dataset}"
     config = load_config(args.config, workdir=workdir) if args.config else load_config(None, workdir=workdir)
-    config = pipeline.with_overrides(config, training={k: v for k, v in {"epochs": args.epochs, "max_steps": args.max_steps,
+    config = with_overrides(config, training={k: v for k, v in {"epochs": args.epochs, "max_steps": args.max_steps,
                                                                          "sampled_negatives": args.sampled}.items() if v})
     config.scenarios = SCENARIOS[args.dataset]
     if args.dataset == "generated" and args.events:
         users = max(100, args.events // config.generator.events_per_user)
-        config = pipeline.with_overrides(config, generator={"num_users": users})
+        config = with_overrides(config, generator={"num_users": users})
     config.validate()
     prepare(config, args.dataset, args.path)
     started, rows, timings = time.perf_counter(), [], {}

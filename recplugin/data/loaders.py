@@ -22,6 +22,7 @@ class LoadedDataset:
     events: pd.DataFrame
     items: pd.DataFrame
     scenarios: list[str]
+    holdout: pd.DataFrame | None = None  # user_id, split: the dataset's own validation/test users, when it has them
 
 
 def _times(user_positions: pd.Series, users: pd.Series) -> pd.Series:
@@ -58,6 +59,7 @@ def load_amazon_food_kitchen(folder: Path) -> LoadedDataset:
         exploded["source_file"] = name
         offset = int(exploded["user_id"].max()) + 1
         frames.append(exploded[["user_id", "item_id", "source_file"]])
+    held = {"valid.txt": "validation", "test.txt": "test"}
     events = pd.concat(frames, ignore_index=True)
     events["item_id"] = events["item_id"].astype("int64")
     events["scenario"] = events["item_id"].map(domain_of)
@@ -72,4 +74,7 @@ def load_amazon_food_kitchen(folder: Path) -> LoadedDataset:
         "scenarios": catalogue["domain"].map(lambda d: [AMAZON_DOMAINS[d]]),
         "created_timestamp": BASE_TIME - pd.Timedelta(days=1),
     })
-    return LoadedDataset(events, items, ["food", "kitchen"])
+    users = events.drop_duplicates("user_id")
+    users = users[users["source_file"].isin(list(held))]
+    holdout = pd.DataFrame({"user_id": users["user_id"].to_numpy(), "split": users["source_file"].map(held).to_numpy()})
+    return LoadedDataset(events, items, ["food", "kitchen"], holdout)

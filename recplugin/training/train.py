@@ -14,10 +14,13 @@ from tqdm import tqdm
 
 from recplugin.config import RecConfig
 from recplugin.models.artifact import save_artifact
-from recplugin.models.item_tower import TextEncoder, cached_encode
+from recplugin.models.item_tower import TextEncoder, cached_encode, resolve_encoder_path
+from recplugin.models.text_model import ItemTextModel
 from recplugin.models.losses import LearnableTemperature, multi_positive_infonce
 from recplugin.models.two_tower import TwoTower, max_interest_scores
+from recplugin.training import distributed as dist_
 from recplugin.training import evaluate as ev
+from recplugin.training.checkpoint import checkpoint_path, load_checkpoint, save_checkpoint
 from recplugin.training.dataset import Catalog, LabelledSplit, Snapshot, load_catalog, load_snapshot, target_windows
 from recplugin.training.plots import plot_curves
 
@@ -31,13 +34,6 @@ class TrainResult:
     metrics: dict
     curve: list[dict] = field(default_factory=list)
     table: str = ""
-
-
-def pick_device(name: str) -> torch.device:
-    """'auto' means CUDA when present, else CPU."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
 
 
 def new_version() -> str:
@@ -86,105 +82,193 @@ def loss_inputs(split: LabelledSplit, config: RecConfig, num_items: int, device:
                       LearnableTemperature(settings.temperature, settings.max_logit_scale, settings.learn_temperature).to(device))
 
 
-def batch_loss(model: TwoTower, split: LabelledSplit, index: np.ndarray, extra: LossInputs, query_vectors: torch.Tensor,
-               config: RecConfig, device: torch.device, generator: np.random.Generator) -> torch.Tensor:
-    """Multi-positive InfoNCE for one batch: window targets, in-batch + shared random negatives, masks, logQ."""
+def batch_loss(model: torch.nn.Module, split: LabelledSplit, index: np.ndarray, extra: LossInputs, query_vectors: torch.Tensor,
+               config: RecConfig, context: dist_.Context, generator: np.random.Generator, num_items: int) -> torch.Tensor:
+    """Multi-positive InfoNCE for one batch: window targets, in-batch (all ranks) + shared random negatives, masks, logQ."""
     settings = config.training
-    num_items = model.text_vectors.shape[0]
+    device = context.device
     rows = torch.as_tensor(extra.windows[index], device=device)
     valid = rows >= 0
     negatives = torch.as_tensor(generator.integers(0, num_items, settings.random_negatives), device=device)
     with autocast(device):
-        users = model.user_vectors(split.inputs.take(index).to_torch(device), query_vectors).float()
-        vectors = model.item_vectors(torch.cat([rows[valid], negatives])).float()
+        users, vectors = model(split.inputs.take(index).to_torch(device), torch.cat([rows[valid], negatives]), query_vectors)
+    users, vectors = users.float(), vectors.float()
     count = int(valid.sum())
     targets = vectors.new_zeros(*rows.shape, vectors.shape[1]).masked_scatter(valid[..., None], vectors[:count])
+    other_vectors, other_rows = dist_.gather_other_ranks(targets, torch.where(valid, rows, -1), context)
     log_q = None
     if settings.logq_correction:  # in-batch targets are drawn by popularity, the shared pool uniformly
-        log_q = torch.cat([math.log(count) + extra.log_popularity[rows[valid]],
+        in_batch = math.log(count * context.world)
+        log_q = torch.cat([in_batch + extra.log_popularity[rows[valid]], in_batch + extra.log_popularity[other_rows],
                            torch.full((len(negatives),), math.log(len(negatives) / num_items), device=device)])
-    return multi_positive_infonce(users, targets, rows, vectors[count:], negatives, extra.temperature(), log_q,
-                                  settings.false_negative_cosine)
+    return multi_positive_infonce(users, targets, rows, torch.cat([other_vectors, vectors[count:]]),
+                                  torch.cat([other_rows, negatives]), extra.temperature(), log_q, settings.false_negative_cosine)
 
 
-def _train_epoch(model: TwoTower, split: LabelledSplit, extra: LossInputs, query_vectors: torch.Tensor, optimizer, scheduler,
-                 config: RecConfig, device: torch.device, generator: np.random.Generator, steps_left: int, bar) -> tuple[float, int]:
-    """One pass over shuffled training rows; returns mean loss and steps taken."""
+@dataclass
+class RunState:
+    """What an epoch loop carries and a checkpoint keeps."""
+
+    epoch: int = 0
+    steps_done: int = 0
+    curve: list[dict] = field(default_factory=list)
+    best_state: dict | None = None
+    best_ndcg: float = -1.0
+    best_epoch: int = 0
+
+
+def _train_epoch(model: torch.nn.Module, split: LabelledSplit, extra: LossInputs, query_vectors: torch.Tensor, optimizer,
+                 scheduler, config: RecConfig, context: dist_.Context, generator: np.random.Generator, run: RunState,
+                 num_items: int, total_steps: int, bar) -> float:
+    """One pass over shuffled training rows (this rank's share of each batch); returns the mean loss."""
     model.train()
     settings = config.training
     order = generator.permutation(len(split))
     losses = []
     for start in range(0, len(order), settings.batch_size):
-        if steps_left <= 0:
+        if run.steps_done >= total_steps:
             break
-        index = order[start:start + settings.batch_size]
+        index = context.shard(order[start:start + settings.batch_size])
         if len(index) < 2:
             continue
-        loss = batch_loss(model, split, index, extra, query_vectors, config, device, generator)
+        loss = batch_loss(model, split, index, extra, query_vectors, config, context, generator, num_items)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        torch.nn.utils.clip_grad_norm_([p for g in optimizer.param_groups for p in g["params"]], 1.0)
         optimizer.step()
         scheduler.step()
         losses.append(loss.item())
-        steps_left -= 1
+        run.steps_done += 1
         bar.update(1)
         bar.set_postfix(loss=f"{np.mean(losses[-20:]):.3f}", scale=f"{extra.temperature().item():.1f}")
-    return (float(np.mean(losses)) if losses else math.nan), len(losses)
+    return float(np.mean(losses)) if losses else math.nan
 
 
-def train(config: RecConfig, snapshot_path: Path, catalog_path: Path, out_dir: Path, progress: bool = True) -> TrainResult:
-    """Train both towers, keep the epoch with the best validation NDCG@10, evaluate on test, write the artifact."""
+def build_model(config: RecConfig, catalog: Catalog, snapshot: Snapshot, device: torch.device,
+                progress: bool) -> tuple[TwoTower, torch.Tensor]:
+    """The two towers over cached frozen text vectors, or over a text model to fine-tune; and the query vectors."""
+    settings = config.model
+    if settings.item_finetune == "frozen":
+        encoder = TextEncoder(settings.text_encoder, settings.max_text_tokens, device=str(device))
+        cache = config.path("cache")
+        text_vectors = torch.as_tensor(cached_encode(encoder, catalog.texts, cache, progress, "encode items"))
+        query_vectors = torch.as_tensor(cached_encode(encoder, snapshot.queries, cache, progress, "encode queries")
+                                        if snapshot.queries else np.zeros((0, text_vectors.shape[1]), np.float32))
+        model = TwoTower(settings, text_vectors, len(config.scenarios), len(config.actions))
+        return model.to(device), query_vectors.to(device)
+    text_model = ItemTextModel(resolve_encoder_path(settings.text_encoder), settings.max_text_tokens, settings.item_finetune,
+                               settings.lora_rank).to(device)
+    model = TwoTower(settings, None, len(config.scenarios), len(config.actions), text_model, text_model.tokenize(catalog.texts))
+    query_vectors = torch.zeros(0, text_model.dim)
+    if snapshot.queries:  # queries are encoded once by the starting text model; only item texts fine-tune it
+        encoder = TextEncoder(settings.text_encoder, settings.max_text_tokens, device=str(device))
+        encoder._model = text_model
+        with autocast(device):
+            query_vectors = torch.as_tensor(encoder.encode(snapshot.queries, progress=progress, desc="encode queries"))
+    return model.to(device), query_vectors.to(device)
+
+
+def make_optimizer(model: TwoTower, extra: LossInputs, config: RecConfig, total_steps: int):
+    """AdamW (the text model at its own learning rate), cosine schedule with a 5% linear warm-up."""
     settings = config.training
+    text_params = [p for p in model.text_model.parameters() if p.requires_grad] if model.text_model is not None else []
+    text_ids = {id(p) for p in text_params}
+    groups = [{"params": [p for p in model.parameters() if p.requires_grad and id(p) not in text_ids]},
+              {"params": extra.temperature.parameters(), "weight_decay": 0.0}]
+    if text_params:
+        groups.append({"params": text_params, "lr": settings.llm_learning_rate})
+    optimizer = torch.optim.AdamW(groups, lr=settings.learning_rate, weight_decay=settings.weight_decay)
+    warmup = max(1, total_steps // 20)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda step: min(1.0, (step + 1) / warmup) * 0.5 * (1 + math.cos(math.pi * min(step, total_steps) / total_steps)))
+    return optimizer, scheduler
+
+
+def _checkpoint_state(model: TwoTower, extra: LossInputs, optimizer, scheduler, generator: np.random.Generator,
+                      run: RunState) -> dict:
+    """Everything an exact resume needs."""
+    return {"model": model.state_dict(), "temperature": extra.temperature.state_dict(), "optimizer": optimizer.state_dict(),
+            "scheduler": scheduler.state_dict(), "generator": generator.bit_generator.state, "torch_rng": torch.get_rng_state(),
+            "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None, "run": run.__dict__}
+
+
+def _restore(state: dict, model: TwoTower, extra: LossInputs, optimizer, scheduler, generator: np.random.Generator) -> RunState:
+    """Put a checkpoint back into the live objects."""
+    model.load_state_dict(state["model"], strict=False)
+    extra.temperature.load_state_dict(state["temperature"])
+    optimizer.load_state_dict(state["optimizer"])
+    scheduler.load_state_dict(state["scheduler"])
+    generator.bit_generator.state = state["generator"]
+    torch.set_rng_state(state["torch_rng"])
+    if state["cuda_rng"] is not None and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda_rng"])
+    return RunState(**state["run"])
+
+
+def train(config: RecConfig, snapshot_path: Path, catalog_path: Path, out_dir: Path, progress: bool = True) -> TrainResult | None:
+    """Train both towers, keep the epoch with the best validation NDCG@10, evaluate on test, write the artifact.
+
+    Under torchrun (WORLD_SIZE > 1) every rank trains on its share of each batch with all ranks' targets as negatives;
+    rank 0 evaluates and writes the artifact, the other ranks return None.
+    """
+    settings = config.training
+    context = dist_.setup(settings.device)
+    device = context.device
     torch.manual_seed(settings.seed)
     generator = np.random.default_rng(settings.seed)
-    device = pick_device(settings.device)
     catalog = load_catalog(catalog_path)
     snapshot: Snapshot = load_snapshot(snapshot_path, config.scenarios, catalog.id_to_row, config.model.max_sequence_length)
     if settings.only_scenario:  # an isolated single-scenario model (a baseline for the unified one)
         snapshot = snapshot.only_scenario(config.scenarios.index(settings.only_scenario))
-    encoder = TextEncoder(config.model.text_encoder, config.model.max_text_tokens, device=str(device))
-    cache = config.path("cache")
-    text_vectors = torch.as_tensor(cached_encode(encoder, catalog.texts, cache, progress, "encode items"))
-    query_vectors = torch.as_tensor(cached_encode(encoder, snapshot.queries, cache, progress, "encode queries")
-                                    if snapshot.queries else np.zeros((0, encoder.dim), np.float32)).to(device)
-    del encoder
-    model = TwoTower(config.model, text_vectors, len(config.scenarios), len(config.actions)).to(device)
+    model, query_vectors = build_model(config, catalog, snapshot, device, progress and context.is_main)
     train_split, validation = snapshot.splits["train"], snapshot.splits["validation"]
     steps_per_epoch = math.ceil(len(train_split) / settings.batch_size)
     total_steps = steps_per_epoch * settings.epochs if settings.max_steps <= 0 else min(settings.max_steps, steps_per_epoch * settings.epochs)
-    extra = loss_inputs(train_split, config, len(catalog.item_ids), device)
-    optimizer = torch.optim.AdamW([{"params": model.parameters()}, {"params": extra.temperature.parameters(), "weight_decay": 0.0}],
-                                  lr=settings.learning_rate, weight_decay=settings.weight_decay)
-    warmup = max(1, total_steps // 20)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda step: min(1.0, (step + 1) / warmup) * 0.5 * (1 + math.cos(math.pi * min(step, total_steps) / total_steps)))
-    curve, best_state, best_ndcg, best_epoch, steps_left = [], None, -1.0, 0, total_steps
-    bar = tqdm(total=total_steps, desc="train", unit="step", disable=not progress)
-    for epoch in range(settings.epochs):
-        if steps_left <= 0:
-            break
-        loss, steps = _train_epoch(model, train_split, extra, query_vectors, optimizer, scheduler, config, device, generator,
-                                   steps_left, bar)
-        steps_left -= steps
+    extra = loss_inputs(train_split, config, model.num_items, device)
+    optimizer, scheduler = make_optimizer(model, extra, config, total_steps)
+    run = RunState()
+    checkpoint = checkpoint_path(config, snapshot_path)
+    if settings.resume and (saved := load_checkpoint(checkpoint)) is not None:
+        run = _restore(saved, model, extra, optimizer, scheduler, generator)
+    trained = dist_.wrap(model, context)
+    bar = tqdm(total=total_steps, initial=run.steps_done, desc="train", unit="step",
+               disable=not (progress and context.is_main))
+    while run.epoch < settings.epochs and run.steps_done < total_steps:
+        loss = _train_epoch(trained, train_split, extra, query_vectors, optimizer, scheduler, config, context, generator, run,
+                            model.num_items, total_steps, bar)
         validation_metrics = ev.metrics_from_ranks(model_ranks(model, validation, query_vectors, device))
-        curve.append({"epoch": epoch + 1, "loss": loss, "logit_scale": extra.temperature().item(),
-                      **{k: v for k, v in validation_metrics.items() if k != "users"}})
-        if validation_metrics["NDCG@10"] > best_ndcg:
-            best_ndcg, best_epoch = validation_metrics["NDCG@10"], epoch
-            best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
-        elif settings.patience and epoch - best_epoch >= settings.patience:
+        run.curve.append({"epoch": run.epoch + 1, "loss": loss, "logit_scale": extra.temperature().item(),
+                          **{k: v for k, v in validation_metrics.items() if k != "users"}})
+        if validation_metrics["NDCG@10"] > run.best_ndcg:
+            run.best_ndcg, run.best_epoch = validation_metrics["NDCG@10"], run.epoch
+            run.best_state = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
+        run.epoch += 1
+        if progress and context.is_main:
+            bar.write(f"epoch {run.epoch}: loss {loss:.4f}, validation NDCG@10 {validation_metrics['NDCG@10']:.4f}, "
+                      f"Recall@10 {validation_metrics['Recall@10']:.4f}")
+        if context.is_main:
+            save_checkpoint(checkpoint, _checkpoint_state(model, extra, optimizer, scheduler, generator, run))
+        if settings.patience and run.epoch - 1 - run.best_epoch >= settings.patience:
             break  # early stopping: validation NDCG@10 has not improved for `patience` epochs
     bar.close()
-    if best_state is not None:
-        model.load_state_dict(best_state)
+    dist_.teardown(context)
+    if not context.is_main:
+        return None
+    if run.best_state is not None:
+        model.load_state_dict(run.best_state)
+    return _finish(model, snapshot, catalog, query_vectors, config, device, out_dir, run.curve)
+
+
+def _finish(model: TwoTower, snapshot: Snapshot, catalog: Catalog, query_vectors: torch.Tensor, config: RecConfig,
+            device: torch.device, out_dir: Path, curve: list[dict]) -> TrainResult:
+    """Test metrics, the artifact (weights, item vectors, a fine-tuned text model), the curve plot and the table."""
     result, popularity = evaluate_model(model, snapshot, query_vectors, config, device, catalog)
     version = new_version()
     popular = {name: [[int(catalog.item_ids[r]), float(popularity[index, r])]
                       for r in np.argsort(-popularity[index].numpy(), kind="stable")[:config.serving.max_k]]
                for index, name in enumerate(config.scenarios)}
     artifact_dir = out_dir / version
-    save_artifact(artifact_dir, model, config, catalog.item_ids, text_vectors.shape[1], popular, result, version)
+    save_artifact(artifact_dir, model, config, catalog.item_ids, model.text_dim, popular, result, version)
     (artifact_dir / "training_curve.json").write_text(json.dumps(curve, indent=2))
     if curve:
         plot_curves(curve, artifact_dir / "training_curve.png")
@@ -201,7 +285,7 @@ def evaluate_model(model: TwoTower, snapshot: Snapshot, query_vectors: torch.Ten
     items of its own scenario (domain), as in papers that report it.
     """
     train_split, test = snapshot.splits["train"], snapshot.splits["test"]
-    num_items = model.text_vectors.shape[0]
+    num_items = model.num_items
     popularity = ev.popularity_scores(train_split.target_rows, train_split.inputs.target_scenario, num_items, len(config.scenarios))
     scenario_ids = test.inputs.target_scenario
     results = {

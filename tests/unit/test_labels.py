@@ -21,3 +21,13 @@ def test_max_labels_per_user_keeps_the_latest_ones_and_both_held_out_labels():
     assert labels[labels.user_id == 1]["target_item_id"].tolist() == [13, 14, 15]
     assert labels[labels.user_id == 1]["split"].tolist() == ["train", "validation", "test"]
     assert label_events(_events(), max_per_user=1)[lambda f: f.user_id == 1]["split"].tolist() == ["validation", "test"]
+
+
+def test_a_holdout_table_holds_out_only_its_users_last_events():
+    events = pd.concat([_events(), _events()[lambda f: f.user_id == 1].assign(user_id=3)], ignore_index=True)
+    holdout = pd.DataFrame({"user_id": [2, 3], "split": ["validation", "test"]})
+    labels = label_events(events, holdout=holdout)
+    assert labels[labels.user_id == 1]["split"].tolist() == ["train"] * 5  # not a holdout user: all training labels
+    assert labels[labels.user_id == 2]["split"].tolist() == ["validation"]
+    assert labels[labels.user_id == 3]["split"].tolist() == ["train"] * 4 + ["test"]
+    assert labels[labels.user_id == 3]["target_item_id"].tolist()[-1] == 15

@@ -72,28 +72,6 @@ def test_loss_falls_when_training_a_tiny_model():
     assert losses[-1] < 0.5 * losses[0]
 
 
-def test_decoder_llm_text_path(tmp_path):
-    """A tiny random-weight Qwen2 saved locally loads through the same encoder and pools its last real token."""
-    import shutil
-
-    import transformers
-
-    from recplugin.models.item_tower import resolve_encoder_path
-
-    minilm = resolve_encoder_path("default")
-    for name in ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "special_tokens_map.json"):
-        shutil.copy(f"{minilm}/{name}", tmp_path / name)
-    qwen = transformers.Qwen2Config(vocab_size=30522, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                                    num_attention_heads=4, num_key_value_heads=2)
-    transformers.Qwen2Model(qwen).save_pretrained(tmp_path)
-    encoder = TextEncoder(str(tmp_path), max_tokens=8)
-    assert encoder.is_decoder and encoder.dim == 32
-    vectors = encoder.encode(["spicy noodle recipe", "beach hotel", "beach"])
-    assert vectors.shape == (3, 32) and np.isfinite(vectors).all()
-    alone = encoder.encode(["beach"])
-    assert np.allclose(vectors[2], alone[0], atol=1e-4)
-
-
 def test_default_encoder_is_the_packaged_minilm():
     encoder = TextEncoder()
     vectors = encoder.encode(["spicy noodle recipe", "spicy ramen recipe", "passport visa airport"])
