@@ -128,13 +128,21 @@ def build_training_set(config: RecConfig, progress: bool = True) -> Path:
             chunk = labels[labels["user_id"].isin(users[start:start + step])]
             table = pa.Table.from_pandas(_tidy_snapshot(historical_features(store, chunk), config.scenarios), preserve_index=False)
             if writer is None:
-                schema = table.schema
+                schema = snapshot_schema(table.schema, config.scenarios)
                 writer = pq.ParquetWriter(config.snapshot_path, schema, compression="zstd")
             writer.write_table(table.cast(schema))
     finally:
         if writer is not None:
             writer.close()
     return config.snapshot_path
+
+
+def snapshot_schema(first_chunk: pa.Schema, scenarios: list[str]) -> pa.Schema:
+    """The first chunk's schema with all-null or empty-list columns (no queries, no kitchen events yet) given real types."""
+    known = {"query": pa.string(), **{f"{name}_count": pa.int64() for name in scenarios},
+             **{f"{name}_{suffix}": pa.list_(pa.int64()) for name in scenarios for suffix in ("item_ids", "actions", "timestamps")}}
+    untyped = lambda t: pa.types.is_null(t) or (pa.types.is_list(t) and pa.types.is_null(t.value_type))  # noqa: E731
+    return pa.schema([pa.field(f.name, known.get(f.name, pa.string())) if untyped(f.type) else f for f in first_chunk])
 
 
 def _tidy_snapshot(snapshot: pd.DataFrame, scenarios: list[str]) -> pd.DataFrame:

@@ -31,3 +31,16 @@ def test_a_holdout_table_holds_out_only_its_users_last_events():
     assert labels[labels.user_id == 2]["split"].tolist() == ["validation"]
     assert labels[labels.user_id == 3]["split"].tolist() == ["train"] * 4 + ["test"]
     assert labels[labels.user_id == 3]["target_item_id"].tolist()[-1] == 15
+
+
+def test_snapshot_schema_types_columns_that_are_all_null_in_the_first_chunk():
+    import pyarrow as pa
+
+    from recplugin.features.store import snapshot_schema
+
+    first = pa.table({"query": pa.array([None, None]), "food_item_ids": pa.array([[], []]), "user_id": [1, 2]})
+    assert first.schema.field("food_item_ids").type == pa.list_(pa.null())
+    schema = snapshot_schema(first.schema, ["food"])
+    assert schema.field("query").type == pa.string() and schema.field("food_item_ids").type == pa.list_(pa.int64())
+    later = pa.table({"query": ["q", None], "food_item_ids": [[1], []], "user_id": [3, 4]})
+    assert later.cast(schema).column("food_item_ids").to_pylist() == [[1], []]
