@@ -22,6 +22,10 @@ from recplugin.config import RecConfig, load_config, with_overrides
 
 RESULTS = Path(__file__).resolve().parents[1] / "results"
 SCENARIOS = {"generated": ["search", "feed", "discovery"], "ml-1m": ["feed"], "amazon-food-kitchen": ["food", "kitchen"]}
+PROTOCOL = {  # where a dataset's own split replaces "each user's last event" as the test label
+    "amazon-food-kitchen": "Test users: the 937 mixed-sequence (food + kitchen) users of test.txt, their last item the target, "
+                           "reported per target domain; validation: valid.txt's 960 users; every other event is a training label.",
+}
 PUBLISHED = {  # ../shared/data/README.md: same data and split, full ranking, seen items filtered, test = last item
     "ml-1m": [("SASRec (published, gSASRec README)", {"Recall@10": 0.2392, "NDCG@10": 0.1259}),
               ("gSASRec (published, gSASRec README)", {"Recall@10": 0.3003, "NDCG@10": 0.1726})],
@@ -90,6 +94,49 @@ def plot(rows: list[dict], path: Path) -> None:
     plt.close(figure)
 
 
+def write_report(rows: list[dict], meta: dict, label: str, dataset: str, sampled_negatives: int) -> None:
+    """benchmarks/results/quality_<label>.{json,md,png}."""
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / f"quality_{label}.json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=2))
+    full = [m for m in ("Recall@10", "NDCG@10", "Recall@50", "NDCG@50", "Recall@200", "NDCG@200", "MRR")]
+    sampled = [m for m in ("Recall@1", "Recall@5", "Recall@10", "NDCG@5", "NDCG@10", "MRR")]
+    lines = [f"# Offline quality: {label}\n", f"`{meta['command']}` on {meta['machine']}, {meta['date']}, {meta['seconds']:.0f} s.\n",
+             "Full ranking over all items, the user's earlier items excluded, test = each user's last event.\n",
+             *([PROTOCOL[dataset] + "\n"] if dataset in PROTOCOL else []), *([meta["note"] + "\n"] if "note" in meta else []),
+             "| model | scenario | users | " + " | ".join(full) + " |", "|---|---|---|" + "---|" * len(full)]
+    lines += [f"| {r['model']} | {r['scenario']} | {int(r['users'])} | " + " | ".join(f"{r[m]:.4f}" for m in full) + " |"
+              for r in rows if "sampled" not in r["model"]]
+    if dataset in PUBLISHED:
+        lines += ["", "Published on the same data and test protocol (sequence length 200, embedding 128), for reference:\n",
+                  "| model | Recall@10 | NDCG@10 |", "|---|---|---|"]
+        lines += [f"| {name} | {values['Recall@10']:.4f} | {values['NDCG@10']:.4f} |" for name, values in PUBLISHED[dataset]]
+    if any("sampled" in r["model"] for r in rows):
+        lines += ["", f"Sampled protocol: the target against {sampled_negatives} random unseen items of its own scenario (HR = Recall).\n",
+                  "| model | scenario | users | " + " | ".join(sampled) + " |", "|---|---|---|" + "---|" * len(sampled)]
+        lines += [f"| {r['model']} | {r['scenario']} | {int(r['users'])} | " + " | ".join(f"{r[m]:.4f}" for m in sampled) + " |"
+                  for r in rows if "sampled" in r["model"]]
+    lines += unified_vs_isolated(rows)
+    (RESULTS / f"quality_{label}.md").write_text("\n".join(lines) + "\n")
+    plot(rows, RESULTS / f"quality_{label}.png")
+
+
+def unified_vs_isolated(rows: list[dict]) -> list[str]:
+    """Per scenario and protocol: NDCG@10 of the unified model, the isolated one, and the relative difference."""
+    pairs = []
+    for row in rows:
+        if row["model"].startswith("unified") and row["scenario"] != "overall":
+            twin = next((r for r in rows if r["model"] == row["model"].replace("unified", "isolated")
+                         and r["scenario"] == row["scenario"]), None)
+            if twin:
+                protocol = "sampled" if "sampled" in row["model"] else "full ranking"
+                pairs.append(f"| {row['scenario']} | {protocol} | {row['NDCG@10']:.4f} | {twin['NDCG@10']:.4f} | "
+                             f"{row['NDCG@10'] / max(twin['NDCG@10'], 1e-12) - 1:+.1%} |")
+    if not pairs:
+        return []
+    return ["", "Unified cross-scenario model vs isolated per-scenario models, NDCG@10:\n",
+            "| scenario | protocol | unified | isolated | unified vs isolated |", "|---|---|---|---|---|", *pairs]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--dataset", choices=list(SCENARIOS), default="generated")
@@ -129,27 +176,8 @@ def main() -> None:
                                                                      for k, v in vars(args).items() if v),
             "machine": f"{platform.machine()}, {__import__('os').cpu_count()} cores", "date": time.strftime("%Y-%m-%d"),
             "seconds": time.perf_counter() - started, "seconds_per_variant": timings}
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / f"quality_{label}.json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=2))
-    full = [m for m in ("Recall@10", "NDCG@10", "Recall@50", "NDCG@50", "Recall@200", "NDCG@200", "MRR")]
-    sampled = [m for m in ("Recall@1", "Recall@5", "Recall@10", "NDCG@5", "NDCG@10", "MRR")]
-    lines = [f"# Offline quality: {label}\n", f"`{meta['command']}` on {meta['machine']}, {meta['date']}, {meta['seconds']:.0f} s.\n",
-             "Full ranking over all items, the user's earlier items excluded, test = each user's last event.\n",
-             "| model | scenario | users | " + " | ".join(full) + " |", "|---|---|---|" + "---|" * len(full)]
-    lines += [f"| {r['model']} | {r['scenario']} | {int(r['users'])} | " + " | ".join(f"{r[m]:.4f}" for m in full) + " |"
-              for r in rows if "sampled" not in r["model"]]
-    if args.dataset in PUBLISHED:
-        lines += ["", "Published on the same data and test protocol (sequence length 200, embedding 128), for reference:\n",
-                  "| model | Recall@10 | NDCG@10 |", "|---|---|---|"]
-        lines += [f"| {name} | {values['Recall@10']:.4f} | {values['NDCG@10']:.4f} |" for name, values in PUBLISHED[args.dataset]]
-    if any("sampled" in r["model"] for r in rows):
-        lines += ["", f"Sampled protocol: the target against {args.sampled} random unseen items of its own scenario (HR = Recall).\n",
-                  "| model | scenario | users | " + " | ".join(sampled) + " |", "|---|---|---|" + "---|" * len(sampled)]
-        lines += [f"| {r['model']} | {r['scenario']} | {int(r['users'])} | " + " | ".join(f"{r[m]:.4f}" for m in sampled) + " |"
-                  for r in rows if "sampled" in r["model"]]
-    (RESULTS / f"quality_{label}.md").write_text("\n".join(lines) + "\n")
-    plot(rows, RESULTS / f"quality_{label}.png")
-    print("\n".join(lines))
+    write_report(rows, meta, label, args.dataset, args.sampled)
+    print((RESULTS / f"quality_{label}.md").read_text())
 
 
 if __name__ == "__main__":
