@@ -94,3 +94,21 @@ def test_torchrun_two_cpu_processes_train_with_gloo(built_pipeline, tmp_path):
     assert metrics["two-tower"]["overall"]["NDCG@10"] > metrics["popularity"]["overall"]["NDCG@10"]
     curve = json.loads((Path(report["artifact"]) / "training_curve.json").read_text())
     assert len(curve) == 2
+    _register_back(config, Path(report["artifact"]), tmp_path)
+
+
+def _register_back(config, artifact: Path, tmp_path: Path) -> None:
+    """`recplugin register`: the GPU box's artifact joins the registry; one with other scenarios is refused."""
+    from recplugin import pipeline
+    from recplugin.registry.models import ModelRegistry
+
+    local = with_overrides(config, training={})
+    local.registry_url = f"sqlite:///{tmp_path / 'registry.db'}"
+    version = pipeline.register_artifact(local, artifact)
+    assert ModelRegistry(local.registry_sqlalchemy_url).get(version).artifact_uri == str(artifact.resolve())
+    other = with_overrides(local, training={})
+    other.scenarios = ["feed"]
+    with pytest.raises(ValueError, match="scenarios"):
+        pipeline.register_artifact(other, artifact)
+    with pytest.raises(FileNotFoundError, match="not a model artifact"):
+        pipeline.register_artifact(local, tmp_path)
