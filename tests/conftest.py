@@ -30,6 +30,26 @@ def tiny_config(workdir: Path, **sections: dict) -> RecConfig:
     return from_dict(raw)
 
 
+def tiny_qwen_folder(folder: Path) -> str:
+    """A random-weight Qwen2 decoder with MiniLM's tokenizer, saved as a local model folder (the decoder-LLM path)."""
+    import shutil
+
+    import torch
+    import transformers
+
+    from recplugin.models.item_tower import resolve_encoder_path
+
+    folder.mkdir(parents=True, exist_ok=True)
+    minilm = resolve_encoder_path("default")
+    for name in ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "special_tokens_map.json"):
+        shutil.copy(f"{minilm}/{name}", folder / name)
+    qwen = transformers.Qwen2Config(vocab_size=30522, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                                    num_attention_heads=4, num_key_value_heads=2)
+    torch.manual_seed(0)
+    transformers.Qwen2Model(qwen).save_pretrained(folder)
+    return str(folder)
+
+
 @pytest.fixture
 def config(tmp_path: Path) -> RecConfig:
     return tiny_config(tmp_path)

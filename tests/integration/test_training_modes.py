@@ -16,6 +16,7 @@ from recplugin.config import save_config, with_overrides
 from recplugin.models.artifact import TEXT_ENCODER, RetrievalModel
 from recplugin.training import train as train_module
 from recplugin.training.checkpoint import checkpoint_path
+from tests.conftest import tiny_qwen_folder
 
 pytestmark = pytest.mark.integration
 
@@ -51,7 +52,7 @@ def test_resume_after_a_crash_reproduces_the_uninterrupted_run(built_pipeline, t
 
 def test_lora_fine_tuning_of_a_decoder_item_llm_trains_and_serves(built_pipeline, tmp_path):
     pytest.importorskip("peft")
-    qwen = _tiny_qwen_folder(tmp_path / "qwen")
+    qwen = tiny_qwen_folder(tmp_path / "qwen")
     config = with_overrides(built_pipeline.config, model={"text_encoder": qwen, "item_finetune": "lora", "lora_rank": 4,
                                                           "max_text_tokens": 12},
                             training={"epochs": 1, "max_steps": 4, "batch_size": 16, "checkpoint_dir": str(tmp_path / "c")})
@@ -60,24 +61,6 @@ def test_lora_fine_tuning_of_a_decoder_item_llm_trains_and_serves(built_pipeline
     model = RetrievalModel(result.artifact_dir)
     assert np.isfinite(model.item_vectors).all() and model.item_vectors.shape[1] == config.model.embedding_dim
     assert model.encoder.encode(["beach hotel"]).shape == (1, 32)
-
-
-def _tiny_qwen_folder(folder: Path) -> str:
-    """A random-weight Qwen2 with MiniLM's tokenizer, saved locally."""
-    import shutil
-
-    import transformers
-
-    from recplugin.models.item_tower import resolve_encoder_path
-
-    folder.mkdir(parents=True)
-    minilm = resolve_encoder_path("default")
-    for name in ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "special_tokens_map.json"):
-        shutil.copy(f"{minilm}/{name}", folder / name)
-    config = transformers.Qwen2Config(vocab_size=30522, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                                      num_attention_heads=4, num_key_value_heads=2)
-    transformers.Qwen2Model(config).save_pretrained(folder)
-    return str(folder)
 
 
 def test_torchrun_two_cpu_processes_train_with_gloo(built_pipeline, tmp_path):

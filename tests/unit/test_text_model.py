@@ -1,31 +1,20 @@
 """The item LLM: HLLM's item token for decoders, mean pooling for encoders, frozen / full / LoRA fine-tuning."""
 from __future__ import annotations
 
-import shutil
-
 import numpy as np
 import pytest
 import torch
-import transformers
 
 from recplugin.models.item_tower import TextEncoder, resolve_encoder_path
 from recplugin.models.text_model import ITEM_TOKEN_FILE, ItemTextModel
+from tests.conftest import tiny_qwen_folder
 
 TEXTS = ["title: spicy noodle recipe tags: food", "title: beach hotel", "beach"]
 
 
 @pytest.fixture(scope="module")
 def tiny_qwen(tmp_path_factory) -> str:
-    """A random-weight Qwen2 decoder saved as a local model folder, with MiniLM's tokenizer."""
-    folder = tmp_path_factory.mktemp("qwen")
-    minilm = resolve_encoder_path("default")
-    for name in ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "special_tokens_map.json"):
-        shutil.copy(f"{minilm}/{name}", folder / name)
-    config = transformers.Qwen2Config(vocab_size=30522, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                                      num_attention_heads=4, num_key_value_heads=2)
-    torch.manual_seed(0)
-    transformers.Qwen2Model(config).save_pretrained(folder)
-    return str(folder)
+    return tiny_qwen_folder(tmp_path_factory.mktemp("qwen"))
 
 
 def _encode(model: ItemTextModel, texts: list[str]) -> torch.Tensor:
