@@ -57,6 +57,7 @@ class ModelConfig:
     user_dim: int = 64
     user_layers: int = 2
     user_heads: int = 2
+    user_llm: str = ""  # a local decoder LLM folder to use as the user tower's sequence model (fed inputs_embeds)
     max_sequence_length: int = 50
     interests_per_scenario: int = 2
     scenario_queries: bool = True

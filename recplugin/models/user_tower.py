@@ -1,6 +1,8 @@
 """User tower: a small transformer over the mixed-scenario history, read out by learnable per-scenario query tokens."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import torch
 from torch import nn
 
@@ -8,6 +10,15 @@ from recplugin.config import ModelConfig
 
 GAP_BUCKETS = 24  # log2 minutes since the event, up to ~16 years
 HOURS = 24
+
+
+def load_user_llm(path: str) -> nn.Module:
+    """A local decoder LLM (transformers AutoModel) to run over the behaviour sequence; trained with the tower."""
+    from transformers import AutoModel
+
+    if not Path(path).is_dir():
+        raise FileNotFoundError(f"model.user_llm {path!r} is not a local model folder (no hub downloads are made)")
+    return AutoModel.from_pretrained(path)
 
 
 def scenario_blocks(mask: torch.Tensor, scenarios: torch.Tensor) -> torch.Tensor:
@@ -28,7 +39,8 @@ class UserTower(nn.Module):
 
     def __init__(self, config: ModelConfig, num_scenarios: int, num_actions: int):
         super().__init__()
-        width = config.user_dim
+        self.llm = load_user_llm(config.user_llm) if config.user_llm else None
+        width = int(self.llm.config.hidden_size) if self.llm is not None else config.user_dim
         self.config = config
         self.num_scenarios = num_scenarios
         self.item_in = nn.Linear(config.embedding_dim, width)
@@ -42,9 +54,11 @@ class UserTower(nn.Module):
         for table in (self.scenario, self.action, self.position, self.gap, self.hour):
             if table is not None:
                 nn.init.normal_(table.weight, std=0.02)
-        layer = nn.TransformerEncoderLayer(width, config.user_heads, 4 * width, config.dropout, activation="gelu",
-                                           batch_first=True, norm_first=True)
-        self.encoder = nn.TransformerEncoder(layer, config.user_layers, enable_nested_tensor=False)
+        self.encoder = None
+        if self.llm is None:
+            layer = nn.TransformerEncoderLayer(width, config.user_heads, 4 * width, config.dropout, activation="gelu",
+                                               batch_first=True, norm_first=True)
+            self.encoder = nn.TransformerEncoder(layer, config.user_layers, enable_nested_tensor=False)
         self.norm = nn.LayerNorm(width)
         self.out = nn.Linear(width, config.embedding_dim)
 
@@ -59,6 +73,14 @@ class UserTower(nn.Module):
         if self.hour is not None:
             side = side + self.hour(torch.div(timestamps, 3600, rounding_mode="floor").remainder(HOURS))
         return side
+
+    def encode(self, tokens: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """The sequence model: the small transformer encoder, or a decoder LLM fed `inputs_embeds` (causal, so the
+        query tokens at the end read the whole history; padding is on the left)."""
+        if self.llm is None:
+            return self.encoder(tokens, src_key_padding_mask=~mask)
+        positions = (mask.long().cumsum(1) - 1).clamp(min=0)
+        return self.llm(inputs_embeds=tokens, attention_mask=mask.long(), position_ids=positions).last_hidden_state
 
     def forward(self, item_vectors: torch.Tensor, scenarios: torch.Tensor, actions: torch.Tensor, mask: torch.Tensor,
                 target_scenario: torch.Tensor, timestamps: torch.Tensor, query_vectors: torch.Tensor | None = None,
@@ -80,6 +102,6 @@ class UserTower(nn.Module):
         interest_queries = self.queries[target_scenario if self.config.scenario_queries else torch.zeros_like(target_scenario)]
         parts.append(interest_queries)
         masks.append(torch.ones(interest_queries.shape[:2], dtype=torch.bool, device=mask.device))
-        hidden = self.encoder(torch.cat(parts, dim=1), src_key_padding_mask=~torch.cat(masks, dim=1))
+        hidden = self.encode(torch.cat(parts, dim=1), torch.cat(masks, dim=1))
         interests = hidden[:, -interest_queries.shape[1]:]
         return nn.functional.normalize(self.out(self.norm(interests)), dim=-1)

@@ -81,3 +81,15 @@ def test_every_variant_learns_on_a_tiny_batch():
             optimizer.step()
             losses.append(loss.item())
         assert np.mean(losses[-3:]) < 0.5 * losses[0], changes
+
+
+def test_a_decoder_llm_can_be_the_user_tower_sequence_model(tmp_path):
+    from tests.conftest import tiny_qwen_folder
+
+    model = _model(user_llm=tiny_qwen_folder(tmp_path / "qwen"))
+    assert model.user_tower.encoder is None and model.user_tower.queries.shape[-1] == 32  # the LLM's width
+    users = model.user_vectors(_batch([0, 1]))
+    assert users.shape == (2, 2, 16) and torch.allclose(users.norm(dim=-1), torch.ones(2, 2), atol=1e-5)
+    assert not torch.allclose(users[0], users[1], atol=1e-4)  # per-scenario queries still differ
+    users.sum().backward()
+    assert model.user_tower.llm.layers[0].self_attn.q_proj.weight.grad is not None  # the LLM trains with the tower
