@@ -4,6 +4,8 @@
     python benchmarks/quality/run.py --dataset ml-1m --path ../shared/data/ml-1m --variants unified sasrec-style
     python benchmarks/quality/run.py --dataset amazon-food-kitchen --path ../shared/data/amazon-food-kitchen --sampled 999
 
+The committed results used the configs in benchmarks/quality/configs/ (e.g. --config benchmarks/quality/configs/ml-1m.yaml).
+
 The data goes through the real pipeline first (load or generate -> Feast apply -> point-in-time snapshot), once per
 workdir; every variant is then a `train()` call on the same snapshot with a few config fields changed.
 Test protocol: each user's last event, full ranking over all items, the user's earlier items excluded (and, with
