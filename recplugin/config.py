@@ -53,6 +53,7 @@ class ModelConfig:
     max_text_tokens: int = 32
     item_finetune: str = "frozen"  # frozen (cached vectors) | full | lora: fine-tune the item LLM with the towers
     lora_rank: int = 8
+    item_checkpointing: bool = False  # activation checkpointing in the fine-tuned item LLM (memory for time)
     embedding_dim: int = 64
     user_dim: int = 64
     user_layers: int = 2

@@ -39,7 +39,8 @@ VARIANTS = {  # name -> {config section: {field: value}}; "isolated" trains one 
     "no scenario queries": {"model": {"scenario_queries": False}},
     "sasrec-style": {"model": {"interests_per_scenario": 1, "scenario_queries": False}, "training": {"target_window": 1}},
     "no text": {"model": {"use_text": False, "use_item_ids": True}},
-    "no ids": {"model": {"use_item_ids": False}},
+    "no ids": {"model": {"use_item_ids": False}},  # the default item tower has no ids: same as unified unless the config adds them
+    "text + ids": {"model": {"use_item_ids": True}},
 }
 
 

@@ -36,7 +36,7 @@ class ItemTextModel(nn.Module):
     """Token ids in, one pooled vector per text out ([ITEM]-token state for decoders, mean for encoders)."""
 
     def __init__(self, path: str, max_tokens: int, finetune: str = "frozen", lora_rank: int = 8,
-                 dtype: torch.dtype | None = None):
+                 dtype: torch.dtype | None = None, checkpointing: bool = False):
         super().__init__()
         from transformers import AutoModel, AutoTokenizer
 
@@ -52,6 +52,8 @@ class ItemTextModel(nn.Module):
         self.tokenizer.padding_side = "left" if self.is_decoder else "right"
         self.item_token = nn.Parameter(self._initial_item_token(backbone, Path(path))) if self.is_decoder else None
         backbone.requires_grad_(finetune == "full")
+        if checkpointing and finetune != "frozen":  # recompute activations in backward: far less memory per item
+            backbone.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
         self.backbone = add_lora(backbone, lora_rank) if finetune == "lora" else backbone
         self.finetune = finetune
 

@@ -157,7 +157,7 @@ def build_model(config: RecConfig, catalog: Catalog, snapshot: Snapshot, device:
         model = TwoTower(settings, text_vectors, len(config.scenarios), len(config.actions))
         return model.to(device), query_vectors.to(device)
     text_model = ItemTextModel(resolve_encoder_path(settings.text_encoder), settings.max_text_tokens, settings.item_finetune,
-                               settings.lora_rank).to(device)
+                               settings.lora_rank, checkpointing=settings.item_checkpointing).to(device)
     model = TwoTower(settings, None, len(config.scenarios), len(config.actions), text_model, text_model.tokenize(catalog.texts))
     query_vectors = torch.zeros(0, text_model.dim)
     if snapshot.queries:  # queries are encoded once by the starting text model; only item texts fine-tune it

@@ -48,6 +48,17 @@ def test_full_fine_tuning_updates_the_backbone(tiny_qwen):
     assert all(p.grad is not None for p in model.backbone.layers[0].parameters())
 
 
+def test_activation_checkpointing_gives_the_same_gradients(tiny_qwen):
+    grads = []
+    for checkpointing in (False, True):
+        torch.manual_seed(0)
+        model = ItemTextModel(tiny_qwen, max_tokens=8, finetune="full", checkpointing=checkpointing).train()
+        assert any(getattr(m, "gradient_checkpointing", False) for m in model.backbone.modules()) == checkpointing
+        _encode(model, TEXTS).pow(2).sum().backward()
+        grads.append(model.backbone.layers[0].mlp.up_proj.weight.grad.clone())
+    assert torch.allclose(grads[0], grads[1], atol=1e-5)
+
+
 def test_lora_trains_adapters_only_and_saves_a_merged_model_that_reloads(tiny_qwen, tmp_path):
     pytest.importorskip("peft")
     torch.manual_seed(1)
