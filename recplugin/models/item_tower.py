@@ -28,13 +28,14 @@ def resolve_encoder_path(name: str) -> str:
 class TextEncoder:
     """Frozen text encoding with any local transformers model (see ItemTextModel); the model loads on first use."""
 
-    def __init__(self, name: str = DEFAULT_ENCODER, max_tokens: int = 32, device: str = "cpu"):
+    def __init__(self, name: str = DEFAULT_ENCODER, max_tokens: int = 32, device: str = "cpu",
+                 model: ItemTextModel | None = None):
         if name != DEFAULT_ENCODER:
             resolve_encoder_path(name)  # a missing local folder is an error now, not at the first encode
         self.name = name
         self.max_tokens = max_tokens
         self.device = torch.device(device)
-        self._model: ItemTextModel | None = None
+        self._model = model  # an already loaded text model (e.g. one being fine-tuned), else loaded on first use
 
     @property
     def model(self) -> ItemTextModel:

@@ -161,8 +161,7 @@ def build_model(config: RecConfig, catalog: Catalog, snapshot: Snapshot, device:
     model = TwoTower(settings, None, len(config.scenarios), len(config.actions), text_model, text_model.tokenize(catalog.texts))
     query_vectors = torch.zeros(0, text_model.dim)
     if snapshot.queries:  # queries are encoded once by the starting text model; only item texts fine-tune it
-        encoder = TextEncoder(settings.text_encoder, settings.max_text_tokens, device=str(device))
-        encoder._model = text_model
+        encoder = TextEncoder(settings.text_encoder, settings.max_text_tokens, device=str(device), model=text_model.eval())
         with autocast(device):
             query_vectors = torch.as_tensor(encoder.encode(snapshot.queries, progress=progress, desc="encode queries"))
     return model.to(device), query_vectors.to(device)
