@@ -3,19 +3,16 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import types
-import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
 
+from recplugin.typed_config import ConfigError, build
+
 DEFAULT_SCENARIOS = ("search", "feed", "discovery")
 DEFAULT_ACTIONS = ("click", "like", "share", "purchase")
-
-
-class ConfigError(ValueError):
-    """A configuration file or value that does not fit the schema."""
+INDEX_TYPES = ("auto", "FLAT", "IVF_FLAT", "HNSW")
 
 
 @dataclass
@@ -103,9 +100,16 @@ class IndexConfig:
     uri: str = "milvus.db"
     collection_prefix: str = "recplugin_items"
     alias: str = "recplugin_items_current"
-    flat_index_below: int = 1_000_000_000  # exact FLAT: Milvus Lite 2.5.1 ignores nprobe, so its IVF recall is uncontrolled
+    index_type: str = "auto"  # auto | FLAT | IVF_FLAT | HNSW; auto: FLAT on Milvus Lite, by catalogue size on a server
+    flat_index_below: int = 200_000  # auto on a Milvus server: exact FLAT below this many items, HNSW from it
     ivf_nprobe: int = 64
+    hnsw_m: int = 16
+    hnsw_ef_construction: int = 200
+    hnsw_ef: int = 512  # raised to the number of hits asked for when that is larger (Milvus refuses ef < limit)
     insert_batch: int = 500
+    rpc_timeout_s: float = 10.0  # every Milvus call
+    keep_versions: int = 2  # collections kept after a switch: the served version's and the previous one's (rollback)
+    drop_grace_s: float = 30.0  # wait after a switch before dropping replaced collections (services reload meanwhile)
 
 
 @dataclass
@@ -124,6 +128,7 @@ class ServingConfig:
     batch_max_size: int = 32
     batch_max_latency_ms: int = 10000
     access_log: bool = False
+    reload_interval_s: float = 10.0  # how often each worker checks which model version is served (alias or registry)
 
 
 @dataclass
@@ -226,58 +231,19 @@ class RecConfig:
         if self.serving.workers > 1 and "://" not in self.index.uri:
             raise ConfigError("serving.workers > 1 needs a Milvus server: a Milvus Lite file opens in one process only; run "
                               "`recplugin milvus-server` and set index.uri: http://127.0.0.1:19530 (or use Milvus standalone)")
-        if self.index.ivf_nprobe < 1 or self.index.insert_batch < 1:
-            raise ConfigError("index.ivf_nprobe and index.insert_batch must be positive")
+        if min(self.index.ivf_nprobe, self.index.insert_batch, self.index.hnsw_m, self.index.hnsw_ef, self.index.keep_versions) < 1:
+            raise ConfigError("index.ivf_nprobe, insert_batch, hnsw_m, hnsw_ef and keep_versions must be positive")
+        if self.index.index_type not in INDEX_TYPES:
+            raise ConfigError(f"index.index_type must be one of {list(INDEX_TYPES)}, got {self.index.index_type!r}")
+        if self.index.rpc_timeout_s <= 0 or self.serving.reload_interval_s <= 0 or self.index.drop_grace_s < 0:
+            raise ConfigError("index.rpc_timeout_s and serving.reload_interval_s must be positive, index.drop_grace_s >= 0")
         return self
-
-
-def _coerce(value: object, annotation: object, where: str) -> object:
-    """Check `value` against a dataclass field annotation, building nested dataclasses."""
-    origin = typing.get_origin(annotation)
-    if dataclasses.is_dataclass(annotation):
-        if not isinstance(value, dict):
-            raise ConfigError(f"{where}: expected a mapping, got {type(value).__name__}")
-        return _build(annotation, value, where)
-    if origin is list:
-        (item_type,) = typing.get_args(annotation)
-        if not isinstance(value, list):
-            raise ConfigError(f"{where}: expected a list, got {type(value).__name__}")
-        return [_coerce(v, item_type, f"{where}[{i}]") for i, v in enumerate(value)]
-    if origin in (typing.Union, types.UnionType):
-        for option in typing.get_args(annotation):
-            try:
-                return _coerce(value, option, where)
-            except ConfigError:
-                continue
-        raise ConfigError(f"{where}: {value!r} does not match {annotation}")
-    if annotation is type(None):
-        if value is not None:
-            raise ConfigError(f"{where}: expected null")
-        return None
-    if annotation is float and isinstance(value, int) and not isinstance(value, bool):
-        return float(value)
-    if annotation in (int, float, str, bool):
-        if type(value) is not annotation:
-            raise ConfigError(f"{where}: expected {annotation.__name__}, got {type(value).__name__} {value!r}")
-        return value
-    raise ConfigError(f"{where}: unsupported annotation {annotation}")
-
-
-def _build(cls: type, raw: dict, where: str):
-    """Build dataclass `cls` from a mapping, refusing unknown keys."""
-    hints = typing.get_type_hints(cls)
-    known = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(raw) - known)
-    if unknown:
-        raise ConfigError(f"{where}: unknown key(s) {unknown}; allowed: {sorted(known)}")
-    kwargs = {k: _coerce(v, hints[k], f"{where}.{k}" if where else k) for k, v in raw.items()}
-    return cls(**kwargs)
 
 
 def from_dict(raw: dict) -> RecConfig:
     """Build and validate a RecConfig from a plain mapping (e.g. parsed YAML); a relative workdir is
     resolved against the current directory now, so saved copies of the config mean the same place."""
-    config = _build(RecConfig, raw or {}, "").validate()
+    config = build(RecConfig, raw or {}, "").validate()
     config.workdir = str(Path(config.workdir).resolve())
     return config
 

@@ -15,6 +15,7 @@ import requests
 from recplugin.config import RecConfig, from_dict, load_config, save_config, to_dict, with_overrides  # noqa: F401
 from recplugin.data.generator import generate as generate_dataset
 from recplugin.features import store as feast_glue
+from recplugin.index.standalone import free_port  # noqa: F401  (re-exported for callers)
 from recplugin.registry.models import ModelRegistry
 
 CONFIG_FILE = "recplugin.yaml"
@@ -96,10 +97,12 @@ def register_artifact(config: RecConfig, artifact_dir: Path) -> str:
 
 
 def index(config: RecConfig, version: str | None = None, progress: bool = True) -> str:
-    """Index a version's item vectors in a new collection, publish them to Feast, then mark it serving (and move the alias)."""
+    """Index a version's item vectors in a new collection, publish them to Feast, make it the served one, then (after
+    `index.drop_grace_s`, while running services switch over) drop the collections it replaced."""
     import numpy as np
 
-    from recplugin.index import milvus
+    from recplugin.index import collections
+    from recplugin.index.milvus import connect, disconnect
     from recplugin.models.artifact import ITEM_IDS, ITEM_VECTORS
 
     registry = ModelRegistry(config.registry_sqlalchemy_url)
@@ -108,33 +111,31 @@ def index(config: RecConfig, version: str | None = None, progress: bool = True) 
     item_ids, vectors = np.load(artifact / ITEM_IDS), np.load(artifact / ITEM_VECTORS)
     catalog = pd.read_parquet(config.catalog_path, columns=["item_id", "category", "scenarios"]).set_index("item_id")
     catalog = catalog.reindex(item_ids)
-    client = milvus.connect(config.milvus_uri)
+    client = connect(config.milvus_uri, timeout=config.index.rpc_timeout_s)
     try:
-        name = milvus.build_collection(client, config.index, entry.version, item_ids, vectors, catalog["category"].fillna("").tolist(),
-                                       [list(s) if isinstance(s, (list, np.ndarray)) else list(config.scenarios) for s in catalog["scenarios"]],
-                                       progress=progress, scenario_names=list(config.scenarios))
+        name = collections.build_collection(
+            client, config.index, entry.version, item_ids, vectors, catalog["category"].fillna("").tolist(),
+            [list(s) if isinstance(s, (list, np.ndarray)) else list(config.scenarios) for s in catalog["scenarios"]],
+            progress=progress, scenario_names=list(config.scenarios))
         registry.mark_indexed(entry.version, name)
         feast_glue.publish_item_embeddings(config, item_ids, vectors, entry.version)
         serve_collection(client, registry, config, entry.version, name)
+        previous = [row.collection for row in registry.list() if row.collection and row.collection != name]
+        dropped = collections.retire_collections(client, config.index, name, keep=set(previous[:config.index.keep_versions - 1]),
+                                                 grace_s=config.index.drop_grace_s)
+        registry.forget_collections(dropped)
     finally:
-        milvus.disconnect(client, config.milvus_uri)
+        disconnect(client, config.milvus_uri)
     return name
 
 
 def serve_collection(client, registry: ModelRegistry, config: RecConfig, version: str, collection: str) -> None:
     """Make a complete collection the served one: move the alias where Milvus has aliases, then the registry row."""
-    from recplugin.index import milvus
+    from recplugin.index import collections
 
-    if milvus.supports_aliases(client):
-        milvus.point_alias(client, config.index.alias, collection)
+    if collections.supports_aliases(client):
+        collections.point_alias(client, config.index.alias, collection)
     registry.mark_serving(version)
-
-
-def free_port() -> int:
-    """An unused TCP port on the loopback interface."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def start_milvus_server(config: RecConfig, address: str, timeout: float = 60.0) -> subprocess.Popen:

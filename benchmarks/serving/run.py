@@ -2,10 +2,15 @@
 
     make demo                                   # builds .recplugin/demo (or point --workdir at any built pipeline)
     python benchmarks/serving/run.py --workdir .recplugin/demo --items 100000 1000000 --label embedded
+    python benchmarks/serving/production.py && python benchmarks/serving/run.py --workdir .recplugin/production \
+        --milvus standalone --items 100000 1000000 --label production     # Redis, PostgreSQL, a real Milvus server
 
 `--items N` serves a copy of the workdir's serving model whose catalogue is padded to N items with synthetic
 vectors (each a real item's vector plus small noise, renormalised), indexed in Milvus like any version: latency
 depends on the index size, not on what the extra items are. The original version is serving again afterwards.
+`--milvus standalone` starts a real Milvus standalone server (the `milvus` package, data under the workdir) and indexes
+there (the index type `index.index_type` picks: HNSW from `index.flat_index_below` items). Recall@100 of the served index
+is measured against exact search over the same catalogue, filter and seen items.
 Loopback only; every load level is bounded in request count and in time. Writes
 benchmarks/results/serving_<label>_<items>.{json,md}.
 """
@@ -14,9 +19,13 @@ from __future__ import annotations
 import argparse
 import http.client
 import json
+import os
 import platform
 import shutil
 import statistics
+import subprocess
+import sys
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -28,6 +37,7 @@ from recplugin import pipeline
 from recplugin.config import load_config
 
 RESULTS = Path(__file__).resolve().parents[1] / "results"
+PADDED_SCENARIOS = "bench_scenarios.json"
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -87,6 +97,7 @@ def time_stages(config, users: list[int], repeats: int) -> dict:
     engine = Recommender(config)
     try:
         timings: dict[str, list[float]] = {"feast_online_read": [], "user_tower": [], "milvus_search": [], "numpy_exact_topk": []}
+        eligible, recalls = feed_eligibility(config, engine.model), []
         for index in range(repeats):
             user = users[index % len(users)]
             start = time.perf_counter()
@@ -99,20 +110,41 @@ def time_stages(config, users: list[int], repeats: int) -> dict:
             timings["user_tower"].append((time.perf_counter() - start) * 1000)
             seen = sorted({int(i) for h in state.histories.values() for i in h.item_ids})
             start = time.perf_counter()
-            search_interests(engine.milvus, engine.collection, interests, 20, config.scenarios[1], seen, config.index.ivf_nprobe)
+            search_interests(engine.milvus, engine.served.collection, interests, 20, config.scenarios[1], seen, config.index,
+                             engine.served.index_type)
             timings["milvus_search"].append((time.perf_counter() - start) * 1000)
             start = time.perf_counter()
             scores = (engine.model.item_vectors @ interests.T).max(axis=1)
             np.argpartition(-scores, 20)[:20]
             timings["numpy_exact_topk"].append((time.perf_counter() - start) * 1000)
-        return {name: statistics.median(values) for name, values in timings.items()}
+            if index < 30:  # recall@100 of the served index: the service's own search against exact search
+                found = search_interests(engine.milvus, engine.served.collection, interests, 100, config.scenarios[1], seen,
+                                         config.index, engine.served.index_type)
+                allowed = eligible & ~np.isin(engine.model.item_ids, seen)
+                exact = np.where(allowed, scores, -np.inf)
+                top = set(engine.model.item_ids[np.argsort(-exact, kind="stable")[:100]].tolist())
+                recalls.append(len(top & {h.item_id for h in found}) / 100)
+        return {**{name: statistics.median(values) for name, values in timings.items()}, "recall_at_100": float(np.mean(recalls))}
     finally:
         engine.close()
 
 
+def feed_eligibility(config, model) -> np.ndarray:
+    """Which of the model's items the benchmark's scenario (the second one) may show: the catalogue, or the padded copy's file."""
+    padded = Path(model.directory) / PADDED_SCENARIOS
+    if padded.exists():
+        scenarios = json.loads(padded.read_text())
+    else:
+        catalog = pd.read_parquet(config.catalog_path, columns=["item_id", "scenarios"]).set_index("item_id").reindex(model.item_ids)
+        scenarios = [list(s) if isinstance(s, (list, np.ndarray)) else list(config.scenarios) for s in catalog["scenarios"]]
+    return np.array([config.scenarios[1] in s for s in scenarios])
+
+
+
+
 def padded_version(config, items: int) -> str:
     """Register and index a copy of the serving model with its catalogue padded to `items`; return its version."""
-    from recplugin.index import milvus
+    from recplugin.index import collections, milvus
     from recplugin.models.artifact import ITEM_IDS, ITEM_VECTORS, META
     from recplugin.registry.models import ModelRegistry
 
@@ -139,17 +171,18 @@ def padded_version(config, items: int) -> str:
     catalog = pd.read_parquet(config.catalog_path, columns=["item_id", "category", "scenarios"]).set_index("item_id").reindex(ids)
     scenarios = [list(s) if isinstance(s, (list, np.ndarray)) else list(config.scenarios) for s in catalog["scenarios"]]
     scenarios += [scenarios[i] for i in rng.integers(0, len(ids), extra)]
+    (target / PADDED_SCENARIOS).write_text(json.dumps(scenarios))
     if version not in {entry.version for entry in registry.list()}:
         registry.register(version, base.config, {}, str(target))
     client = milvus.connect(config.milvus_uri)
     try:
         started = time.perf_counter()
-        name = milvus.build_collection(client, config.index, version, all_ids, all_vectors, [""] * items, scenarios,
+        name = collections.build_collection(client, config.index, version, all_ids, all_vectors, [""] * items, scenarios,
                                        scenario_names=list(config.scenarios))
         print(f"indexed {items:,} items in {time.perf_counter() - started:.1f} s", flush=True)
         registry.mark_indexed(version, name)
         pipeline.serve_collection(client, registry, config, version, name)
-        print(f"index type: {client.describe_index(name, client.list_indexes(name)[0])['index_type']}", flush=True)
+        print(f"index type: {collections.collection_index(client, name)}", flush=True)
     finally:
         milvus.disconnect(client, config.milvus_uri)
     return version
@@ -168,6 +201,24 @@ def restore_serving(config, version: str) -> None:
         milvus.disconnect(client, config.milvus_uri)
 
 
+def git_commit() -> str:
+    return subprocess.run(["git", "rev-parse", "HEAD"], cwd=RESULTS.parents[1], capture_output=True, text=True).stdout.strip()
+
+
+def index_description(config, version: str) -> str:
+    """The served collection's index type and search parameters."""
+    from recplugin.index import collections, milvus
+    from recplugin.registry.models import ModelRegistry
+
+    client = milvus.connect(config.milvus_uri)
+    try:
+        kind = collections.collection_index(client, ModelRegistry(config.registry_sqlalchemy_url).get(version).collection)
+    finally:
+        milvus.disconnect(client, config.milvus_uri)
+    search = milvus.search_params(kind, config.index, 40)["params"]
+    return f"{kind} {search}" if search else kind
+
+
 def bench_one(config, args, items: int, users: list[int], bodies: list[dict]) -> None:
     """Serve the catalogue padded to `items`, drive every level, time the stages, write the report."""
     version = padded_version(config, items)
@@ -181,17 +232,20 @@ def bench_one(config, args, items: int, users: list[int], bodies: list[dict]) ->
     finally:
         pipeline.stop_service(process)
     stages = time_stages(config, users, repeats=100)
+    recall = stages.pop("recall_at_100")
     in_path = stages["feast_online_read"] + stages["user_tower"] + stages["milvus_search"]
     label = f"{args.label}_{items}"
-    meta = {"command": f"python benchmarks/serving/run.py --workdir {args.workdir} --items {items} --label {args.label}",
-            "items": items, "model_version": version, "machine": f"{platform.machine()}, {__import__('os').cpu_count()} cores",
-            "date": time.strftime("%Y-%m-%d"), "online_store": config.feast.store_yaml, "milvus": config.index.uri,
-            "index": "FLAT" if items < config.index.flat_index_below else f"IVF_FLAT nprobe {config.index.ivf_nprobe}",
+    meta = {"command": "python benchmarks/serving/run.py " + " ".join(sys.argv[1:]), "git_commit": git_commit(),
+            "items": items, "model_version": version, "machine": f"{platform.machine()}, {os.cpu_count()} cores",
+            "date": time.strftime("%Y-%m-%d %H:%M"), "online_store": config.feast.store_yaml, "milvus": args.milvus_label,
+            "workers": config.serving.workers, "index": index_description(config, version), "recall_at_100": recall,
             "service_overhead_ratio_c1": levels[0]["p50_ms"] / in_path}
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / f"serving_{label}.json").write_text(json.dumps({"meta": meta, "levels": levels, "stages_ms": stages}, indent=2))
-    lines = [f"# Serving: {items:,} items ({args.label})\n", f"`{meta['command']}` on {meta['machine']}, {meta['date']}; "
-             f"Feast store file {meta['online_store']}, Milvus {meta['milvus']}, index {meta['index']}.\n",
+    lines = [f"# Serving: {items:,} items ({args.label})\n", f"`{meta['command']}` (commit {meta['git_commit'][:10]}) on "
+             f"{meta['machine']}, {meta['date']}; Feast store file {meta['online_store']}, Milvus: {meta['milvus']}, "
+             f"{meta['workers']} worker(s), index {meta['index']}, recall@100 of the served index **{recall:.4f}** "
+             "(30 users, against exact search with the same filter and seen items).\n",
              "| concurrency | requests | errors | p50 ms | p95 ms | p99 ms | req/s |", "|---|---|---|---|---|---|---|"]
     lines += [f"| {r['concurrency']} | {r['requests']} | {r['errors']} | {r['p50_ms']:.1f} | {r['p95_ms']:.1f} | {r['p99_ms']:.1f} "
               f"| {r['throughput_rps']:.1f} |" for r in levels]
@@ -210,8 +264,11 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 8, 32, 64])
     parser.add_argument("--requests", type=int, default=3000, help="at most this many requests per level")
     parser.add_argument("--seconds", type=float, default=30, help="at most this long per level")
+    parser.add_argument("--milvus", choices=["config", "standalone"], default="config",
+                        help="the config's index.uri, or a Milvus standalone server started here (data under the workdir)")
     args = parser.parse_args()
     config = load_config(Path(args.workdir) / pipeline.CONFIG_FILE)
+    args.milvus_label = config.index.uri
     events = pd.read_parquet(config.events_path, columns=["user_id"])
     users = [int(u) for u in events["user_id"].drop_duplicates().sample(200, random_state=0, replace=True)]
     bodies = [{"user_id": u, "scenario": config.scenarios[i % len(config.scenarios)], "k": 20} for i, u in enumerate(users)]
@@ -219,7 +276,15 @@ def main() -> None:
 
     original = ModelRegistry(config.registry_sqlalchemy_url).latest(status="serving").version
     server = None
-    if config.index.uri.startswith("http://127.0.0.1:"):  # the workdir's Milvus Lite file, served to every worker
+    if args.milvus == "standalone":
+        from recplugin.index import standalone
+
+        server = standalone.start(Path(tempfile.mkdtemp(prefix="milvus-", dir=config.path("."))))
+        config = pipeline.with_overrides(config, index={"uri": server.uri, "drop_grace_s": 0.0})
+        pipeline.save_config(config, pipeline.workdir_config_path(config))
+        args.milvus_label = f"Milvus standalone {server.uri} (the `milvus` package)"
+        pipeline.index(config, original, progress=False)
+    elif config.index.uri.startswith("http://127.0.0.1:"):  # the workdir's Milvus Lite file, served to every worker
         file_config = pipeline.with_overrides(config, index={"uri": "milvus.db"}, serving={"workers": 1})
         server = pipeline.start_milvus_server(file_config, config.index.uri.removeprefix("http://"))
     try:
@@ -228,7 +293,7 @@ def main() -> None:
     finally:
         restore_serving(config, original)
         if server is not None:
-            pipeline.stop_service(server)
+            server.stop() if args.milvus == "standalone" else pipeline.stop_service(server)
 
 
 if __name__ == "__main__":

@@ -111,6 +111,12 @@ class ModelRegistry:
                 raise UnknownVersion(f"model version {version!r} is not in the registry")
             target.status = "serving"
 
+    def forget_collections(self, names: list[str]) -> None:
+        """Versions whose collection was dropped go back to 'trained' (index them again to serve them)."""
+        with Session(self.engine) as session, session.begin():
+            for row in session.scalars(select(ModelVersionRow).where(ModelVersionRow.collection.in_(names))):
+                row.collection, row.status = None, "trained"
+
     def _update(self, version: str, **values: object) -> None:
         with Session(self.engine) as session, session.begin():
             row = session.get(ModelVersionRow, version)

@@ -11,7 +11,8 @@ from recplugin.config import RecConfig
 from recplugin.data.live_events import append_event
 from recplugin.features.history import UserState
 from recplugin.features.store import OnlineFeatures
-from recplugin.index.milvus import alias_target, connect, disconnect, search_many, supports_aliases
+from recplugin.index.collections import alias_target, collection_index, collection_version, row_count, supports_aliases
+from recplugin.index.milvus import connect, disconnect, search_many
 from recplugin.models.artifact import RetrievalModel
 from recplugin.models.inputs import NO_QUERY, ScenarioEvents, build_batch
 from recplugin.registry.models import ModelRegistry, UnknownVersion
@@ -52,25 +53,44 @@ class Recommendation:
                 "degraded": self.degraded}
 
 
+@dataclass(frozen=True)
+class Served:
+    """A model version and the collection holding its items: switched together, read once per batch."""
+
+    collection: str
+    model: RetrievalModel
+    index_type: str
+
+
 class Recommender:
-    """Resolves the served model through the Milvus alias (or the registry's serving row), then answers requests."""
+    """Resolves the served model through the Milvus alias (or the registry's serving row), answers requests, and
+    follows the served version: every `serving.reload_interval_s` it looks again and switches model and collection."""
 
     def __init__(self, config: RecConfig):
         self.config = config
+        self.timeout = config.index.rpc_timeout_s
         self.registry = ModelRegistry(config.registry_sqlalchemy_url)
-        self.milvus = connect(config.milvus_uri)
+        self.milvus = connect(config.milvus_uri, timeout=self.timeout)
+        self._stop = threading.Event()
         try:
-            self.collection, self.model = self._resolve_served_model()
+            self.served = self._load_served(self._served_collection())
             self.online = OnlineFeatures(config)
         except Exception:
             self.close()
             raise
         self.feast_lock = threading.Lock()
+        self._follower = threading.Thread(target=self._follow, name="recplugin-follow-version", daemon=True)
+        self._follower.start()
+
+    @property
+    def model(self) -> RetrievalModel:
+        """The model being served now."""
+        return self.served.model
 
     def _served_collection(self) -> str:
         """The alias's collection; on Milvus Lite, which has no aliases, the registry's serving version's collection."""
         if supports_aliases(self.milvus):
-            collection = alias_target(self.milvus, self.config.index.alias)
+            collection = alias_target(self.milvus, self.config.index.alias, timeout=self.timeout)
             if collection is None:
                 raise NotReady(f"Milvus alias {self.config.index.alias!r} does not exist yet: run `recplugin index` first")
             return collection
@@ -79,20 +99,40 @@ class Recommender:
         except UnknownVersion:
             raise NotReady("no model version is serving in the registry yet: run `recplugin index` first") from None
 
-    def _resolve_served_model(self) -> tuple[str, RetrievalModel]:
-        """Served collection -> registry row -> artifact -> collection size, refusing any disagreement between them."""
-        collection = self._served_collection()
-        if not self.milvus.has_collection(collection):
+    def _load_served(self, collection: str) -> Served:
+        """Collection -> its model version -> registry row -> artifact -> item count, refusing any disagreement."""
+        if not self.milvus.has_collection(collection, timeout=self.timeout):
             raise NotReady(f"Milvus has no collection {collection!r}, which the registry says is serving")
-        version = self.registry.by_collection(collection)
+        try:
+            version = self.registry.get(collection_version(self.milvus, collection, timeout=self.timeout))
+        except LookupError:  # built before collections carried their version: the registry row names it
+            version = self.registry.by_collection(collection)
         model = RetrievalModel(version.artifact_uri)
         if model.version != version.version:
             raise NotReady(f"artifact holds model {model.version} but the registry says {version.version}")
-        indexed = int(self.milvus.get_collection_stats(collection)["row_count"])
+        self.milvus.load_collection(collection, timeout=self.timeout)
+        indexed = row_count(self.milvus, collection, timeout=self.timeout)
         if indexed != len(model.item_ids):
             raise NotReady(f"collection {collection} has {indexed} items but model {version.version} has {len(model.item_ids)}")
-        self.milvus.load_collection(collection)
-        return collection, model
+        return Served(collection, model, collection_index(self.milvus, collection, timeout=self.timeout))
+
+    def refresh(self) -> bool:
+        """Switch to the served version if it changed (model and collection at once); True when it switched."""
+        collection = self._served_collection()
+        if collection == self.served.collection:
+            return False
+        served = self._load_served(collection)
+        previous, self.served = self.served, served
+        logger.info("now serving model %s from %s (was %s)", served.model.version, collection, previous.model.version)
+        return True
+
+    def _follow(self) -> None:
+        """Background loop: look for a new served version every reload interval; keep the current one on any error."""
+        while not self._stop.wait(self.config.serving.reload_interval_s):
+            try:
+                self.refresh()
+            except Exception as error:  # the served version stays until the new one is complete and reachable
+                logger.warning("could not switch model version, still serving %s: %s", self.served.model.version, error)
 
     def check_scenario(self, scenario: str) -> int:
         """The scenario's index, or InvalidRequest naming the allowed scenarios."""
@@ -117,6 +157,7 @@ class Recommender:
 
         A request's own mistake comes back as its InvalidRequest; a Milvus failure fails the whole batch.
         """
+        served = self.served  # one model and collection for the whole batch, even if the version switches meanwhile
         answers: list[Recommendation | Exception | None] = [None] * len(requests)
         valid = []
         for position, request in enumerate(requests):
@@ -132,39 +173,40 @@ class Recommender:
             logger.warning("Feast online read failed, answering with popular items: %s", error)
             reason = f"feature store unavailable ({type(error).__name__}); popular items"
             for position in valid:
-                answers[position] = self.popular(requests[position].scenario, requests[position].k, degraded=reason)
+                answers[position] = self.popular(requests[position].scenario, requests[position].k, served, degraded=reason)
             return answers
         by_user = {state_user: state for state_user, state in zip(sorted({requests[p].user_id for p in valid}), states)}
         known = [p for p in valid if by_user[requests[p].user_id] is not None]
         for position in valid:
             if by_user[requests[position].user_id] is None:
-                answers[position] = self.popular(requests[position].scenario, requests[position].k)
+                answers[position] = self.popular(requests[position].scenario, requests[position].k, served)
         if known:
-            self._retrieve([requests[p] for p in known], [by_user[requests[p].user_id] for p in known],
+            self._retrieve(served, [requests[p] for p in known], [by_user[requests[p].user_id] for p in known],
                            lambda index, answer: answers.__setitem__(known[index], answer))
         return answers
 
-    def _retrieve(self, requests: list[RecommendRequest], states: list[UserState], put) -> None:
+    def _retrieve(self, served: Served, requests: list[RecommendRequest], states: list[UserState], put) -> None:
         """User tower for all requests at once, then one Milvus search per scenario among them."""
         histories = [[ScenarioEvents(h.item_ids, h.actions, h.timestamps) for h in state.histories.values()] for state in states]
         scenario_rows = [self.config.scenarios.index(r.scenario) for r in requests]
         batch = build_batch(histories, scenario_rows, [NO_QUERY] * len(requests), self.config.model.max_sequence_length,
-                            self.model.id_to_row)
-        interests = self.model.user_vectors(batch, [r.query for r in requests])
+                            served.model.id_to_row)
+        interests = served.model.user_vectors(batch, [r.query for r in requests])
         seen = [{int(i) for h in state.histories.values() for i in h.item_ids} for state in states]
         for scenario in {r.scenario for r in requests}:
             group = [i for i, r in enumerate(requests) if r.scenario == scenario]
             k = max(requests[i].k for i in group)
-            found = search_many(self.milvus, self.collection, interests[group], k, scenario, [seen[i] for i in group],
-                                self.config.index.ivf_nprobe)
+            found = search_many(self.milvus, served.collection, interests[group], k, scenario, [seen[i] for i in group],
+                                self.config.index, served.index_type)
             for index, hits in zip(group, found):
                 items = [{"item_id": h.item_id, "score": round(h.score, 6)} for h in hits[:requests[index].k]]
-                put(index, Recommendation(items, self.model.version, False))
+                put(index, Recommendation(items, served.model.version, False))
 
-    def popular(self, scenario: str, k: int, degraded: str | None = None) -> Recommendation:
+    def popular(self, scenario: str, k: int, served: Served | None = None, degraded: str | None = None) -> Recommendation:
         """The scenario's most popular items (cold start)."""
-        items = [{"item_id": int(item_id), "score": float(count)} for item_id, count in self.model.popular[scenario][:k]]
-        return Recommendation(items, self.model.version, cold_start=True, degraded=degraded)
+        model = (served or self.served).model
+        items = [{"item_id": int(item_id), "score": float(count)} for item_id, count in model.popular[scenario][:k]]
+        return Recommendation(items, model.version, cold_start=True, degraded=degraded)
 
     def record_event(self, user_id: int, item_id: int, scenario: str, action: str) -> dict:
         """Append one behaviour to the user's state, push it online and log it for the offline source."""
@@ -184,8 +226,9 @@ class Recommender:
         """True when the online store and the Milvus collection both answer."""
         with self.feast_lock:
             self.online.ping()
-        return bool(self.milvus.has_collection(self.collection))
+        return bool(self.milvus.has_collection(self.served.collection, timeout=self.timeout))
 
     def close(self) -> None:
-        """Release the Milvus connection (and a Milvus Lite file's lock)."""
+        """Stop following versions; release the Milvus connection (and a Milvus Lite file's lock)."""
+        self._stop.set()
         disconnect(self.milvus, self.config.milvus_uri)

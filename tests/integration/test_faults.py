@@ -8,7 +8,7 @@ from pymilvus import MilvusClient
 from pymilvus.exceptions import MilvusException
 
 from recplugin import pipeline
-from recplugin.index import milvus
+from recplugin.index import collections, milvus
 from recplugin.registry.models import ModelRegistry
 from recplugin.serving.recommender import NotReady, Recommender
 
@@ -56,7 +56,7 @@ def test_a_collection_that_does_not_match_the_model_is_refused(built_pipeline):
     client = milvus.connect(config.milvus_uri)
     try:
         ids = np.array([1, 2, 3])
-        name = milvus.build_collection(client, config.index, "v_mismatch", ids, np.eye(3, config.model.embedding_dim, dtype=np.float32),
+        name = collections.build_collection(client, config.index, "v_mismatch", ids, np.eye(3, config.model.embedding_dim, dtype=np.float32),
                                        ["c"] * 3, [config.scenarios] * 3, progress=False,
                                        scenario_names=config.scenarios)
         registry.mark_indexed("v_mismatch", name)
@@ -77,12 +77,12 @@ def test_a_failed_index_build_leaves_the_previous_version_serving(built_pipeline
     registry.register("v_partial", real.config, {}, real.artifact_uri)
     real_insert = MilvusClient.insert
     monkeypatch.setattr(MilvusClient, "insert", lambda self, name, rows: real_insert(self, name, rows[: len(rows) // 2]))
-    with pytest.raises(milvus.IndexIncomplete, match="holds .* of .* items"):
+    with pytest.raises(collections.IndexIncomplete, match="holds .* of .* items"):
         pipeline.index(config, "v_partial", progress=False)
     monkeypatch.undo()
     assert registry.latest(status="serving").version == built_pipeline.version
     recommender = Recommender(config)
     try:
-        assert recommender.collection == built_pipeline.collection
+        assert recommender.served.collection == built_pipeline.collection
     finally:
         recommender.close()

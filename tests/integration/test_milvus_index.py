@@ -1,39 +1,39 @@
-"""Milvus index: a collection per version, filtered max-over-interests search, alias moved only after a complete build.
-
-Runs on Milvus Lite; set RECPLUGIN_TEST_MILVUS_URI (e.g. http://127.0.0.1:19530) to run it against a Milvus server,
-which is where the alias tests run (Milvus Lite 2.5 has no aliases).
-"""
-import os
+"""Milvus index on both backends (Milvus Lite and a real Milvus standalone server): a new collection per build,
+filtered max-over-interests search that is never short, aliases moved only after a complete build, retirement."""
+import uuid
 
 import numpy as np
 import pytest
 
 from recplugin.config import IndexConfig
-from recplugin.index import milvus
+from recplugin.index import collections, milvus
 
 pytestmark = pytest.mark.integration
-CONFIG = IndexConfig(collection_prefix="items", alias="items_current")
 
 
-@pytest.fixture
-def client(tmp_path):
-    uri = os.environ.get("RECPLUGIN_TEST_MILVUS_URI") or str(tmp_path / "milvus.db")
-    client = milvus.connect(uri)
+def _connected(uri: str):
+    """(client, config) with a collection prefix of the test's own; its collections are dropped afterwards."""
+    prefix = f"t{uuid.uuid4().hex[:10]}"
+    config = IndexConfig(uri=uri, collection_prefix=prefix, alias=f"{prefix}_current", drop_grace_s=0)
+    client = milvus.connect(uri, timeout=30)
+    yield client, config
     for name in client.list_collections():
-        if name.startswith(CONFIG.collection_prefix + "_"):
-            client.drop_collection(name)
-    yield client
+        if name.startswith(prefix):
+            collections.drop_collection(client, name)
     milvus.disconnect(client, uri)
 
 
+@pytest.fixture(params=["lite", "server"])
+def backend(request, tmp_path):
+    """On a Milvus Lite file, then on the session's Milvus server."""
+    uri = str(tmp_path / "milvus.db") if request.param == "lite" else request.getfixturevalue("milvus_server_uri")
+    yield from _connected(uri)
+
+
 @pytest.fixture
-def alias_client(client):
-    if not milvus.supports_aliases(client):
-        pytest.skip("this Milvus has no aliases (Milvus Lite 2.5); set RECPLUGIN_TEST_MILVUS_URI to a Milvus server")
-    for alias in client.list_aliases().get("aliases", []):
-        if alias == CONFIG.alias:
-            client.drop_alias(alias)
-    return client
+def server(milvus_server_uri):
+    """On the Milvus server only: aliases (Milvus Lite 2.5 has none; the registry row names the served collection there)."""
+    yield from _connected(milvus_server_uri)
 
 
 def _items(count=60, dim=8, seed=0):
@@ -45,105 +45,144 @@ def _items(count=60, dim=8, seed=0):
     return ids, vectors, [f"c{i % 3}" for i in range(count)], scenarios
 
 
-def test_build_then_search(client):
-    ids, vectors, categories, scenarios = _items()
-    name = milvus.build_collection(client, CONFIG, "v1", ids, vectors, categories, scenarios, progress=False)
-    assert client.get_collection_stats(name)["row_count"] == len(ids)
-    hits = milvus.search_interests(client, name, vectors[:1], 5, "feed", [])
+def _build(client, config, version, vectors=None, **items):
+    ids, base, categories, scenarios = _items(**items)
+    return collections.build_collection(client, config, version, ids, base if vectors is None else vectors, categories,
+                                        scenarios, progress=False)
+
+
+def test_build_counts_every_row_then_search(backend):
+    client, config = backend
+    name = _build(client, config, "v1")
+    assert collections.row_count(client, name) == 60  # a server's stats count flushed segments only; this counts all
+    assert collections.collection_version(client, name) == "v1"
+    hits = milvus.search_interests(client, name, _items()[1][:1], 5, "feed", [], config)
     assert hits[0].item_id == 1000 and hits[0].score == pytest.approx(1.0, abs=1e-4)
 
 
-def test_ivf_index_above_the_flat_threshold_keeps_recall(client):
-    rng = np.random.default_rng(1)
-    centers = rng.normal(size=(40, 16)).astype(np.float32)
-    vectors = centers[rng.integers(0, 40, 4000)] + 0.4 * rng.normal(size=(4000, 16)).astype(np.float32)
-    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
-    ids = np.arange(4000)
-    config = IndexConfig(collection_prefix="items", flat_index_below=1000, ivf_nprobe=32)
-    name = milvus.build_collection(client, config, "ivf", ids, vectors, ["c"] * 4000, [["feed"]] * 4000, progress=False)
-    assert client.describe_index(name, client.list_indexes(name)[0])["index_type"] == "IVF_FLAT"
-    recalls = []
-    for query in vectors[:20]:
-        found = {h.item_id for h in milvus.search_interests(client, name, query[None], 50, "feed", [], config.ivf_nprobe)}
-        recalls.append(len(found & set(np.argsort(-(vectors @ query))[:50].tolist())) / 50)
-    assert np.mean(recalls) >= 0.95
+def test_a_rebuild_of_the_same_version_gets_a_new_collection(backend):
+    client, config = backend
+    first, second = _build(client, config, "v1"), _build(client, config, "v1")
+    assert first != second and {first, second} <= set(client.list_collections())
 
 
-def test_build_then_point_alias(alias_client):
-    client = alias_client
-    ids, vectors, categories, scenarios = _items()
-    name = milvus.build_collection(client, CONFIG, "v1", ids, vectors, categories, scenarios, progress=False)
-    assert milvus.alias_target(client, CONFIG.alias) is None
-    milvus.point_alias(client, CONFIG.alias, name)
-    assert milvus.alias_target(client, CONFIG.alias) == name
-    hits = milvus.search_interests(client, CONFIG.alias, vectors[:1], 5, "feed", [])
-    assert hits[0].item_id == 1000 and hits[0].score == pytest.approx(1.0, abs=1e-4)
-
-
-def test_search_is_exact_filtered_and_max_over_interests(client):
-    ids, vectors, categories, scenarios = _items()
-    name = milvus.build_collection(client, CONFIG, "v1", ids, vectors, categories, scenarios, progress=False)
+def test_search_is_exact_filtered_and_max_over_interests(backend):
+    client, config = backend
+    ids, vectors, _, _ = _items()
+    name = _build(client, config, "v1")
     interests = vectors[[3, 10]]
-    hits = milvus.search_interests(client, name, interests, 10, "discovery", exclude=[1003])
+    hits = milvus.search_interests(client, name, interests, 10, "discovery", [1003], config)
     returned = [h.item_id for h in hits]
-    assert 1003 not in returned and all((i - 1000) % 2 == 1 for i in returned)
     eligible = np.array([i % 2 == 1 and i != 3 for i in range(len(ids))])
     exact = np.where(eligible, (vectors @ interests.T).max(axis=1), -np.inf)
-    expected = [int(ids[i]) for i in np.argsort(-exact)[:10]]
-    assert returned == expected
+    assert returned == [int(ids[i]) for i in np.argsort(-exact)[:10]]
     assert [h.score for h in hits] == pytest.approx(sorted(exact[np.argsort(-exact)[:10]], reverse=True), abs=1e-4)
 
 
-def test_failed_build_leaves_the_previous_alias_serving(alias_client, monkeypatch):
-    client = alias_client
-    ids, vectors, categories, scenarios = _items()
-    first = milvus.build_collection(client, CONFIG, "v1", ids, vectors, categories, scenarios, progress=False)
-    milvus.point_alias(client, CONFIG.alias, first)
-    real_insert = client.insert
-    monkeypatch.setattr(client, "insert", lambda name, rows: real_insert(name, rows[: len(rows) // 2]))
-    with pytest.raises(milvus.IndexIncomplete, match="holds 30 of 60 items"):
-        milvus.build_collection(client, CONFIG, "v2", ids, vectors, categories, scenarios, progress=False)
-    assert milvus.alias_target(client, CONFIG.alias) == first
-    assert len(milvus.search_interests(client, CONFIG.alias, vectors[:1], 5, "feed", [])) == 5
-
-
-def test_failed_build_raises(client, monkeypatch):
-    ids, vectors, categories, scenarios = _items()
-    real_insert = client.insert
-    monkeypatch.setattr(client, "insert", lambda name, rows: real_insert(name, rows[: len(rows) // 2]))
-    with pytest.raises(milvus.IndexIncomplete, match="holds 30 of 60 items"):
-        milvus.build_collection(client, CONFIG, "v2", ids, vectors, categories, scenarios, progress=False)
-
-
-def test_alias_moves_between_complete_versions(alias_client):
-    client = alias_client
-    ids, vectors, categories, scenarios = _items()
-    first = milvus.build_collection(client, CONFIG, "v1", ids, vectors, categories, scenarios, progress=False)
-    milvus.point_alias(client, CONFIG.alias, first)
-    second = milvus.build_collection(client, CONFIG, "v2", ids, -vectors, categories, scenarios, progress=False)
-    milvus.point_alias(client, CONFIG.alias, second)
-    assert milvus.alias_target(client, CONFIG.alias) == second
-    assert milvus.search_interests(client, CONFIG.alias, -vectors[:1], 1, "feed", [])[0].item_id == 1000
-
-
-def test_filter_is_built_from_validated_values_only():
-    assert milvus.eligibility_filter("feed") == "in_feed == true"
-    with pytest.raises(ValueError):
-        milvus.eligibility_filter('feed") or ("1')
-
-
-def test_one_call_for_many_users_matches_exact_search(client, monkeypatch):
-    ids, vectors, categories, scenarios = _items()
-    name = milvus.build_collection(client, CONFIG, "v1", ids, vectors, categories, scenarios, progress=False)
+def test_one_call_for_many_users_matches_exact_search(backend, monkeypatch):
+    client, config = backend
+    ids, vectors, _, _ = _items()
+    name = _build(client, config, "v1")
     rng = np.random.default_rng(3)
     interests = vectors[rng.integers(0, len(ids), size=(4, 2))]
     top_of_user_0 = np.argsort(-(vectors @ interests[0].T).max(axis=1))
     seen = [{int(ids[i]) for i in top_of_user_0[:25]}, {1001, 1003}, set(int(i) for i in ids[1::2][:20]), {1005}]
     filters, real_search = [], client.search
     monkeypatch.setattr(client, "search", lambda *args, **kwargs: filters.append(kwargs["filter"]) or real_search(*args, **kwargs))
-    answers = milvus.search_many(client, name, interests, 7, "discovery", seen)
+    answers = milvus.search_many(client, name, interests, 7, "discovery", seen, config)
     assert len(filters) == 2 and "not in" in filters[1]  # user 0's seen items fill its first page: searched again
     for user, hits in enumerate(answers):
         allowed = np.array([i % 2 == 1 and int(ids[i]) not in seen[user] for i in range(len(ids))])
         exact = np.where(allowed, (vectors @ interests[user].T).max(axis=1), -np.inf)
         assert [h.item_id for h in hits] == [int(ids[i]) for i in np.argsort(-exact)[:7]]
+
+
+def test_a_short_filtered_result_never_shortens_the_answer(backend, monkeypatch):
+    client, config = backend
+    ids, vectors, _, _ = _items()
+    name = _build(client, config, "v1")
+    real_search, calls = client.search, []
+
+    def short_first_pages(*args, **kwargs):  # what filtered HNSW does on a server: fewer hits than asked for
+        calls.append(kwargs["limit"])
+        hits = real_search(*args, **kwargs)
+        return [page[:3] for page in hits] if len(calls) <= 2 else hits
+
+    monkeypatch.setattr(client, "search", short_first_pages)
+    hits = milvus.search_interests(client, name, vectors[:2], 10, "feed", [1000], config, index_type="HNSW")
+    assert len(hits) == 10 and 1000 not in {h.item_id for h in hits} and len({h.item_id for h in hits}) == 10
+    assert [h.score for h in hits] == sorted((h.score for h in hits), reverse=True)
+
+
+def test_ivf_and_hnsw_keep_recall_with_the_filter(server):
+    client, config = server
+    rng = np.random.default_rng(1)
+    centers = rng.normal(size=(40, 16)).astype(np.float32)
+    vectors = centers[rng.integers(0, 40, 4000)] + 0.4 * rng.normal(size=(4000, 16)).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    ids = np.arange(4000)
+    eligible = [["feed"] if i % 3 else ["search"] for i in range(4000)]
+    for index_type in ("IVF_FLAT", "HNSW"):
+        typed = IndexConfig(**{**config.__dict__, "index_type": index_type, "hnsw_ef": 8})  # ef below k: raised to k
+        name = collections.build_collection(client, typed, index_type, ids, vectors, ["c"] * 4000, eligible, progress=False)
+        assert collections.collection_index(client, name) == index_type
+        recalls = []
+        for query in vectors[:20]:
+            found = {h.item_id for h in milvus.search_interests(client, name, query[None], 50, "feed", [], typed, index_type)}
+            exact = np.where([i % 3 != 0 for i in range(4000)], vectors @ query, -np.inf)
+            recalls.append(len(found & set(np.argsort(-exact)[:50].tolist())) / 50)
+        assert np.mean(recalls) >= 0.95, index_type
+
+
+def test_auto_index_is_flat_on_lite_and_by_size_on_a_server():
+    config = IndexConfig(flat_index_below=1000)
+    assert collections.choose_index(config, 10**6, server=False).index_type == "FLAT"
+    assert collections.choose_index(config, 999, server=True).index_type == "FLAT"
+    assert collections.choose_index(config, 1000, server=True) == collections.IndexChoice("HNSW", {"M": 16, "efConstruction": 200})
+
+
+def test_build_then_point_alias_and_move_it(server):
+    client, config = server
+    ids, vectors, _, _ = _items()
+    first = _build(client, config, "v1")
+    assert collections.alias_target(client, config.alias) is None
+    collections.point_alias(client, config.alias, first)
+    assert collections.alias_target(client, config.alias) == first
+    second = _build(client, config, "v2", vectors=-vectors)
+    collections.point_alias(client, config.alias, second)
+    assert collections.alias_target(client, config.alias) == second
+    assert milvus.search_interests(client, config.alias, -vectors[:1], 1, "feed", [], config)[0].item_id == 1000
+
+
+def test_a_failed_build_is_dropped_and_leaves_the_alias_serving(backend, monkeypatch):
+    client, config = backend
+    aliases = collections.supports_aliases(client)
+    first = _build(client, config, "v1")
+    if aliases:
+        collections.point_alias(client, config.alias, first)
+    real_insert = client.insert
+    monkeypatch.setattr(client, "insert", lambda name, rows: real_insert(name, rows[: len(rows) // 2]))
+    with pytest.raises(collections.IndexIncomplete, match="holds 30 of 60 items"):
+        _build(client, config, "v2")
+    assert [n for n in client.list_collections() if n.startswith(config.collection_prefix)] == [first]
+    if aliases:
+        assert collections.alias_target(client, config.alias) == first
+        assert len(milvus.search_interests(client, config.alias, _items()[1][:1], 5, "feed", [], config)) == 5
+
+
+def test_retiring_keeps_the_served_and_kept_collections_and_drops_their_aliases(backend):
+    client, config = backend
+    old, kept, served = _build(client, config, "v1"), _build(client, config, "v2"), _build(client, config, "v3")
+    if collections.supports_aliases(client):
+        client.create_alias(old, config.alias + "_old")
+    dropped = collections.retire_collections(client, config, served, keep={kept}, grace_s=0)
+    assert dropped == [old]
+    assert {n for n in client.list_collections() if n.startswith(config.collection_prefix)} == {kept, served}
+    if collections.supports_aliases(client):  # a server keeps the alias of a dropped collection unless it is dropped first
+        client.create_alias(served, config.alias + "_old")
+
+
+def test_filter_is_built_from_validated_values_only():
+    assert milvus.eligibility_filter("feed") == "in_feed == true"
+    with pytest.raises(ValueError):
+        milvus.eligibility_filter('feed") or ("1')

@@ -1,0 +1,140 @@
+"""A local Milvus standalone server from the `milvus` PyPI package (embedded etcd, local storage), for tests and benchmarks.
+
+Every port is a free loopback port and every role advertises 127.0.0.1, so several instances coexist with each other and
+with a Milvus the machine already runs; the server stops on SIGINT to its `milvus-server` wrapper (it ignores SIGTERM).
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+
+ROLES = ("rootCoord", "proxy", "queryCoord", "queryNode", "indexNode", "dataCoord", "dataNode")
+PORT_FLAGS = ("--proxy-port", "--proxy-internal-port", "--root-coord-port", "--query-coord-port", "--query-node-port",
+              "--index-coord-port", "--index-node-port", "--data-coord-port", "--data-node-port")
+
+
+def free_port() -> int:
+    """An unused TCP port on the loopback interface."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class StandaloneUnavailable(RuntimeError):
+    """The `milvus` package (a Linux x86_64 / macOS wheel) is not installed here."""
+
+
+@dataclass
+class StandaloneServer:
+    """A running Milvus standalone: its gRPC URI, data folder and process (the `milvus-server` wrapper)."""
+
+    uri: str
+    data_dir: Path
+    process: subprocess.Popen
+
+    @property
+    def log_path(self) -> Path:
+        return self.data_dir / "logs" / "milvus-stdout.log"
+
+    def pause(self) -> None:
+        """SIGSTOP every process of the server (a hung dependency, for fault tests)."""
+        os.killpg(self.process.pid, signal.SIGSTOP)
+
+    def resume(self) -> None:
+        """SIGCONT after `pause`."""
+        os.killpg(self.process.pid, signal.SIGCONT)
+
+    def stop(self, timeout: float = 30.0) -> None:
+        """SIGINT to the wrapper, which stops the server; SIGKILL to the whole group if it does not within `timeout`."""
+        if self.process.poll() is not None:
+            return
+        self.resume()
+        self.process.send_signal(signal.SIGINT)
+        try:
+            self.process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait()
+        try:
+            os.killpg(self.process.pid, signal.SIGKILL)  # the milvus child, if the wrapper left it behind
+        except ProcessLookupError:
+            pass
+
+
+def executable() -> str:
+    """The `milvus-server` script next to this interpreter, or StandaloneUnavailable."""
+    found = shutil.which("milvus-server", path=str(Path(sys.executable).parent)) or shutil.which("milvus-server")
+    if found is None:
+        raise StandaloneUnavailable("the `milvus` package is not installed (pip install 'recplugin[dev]'; wheels exist for "
+                                    "Linux x86_64 and macOS only)")
+    return found
+
+
+def _etcd_config(data_dir: Path) -> tuple[Path, int]:
+    """Embedded etcd on free loopback client and peer ports (its peer port is otherwise fixed at 2380)."""
+    client, peer = free_port(), free_port()
+    path = data_dir / "embedded-etcd.yaml"
+    path.write_text("\n".join([
+        "name: recplugin-standalone", f"data-dir: {data_dir / 'etcd.data'}",
+        f"listen-client-urls: http://127.0.0.1:{client}", f"advertise-client-urls: http://127.0.0.1:{client}",
+        f"listen-peer-urls: http://127.0.0.1:{peer}", f"initial-advertise-peer-urls: http://127.0.0.1:{peer}",
+        f"initial-cluster: recplugin-standalone=http://127.0.0.1:{peer}", ""]))
+    return path, client
+
+
+def start(data_dir: Path, timeout: float = 180.0) -> StandaloneServer:
+    """Start a server with its data in `data_dir`; return once it answers a client call."""
+    data_dir = Path(data_dir).resolve()
+    data_dir.mkdir(parents=True, exist_ok=True)
+    etcd_yaml, etcd_port = _etcd_config(data_dir)
+    ports = {flag: free_port() for flag in PORT_FLAGS}
+    command = [executable(), "--data", str(data_dir), "--etcd-port", str(etcd_port)]
+    for flag, port in ports.items():
+        command += [flag, str(port)]
+    for role in ROLES:
+        command += ["--extra-config", f"{role}.ip=127.0.0.1"]
+    env = {**os.environ, "ETCD_CONFIG_PATH": str(etcd_yaml)}
+    with open(data_dir / "wrapper.log", "w") as log:
+        process = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    server = StandaloneServer(f"http://127.0.0.1:{ports['--proxy-port']}", data_dir, process)
+    try:
+        wait_healthy(server, timeout)
+    except BaseException:
+        server.stop()
+        raise
+    return server
+
+
+def wait_healthy(server: StandaloneServer, timeout: float) -> None:
+    """Poll until the server lists collections, or raise with the tail of its log."""
+    from pymilvus import MilvusClient
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if server.process.poll() is not None:
+            raise RuntimeError(f"milvus-server exited with code {server.process.returncode}: {_tail(server)}")
+        try:
+            client = MilvusClient(server.uri, timeout=5)
+            client.list_collections(timeout=5)
+            client.close()
+            return
+        except Exception:
+            time.sleep(1.0)
+    raise TimeoutError(f"Milvus standalone at {server.uri} not healthy within {timeout:.0f} s: {_tail(server)}")
+
+
+def _tail(server: StandaloneServer, lines: int = 15) -> str:
+    """The last lines of the server's logs, for error messages."""
+    texts = []
+    for path in (server.data_dir / "wrapper.log", server.log_path, server.data_dir / "logs" / "milvus-stderr.log"):
+        if path.exists():
+            texts += path.read_text(errors="replace").splitlines()[-lines:]
+    return "\n".join(texts)

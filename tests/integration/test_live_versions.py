@@ -1,0 +1,129 @@
+"""Two BentoML workers on a real Milvus server: readiness, and a live switch of model version under load with no
+restart, no error, no mixed answer, and the replaced collection dropped only after the grace period."""
+import json
+import shutil
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import requests
+
+from recplugin import pipeline
+from recplugin.config import from_dict, to_dict
+from recplugin.index import collections, milvus
+from recplugin.models.artifact import ITEM_VECTORS, META
+
+pytestmark = pytest.mark.integration
+RELOAD_S, GRACE_S = 2.0, 20.0
+
+
+def _copy_artifact(source: Path, target: Path, version: str) -> Path:
+    """The same towers under another version name, with the item vectors shuffled so that its answers differ."""
+    shutil.copytree(source, target)
+    meta = json.loads((target / META).read_text())
+    (target / META).write_text(json.dumps({**meta, "version": version}))
+    vectors = np.load(target / ITEM_VECTORS)
+    np.save(target / ITEM_VECTORS, np.roll(vectors, 7, axis=0))
+    return target
+
+
+@pytest.fixture
+def server_config(built_pipeline, milvus_server_uri, tmp_path):
+    raw = to_dict(built_pipeline.config)
+    prefix = f"live_{tmp_path.name[-12:].replace('-', '_')}_{int(time.time())}"
+    raw["registry_url"] = f"sqlite:///{tmp_path / 'registry.db'}"
+    raw["index"].update(uri=milvus_server_uri, collection_prefix=prefix, alias=f"{prefix}_current", keep_versions=1,
+                        drop_grace_s=GRACE_S)
+    raw["serving"].update(workers=2, reload_interval_s=RELOAD_S)
+    config = from_dict(raw)
+    yield config
+    client = milvus.connect(milvus_server_uri, timeout=30)
+    for name in client.list_collections():
+        if name.startswith(prefix):
+            collections.drop_collection(client, name)
+    milvus.disconnect(client, milvus_server_uri)
+
+
+def _first_answer(url: str, timeout: float = 120.0) -> requests.Response:
+    """The first HTTP answer from a starting service."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            return requests.get(url, timeout=30)
+        except (requests.ConnectionError, requests.Timeout):  # the socket is open before the workers have started
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.5)
+
+
+def _answers(base: str, bodies: list[dict]) -> list[dict]:
+    with ThreadPoolExecutor(8) as pool:
+        responses = list(pool.map(lambda body: requests.post(f"{base}/recommend", json=body, timeout=30), bodies))
+    assert [r.status_code for r in responses] == [200] * len(bodies), [r.text for r in responses if r.status_code != 200][:3]
+    return [r.json() for r in responses]
+
+
+def test_two_workers_switch_versions_live_on_a_milvus_server(built_pipeline, server_config, tmp_path):
+    config = server_config
+    first = pipeline.register_artifact(config, Path(built_pipeline.config.models_dir) / built_pipeline.version)
+    second = pipeline.register_artifact(config, _copy_artifact(Path(built_pipeline.config.models_dir) / built_pipeline.version,
+                                                               tmp_path / "second", "v_second"))
+    port = pipeline.free_port()
+    base = f"http://127.0.0.1:{port}"
+    log = tmp_path / "service.log"
+    process = pipeline.start_service(config, port, log_path=log)
+    try:
+        assert _first_answer(f"{base}/readyz").status_code == 503  # no alias yet: up, not ready, and it says so
+        first_collection = pipeline.index(config, first, progress=False)
+        pipeline.wait_ready(base, process)
+        users = pd.read_parquet(config.events_path, columns=["user_id"])["user_id"].drop_duplicates().head(10).tolist()
+        bodies = [{"user_id": int(u), "scenario": config.scenarios[i % len(config.scenarios)], "k": 5}
+                  for i, u in enumerate(users)]
+        before = _answers(base, bodies)
+        assert {a["model_version"] for a in before} == {first}
+
+        log_rows, stop = [], threading.Event()
+
+        def load() -> None:
+            while not stop.is_set():
+                for index, body in enumerate(bodies):
+                    response = requests.post(f"{base}/recommend", json=body, timeout=30)
+                    log_rows.append((time.monotonic(), index, response.status_code, response.json()))
+
+        workers = [threading.Thread(target=load) for _ in range(4)]
+        for worker in workers:
+            worker.start()
+        time.sleep(2)
+        switched_at = time.monotonic()
+        pipeline.index(config, second, progress=False)  # alias moved, then GRACE_S later the first collection dropped
+        time.sleep(2)
+        stop.set()
+        for worker in workers:
+            worker.join()
+        after = _answers(base, bodies)
+    finally:
+        pipeline.stop_service(process)
+    assert {a["model_version"] for a in after} == {second}
+    assert [a["items"] for a in after] != [a["items"] for a in before]
+    assert {status for _, _, status, _ in log_rows} == {200}, "an error during the switch"
+    expected = {first: before, second: after}
+    for _, index, _, answer in log_rows:  # every answer is exactly one version's answer, the version it names
+        reference = expected[answer["model_version"]][index]["items"]
+        assert [i["item_id"] for i in answer["items"]] == [i["item_id"] for i in reference], answer["model_version"]
+        assert [i["score"] for i in answer["items"]] == pytest.approx([i["score"] for i in reference], abs=1e-4)
+    late = [answer["model_version"] for at, _, _, answer in log_rows if at > switched_at + GRACE_S]
+    assert late and set(late) == {second}, "a worker still served the old version after the grace period"
+    first_switch = min(at for at, _, _, answer in log_rows if answer["model_version"] == second)
+    last_old = max(at for at, _, _, answer in log_rows if answer["model_version"] == first)
+    print(f"first new answer {first_switch - switched_at:.1f} s, last old answer {last_old - switched_at:.1f} s after the index call")
+    client = milvus.connect(config.milvus_uri, timeout=30)
+    try:
+        assert not client.has_collection(first_collection), "the replaced collection was not dropped after the grace period"
+    finally:
+        milvus.disconnect(client, config.milvus_uri)
+    started = log.read_text()
+    assert "[entry_service:recplugin:1]" in started and "[entry_service:recplugin:2]" in started
