@@ -94,11 +94,25 @@ def cmd_evaluate(config: RecConfig, args: argparse.Namespace) -> None:
 def cmd_serve(config: RecConfig, args: argparse.Namespace) -> None:
     from recplugin import pipeline
 
-    process = pipeline.start_service(config, args.port or config.serving.port)
-    try:
-        sys.exit(process.wait())
-    except KeyboardInterrupt:
-        pipeline.stop_service(process)
+    import signal
+    import threading
+
+    process = pipeline.start_service(config, args.port or config.serving.port, log_path=args.log_file)
+
+    received: list[int] = []
+
+    def forward(signum, _frame) -> None:  # stop `bentoml serve` and its workers too: nothing is left orphaned
+        received.append(signum)
+        process.terminate()  # the main thread's wait() below then returns; kill it if it has not stopped in 30 s
+        threading.Timer(30, lambda: process.poll() is None and process.kill()).start()
+
+    signal.signal(signal.SIGTERM, forward)
+    signal.signal(signal.SIGINT, forward)
+    code = process.wait()
+    if received:
+        sys.stdout.flush()
+        os._exit(128 + received[0])  # as `entry` does: skip the interpreter finalisation that duckdb's bindings stall
+    sys.exit(code)
 
 
 def cmd_milvus_server(config: RecConfig, args: argparse.Namespace) -> None:
@@ -169,6 +183,7 @@ def build_parser() -> argparse.ArgumentParser:
             command.add_argument("--json", action="store_true", help="print JSON instead of a table")
         if name == "serve":
             command.add_argument("--port", type=int, help="port (default: serving.port from the config)")
+            command.add_argument("--log-file", help="append the service's log here (default: this command's stdout/stderr)")
         if name == "milvus-server":
             command.add_argument("--address", default="127.0.0.1:19530", help="host:port to listen on (default 127.0.0.1:19530)")
         if name == "register":

@@ -163,9 +163,10 @@ def start_service(config: RecConfig, port: int, log_path: Path | None = None) ->
     config_path = save_config(config, config.path(f"service-{port}.yaml"))
     env = {**os.environ, "RECPLUGIN_CONFIG": str(config_path), "BENTOML_DO_NOT_TRACK": "True"}
     bentoml_cli = shutil.which("bentoml", path=str(Path(sys.executable).parent)) or "bentoml"
-    log = open(log_path, "w") if log_path else subprocess.DEVNULL
+    log = open(log_path, "a") if log_path else None  # None: the service logs to this process's stdout/stderr
     return subprocess.Popen([bentoml_cli, "serve", "recplugin.serving.service:RecPlugin", "--host", config.serving.host,
-                             "--port", str(port)], env=env, stdout=log, stderr=subprocess.STDOUT, cwd=str(config.path(".")))
+                             "--port", str(port)], env=env, stdout=log, stderr=subprocess.STDOUT if log else None,
+                            cwd=str(config.path(".")))
 
 
 def wait_ready(base_url: str, process: subprocess.Popen, timeout: float = 180.0) -> None:

@@ -51,17 +51,12 @@ def tiny_qwen_folder(folder: Path) -> str:
 
 
 @pytest.fixture(scope="session")
-def milvus_server_uri(tmp_path_factory: pytest.TempPathFactory):
-    """A real Milvus standalone for the session (the `milvus` package, loopback only, free ports, stopped at the end);
-    RECPLUGIN_TEST_MILVUS_URI points the tests at another server instead (e.g. Milvus 2.5 in Docker)."""
+def milvus_server(tmp_path_factory: pytest.TempPathFactory):
+    """A real Milvus standalone for the session (the `milvus` package, loopback only, free ports, stopped at the end)."""
     import platform
 
     from recplugin.index import standalone
 
-    external = os.environ.get("RECPLUGIN_TEST_MILVUS_URI")
-    if external:
-        yield external
-        return
     try:
         standalone.executable()
     except standalone.StandaloneUnavailable as error:
@@ -69,8 +64,14 @@ def milvus_server_uri(tmp_path_factory: pytest.TempPathFactory):
             raise  # the dev extra installs it here: a missing server is a broken install, not a skip
         pytest.skip(f"no Milvus standalone wheel for {platform.system()} {platform.machine()}: {error}")
     server = standalone.start(tmp_path_factory.mktemp("milvus-standalone"))
-    yield server.uri
+    yield server
     server.stop()
+
+
+@pytest.fixture(scope="session")
+def milvus_server_uri(request: pytest.FixtureRequest) -> str:
+    """The session's Milvus server; RECPLUGIN_TEST_MILVUS_URI points the tests at another one (e.g. Milvus 2.5 in Docker)."""
+    return os.environ.get("RECPLUGIN_TEST_MILVUS_URI") or request.getfixturevalue("milvus_server").uri
 
 
 @pytest.fixture
@@ -100,6 +101,35 @@ def built_pipeline(tmp_path_factory: pytest.TempPathFactory) -> BuiltPipeline:
     result = pipeline.train(config, progress=False)
     collection = pipeline.index(config, progress=False)
     return BuiltPipeline(config, result.version, collection, result.metrics)
+
+
+def served_copy(built: BuiltPipeline, workdir: Path, milvus_uri: str, production: bool = False, **sections: dict) -> RecConfig:
+    """The built pipeline's data and model in a workdir of its own, its Feast stores applied and materialised (Redis and
+    PostgreSQL when `production`), its model registered in a fresh registry and indexed on the Milvus server."""
+    import shutil
+    import uuid
+
+    from recplugin import pipeline
+    from recplugin.config import to_dict
+
+    raw = to_dict(built.config)
+    tag = uuid.uuid4().hex[:10]
+    raw.update(workdir=str(workdir), registry_url=f"sqlite:///{workdir / 'registry.db'}")
+    raw["index"].update(uri=milvus_uri, collection_prefix=f"copy_{tag}", alias=f"copy_{tag}_current", drop_grace_s=0.0)
+    raw["feast"].update(project=f"recplugin_{tag}")
+    if production:
+        raw["feast"].update(store_yaml="feature_store.production.yaml")
+    for key, value in sections.items():
+        raw[key] = {**raw[key], **value}
+    config = from_dict(raw)
+    config.data_dir.mkdir(parents=True)
+    for name in ("items.parquet", "events.parquet"):
+        shutil.copy(built.config.data_dir / name, config.data_dir / name)
+    pipeline.apply(config, progress=False)
+    pipeline.materialize(config)
+    version = pipeline.register_artifact(config, built.config.models_dir / built.version)
+    pipeline.index(config, version, progress=False)
+    return config
 
 
 _EXIT_STATUS: list[int] = []

@@ -9,7 +9,7 @@
 vectors (each a real item's vector plus small noise, renormalised), indexed in Milvus like any version: latency
 depends on the index size, not on what the extra items are. The original version is serving again afterwards.
 `--milvus standalone` starts a real Milvus standalone server (the `milvus` package, data under the workdir) and indexes
-there (the index type `index.index_type` picks: HNSW from `index.flat_index_below` items). Recall@100 of the served index
+there (the index `index.index_type` picks: IVF_FLAT from `index.flat_index_below` items). Recall@100 of the served index
 is measured against exact search over the same catalogue, filter and seen items.
 Loopback only; every load level is bounded in request count and in time. Writes
 benchmarks/results/serving_<label>_<items>.{json,md}.

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 from pathlib import Path
 
@@ -9,14 +10,19 @@ import pandas as pd
 
 from recplugin.data.schema import EVENT_SCHEMA
 
+logger = logging.getLogger("recplugin.data")
+
 
 def append_event(path: Path, user_id: int, item_id: int, scenario: str, action: str, timestamp: pd.Timestamp) -> None:
     """One line, one O_APPEND write: safe across threads and worker processes, nothing rewritten, O(1) per event."""
     line = json.dumps({"user_id": int(user_id), "item_id": int(item_id), "scenario": scenario, "action": action,
                        "event_timestamp": timestamp.isoformat()}) + "\n"
+    data = line.encode()
     descriptor = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
     try:
-        os.write(descriptor, line.encode())
+        written = os.write(descriptor, data)
+        if written != len(data):  # a full disk: the line is torn; the reader skips it and the event is not acknowledged
+            raise OSError(f"wrote {written} of {len(data)} bytes of an event to {path}")
     finally:
         os.close(descriptor)
 
@@ -26,7 +32,17 @@ def read_events(path: Path) -> pd.DataFrame:
     columns = EVENT_SCHEMA.names
     if not path.exists() or path.stat().st_size == 0:
         return EVENT_SCHEMA.empty_table().to_pandas()[columns]
-    frame = pd.read_json(path, lines=True, dtype={"user_id": "int64", "item_id": "int64"})
+    rows = []
+    with open(path, "rb") as handle:
+        for number, line in enumerate(handle, start=1):
+            try:
+                row = json.loads(line)
+                rows.append({key: row[key] for key in ("user_id", "item_id", "scenario", "action", "event_timestamp")})
+            except (ValueError, KeyError, TypeError):  # a torn or corrupt line (a crash or a full disk mid-write)
+                logger.warning("%s line %d is not a complete event; skipped: %r", path, number, line[:200])
+    if not rows:
+        return EVENT_SCHEMA.empty_table().to_pandas()[columns]
+    frame = pd.DataFrame(rows).astype({"user_id": "int64", "item_id": "int64"})
     frame["event_timestamp"] = pd.to_datetime(frame["event_timestamp"], utc=True, format="ISO8601")
     frame["query"] = None
     return frame[columns]

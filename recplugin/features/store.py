@@ -18,6 +18,7 @@ from recplugin.config import RecConfig
 from recplugin.data.live_events import read_events
 from recplugin.features import definitions as defs
 from recplugin.features.history import UserState, build_user_state
+from recplugin.features.locks import FileUserLocks, RedisUserLocks
 
 SOURCE_ROOT = Path(__file__).resolve().parents[2]
 EMBEDDING_SCHEMA = pa.schema([("item_id", pa.int64()), ("embedding", pa.list_(pa.float32())),
@@ -33,13 +34,20 @@ def store_yaml_path(config: RecConfig) -> Path:
     return repo / config.feast.store_yaml
 
 
+def redis_connection(config: RecConfig) -> str:
+    """`feast.redis` with socket timeouts from `feast.online_timeout_s` (unless it sets its own): a hung Redis fails fast."""
+    timeout = config.feast.online_timeout_s
+    extra = [f"{name}={timeout}" for name in ("socket_timeout", "socket_connect_timeout") if f"{name}=" not in config.feast.redis]
+    return ",".join([config.feast.redis, *extra])
+
+
 def repo_config(config: RecConfig) -> RepoConfig:
     """Render feature_store.yaml with recplugin's values for ${RECPLUGIN_*} (other variables from the environment)."""
     values = {
         **os.environ,
         "RECPLUGIN_DATA": str(config.data_dir),
         "RECPLUGIN_PROJECT": config.feast.project,
-        "RECPLUGIN_REDIS": config.feast.redis,
+        "RECPLUGIN_REDIS": redis_connection(config),
         "RECPLUGIN_POSTGRES_URL": config.feast.postgres_url,
     }
     path = store_yaml_path(config)
@@ -162,9 +170,16 @@ class OnlineFeatures:
         self.config = config
         self.store = store or open_store(config)
         self.service = self.store.get_feature_service(defs.SERVING_SERVICE)
+        timeout = config.feast.online_timeout_s
+        if self.store.config.online_store.type == "redis":
+            self.locks = RedisUserLocks(config.feast.redis, f"recplugin:{config.feast.project}", timeout)
+        else:
+            self.locks = FileUserLocks(config.data_dir / "user_locks", timeout)
 
     def user_states(self, user_ids: list[int]) -> list[UserState | None]:
         """Each user's state, or None when the online store has nothing for that user."""
+        if not user_ids:
+            return []
         response = self.store.get_online_features(features=self.service, entity_rows=[{"user_id": u} for u in user_ids])
         columns = response.to_dict()
         states: list[UserState | None] = []

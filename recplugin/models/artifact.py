@@ -52,7 +52,7 @@ class RetrievalModel:
         self.config: RecConfig = load_config(self.directory / CONFIG)
         self.device = torch.device(device)
         model_config = self.config.model
-        state = torch.load(self.directory / WEIGHTS, map_location=self.device)
+        state = torch.load(self.directory / WEIGHTS, map_location=self.device, weights_only=True)
         self.user_tower = UserTower(model_config, len(self.config.scenarios), len(self.config.actions)).to(self.device)
         self.user_tower.load_state_dict({k[len("user_tower."):]: v for k, v in state.items() if k.startswith("user_tower.")})
         self.projection = ProjectionHead(meta["text_dim"], model_config.embedding_dim, model_config.dropout).to(self.device)

@@ -61,7 +61,7 @@ class ItemTextModel(nn.Module):
         """A saved item token (a fine-tuned artifact), else the end-of-text token's embedding (else the mean embedding)."""
         saved = path / ITEM_TOKEN_FILE
         if saved.exists():
-            return torch.load(saved, map_location="cpu").float()
+            return torch.load(saved, map_location="cpu", weights_only=True).float()
         table = backbone.get_input_embeddings().weight.detach()
         token_id = self.tokenizer.eos_token_id
         if token_id is None or token_id >= len(table):

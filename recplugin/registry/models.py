@@ -48,7 +48,8 @@ class ModelRegistry:
     """Register versions, attach their Milvus collection, mark which one is served."""
 
     def __init__(self, url: str):
-        self.engine = create_engine(url, future=True, pool_pre_ping=True)
+        bounded = {"connect_timeout": 5} if url.startswith("postgresql") else {"timeout": 5}  # seconds: never hang on it
+        self.engine = create_engine(url, future=True, pool_pre_ping=True, connect_args=bounded)
         Base.metadata.create_all(self.engine)
 
     @staticmethod

@@ -213,11 +213,15 @@ class Recommender:
         self.check_scenario(scenario)
         if action not in self.config.actions:
             raise InvalidRequest(f"action {action!r} is unknown; allowed: {self.config.actions}")
-        now = pd.Timestamp.now(tz="UTC")
-        with self.feast_lock:
-            state = self.online.user_states([user_id])[0] or UserState(self.config.scenarios, self.config.feast.history_length)
-            state.histories[scenario].append(item_id, self.config.actions.index(action), int(now.timestamp()))
-            self.online.push_state(user_id, state, now)
+        if int(item_id) not in self.served.model.id_to_row:
+            raise InvalidRequest(f"item_id {item_id} is not in the catalogue of model {self.served.model.version}; "
+                                 "new items are served once a model that knows them is indexed")
+        with self.online.locks.hold(user_id):  # across workers: read-modify-write of one user's state is atomic
+            now = pd.Timestamp.now(tz="UTC")
+            with self.feast_lock:
+                state = self.online.user_states([user_id])[0] or UserState(self.config.scenarios, self.config.feast.history_length)
+                state.histories[scenario].append(item_id, self.config.actions.index(action), int(now.timestamp()))
+                self.online.push_state(user_id, state, now)
             append_event(self.config.live_events_path, user_id, item_id, scenario, action, now)
         counts = {name: history.count for name, history in state.histories.items()}
         return {"accepted": True, "user_id": user_id, "counts": counts}

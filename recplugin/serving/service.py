@@ -4,10 +4,13 @@ from __future__ import annotations
 import logging
 import os
 import threading
+from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
 from typing import Annotated, Optional
 
 import anyio
 import bentoml
+import grpc
 from bentoml._internal.marshal.dispatcher import CorkDispatcher
 from bentoml.exceptions import InvalidArgument, ServiceUnavailable
 from pydantic import Field
@@ -27,6 +30,18 @@ TopK = Annotated[int, Field(ge=1, le=LIMITS.max_k, description=f"Number of items
 Query = Annotated[Optional[str], Field(default=None, max_length=LIMITS.max_query_chars,
                                        description=f"Search query text, at most {LIMITS.max_query_chars} characters")]
 Name = Annotated[str, Field(min_length=1, max_length=64)]
+ItemId = Annotated[int, Field(ge=0, le=2**63 - 1, description="An item id of the served model's catalogue")]
+
+
+MILVUS_ERRORS = (MilvusException, grpc.RpcError)  # a deadline (a hung server) comes as a bare gRPC error
+
+
+def milvus_reason(error: Exception) -> str:
+    """What went wrong with a Milvus call, in one line."""
+    if isinstance(error, grpc.RpcError):
+        return f"{error.code().name} after {CONFIG.index.rpc_timeout_s} s" if error.code() == grpc.StatusCode.DEADLINE_EXCEEDED \
+            else f"{error.code().name}: {error.details()}"
+    return error.message
 
 
 def unavailable(message: str) -> JSONResponse:
@@ -44,6 +59,8 @@ class RecPlugin:
         self._lock = threading.Lock()
         self._recommender: Recommender | None = None
         self._error = "not started"
+        self._checker = ThreadPoolExecutor(1, thread_name_prefix="recplugin-readyz")
+        self._readiness: Future | None = None
         self._connect()
         # BentoML's adaptive batching (its CorkDispatcher) groups concurrent /recommend calls in this worker: one Feast
         # read, one user-tower forward and one Milvus call per scenario serve the whole group.
@@ -58,7 +75,7 @@ class RecPlugin:
         """The batch callback: the recommender's answers, or the batch-wide Milvus failure for each request."""
         try:
             return self._recommender.recommend_many(requests)
-        except MilvusException as error:
+        except MILVUS_ERRORS as error:
             return [error] * len(requests)
 
     def _connect(self) -> Recommender | None:
@@ -73,12 +90,25 @@ class RecPlugin:
             return self._recommender
 
 
-    def __is_ready__(self) -> bool:
+    def _check_ready(self) -> bool:
         recommender = self._connect()
         try:
             return recommender is not None and recommender.ready()
         except Exception as error:  # an unreachable store means not ready, not a crash
             self._error = f"{type(error).__name__}: {error}"
+            return False
+
+    def __is_ready__(self) -> bool:
+        """The readiness check, bounded: a hung dependency makes it False within serving.ready_timeout_s, never a hang
+        (a check still running from before is not started again)."""
+        with self._lock:
+            if self._readiness is None or self._readiness.done():
+                self._readiness = self._checker.submit(self._check_ready)
+            pending = self._readiness
+        try:
+            return pending.result(timeout=LIMITS.ready_timeout_s)
+        except FutureTimeout:
+            self._error = f"a dependency did not answer the readiness check within {LIMITS.ready_timeout_s} s"
             return False
 
     @bentoml.api(route="/recommend")
@@ -90,13 +120,13 @@ class RecPlugin:
             answer = await self._batched(RecommendRequest(user_id, scenario, k, query or None))
         except InvalidRequest as error:
             raise InvalidArgument(str(error)) from None
-        except MilvusException as error:
-            return unavailable(f"the Milvus item index did not answer: {error.message}")
+        except MILVUS_ERRORS as error:
+            return unavailable(f"the Milvus item index did not answer: {milvus_reason(error)}")
         return answer.as_dict()
 
     @bentoml.api(route="/events")
-    def events(self, user_id: UserId, item_id: Annotated[int, Field(ge=0)], scenario: Name, action: Name = "click") -> dict:
-        """Record one behaviour; the next /recommend for this user sees it."""
+    def events(self, user_id: UserId, item_id: ItemId, scenario: Name, action: Name = CONFIG.actions[0]) -> dict:
+        """Record one behaviour; the next /recommend for this user sees it. A 200 means it is stored online and logged."""
         recommender = self._connect()
         if recommender is None:
             return unavailable(f"recplugin is not ready: {self._error}")
@@ -104,6 +134,9 @@ class RecPlugin:
             return recommender.record_event(user_id, item_id, scenario, action)
         except InvalidRequest as error:
             raise InvalidArgument(str(error)) from None
+        except Exception as error:  # online store down or hung, user locked too long, log not writable: not acknowledged
+            logger.warning("event not recorded: %s: %s", type(error).__name__, error)
+            return unavailable(f"the event was not recorded ({type(error).__name__}: {error}); retry later")
 
 
 # Bodies over serving.max_body_bytes get 413; when the variable named by serving.api_key_env is set,

@@ -41,4 +41,4 @@ def load_checkpoint(path: Path) -> dict | None:
     """The saved state, or None when this run has no checkpoint yet."""
     if not path.exists():
         return None
-    return torch.load(path, map_location="cpu", weights_only=False)
+    return torch.load(path, map_location="cpu", weights_only=True)  # tensors and plain data only: no code runs

@@ -138,7 +138,9 @@ def test_auto_index_is_flat_on_lite_and_by_size_on_a_server():
     config = IndexConfig(flat_index_below=1000)
     assert collections.choose_index(config, 10**6, server=False).index_type == "FLAT"
     assert collections.choose_index(config, 999, server=True).index_type == "FLAT"
-    assert collections.choose_index(config, 1000, server=True) == collections.IndexChoice("HNSW", {"M": 16, "efConstruction": 200})
+    assert collections.choose_index(config, 1000, server=True) == collections.IndexChoice("IVF_FLAT", {"nlist": 128})
+    hnsw = IndexConfig(index_type="HNSW")
+    assert collections.choose_index(hnsw, 10, server=True) == collections.IndexChoice("HNSW", {"M": 16, "efConstruction": 200})
 
 
 def test_build_then_point_alias_and_move_it(server):

@@ -55,3 +55,20 @@ def test_live_events_are_folded_into_the_user_state(tmp_path):
     states = pd.read_parquet(tmp_path / "s.parquet")
     last = states[states.user_id == 1].sort_values("event_timestamp").iloc[-1]
     assert rows == len(states) and list(last.feed_item_ids)[-1] == 99 and list(last.feed_actions)[-1] == 1
+
+
+def test_a_torn_last_line_of_the_live_log_is_skipped_with_a_warning(tmp_path, caplog):
+    import pandas as pd
+
+    from recplugin.data.live_events import append_event, read_events
+
+    log = tmp_path / "live_events.jsonl"
+    append_event(log, 1, 10, "feed", "click", pd.Timestamp("2026-01-02", tz="UTC"))
+    append_event(log, 2, 11, "search", "like", pd.Timestamp("2026-01-03", tz="UTC"))
+    with open(log, "ab") as handle:
+        handle.write(b'{"user_id": 3, "item_id": 12, "scen')  # a crash or a full disk in the middle of a write
+    with caplog.at_level("WARNING"):
+        events = read_events(log)
+    assert events["user_id"].tolist() == [1, 2] and events["item_id"].tolist() == [10, 11]
+    assert str(events["event_timestamp"].dtype) == "datetime64[ns, UTC]"
+    assert "line 3 is not a complete event" in caplog.text

@@ -1,0 +1,62 @@
+"""A TCP proxy for fault tests: forwards to a real server until told to hang (accept, then never forward a byte)."""
+from __future__ import annotations
+
+import selectors
+import socket
+import threading
+
+
+class HangingProxy:
+    """127.0.0.1:<port> -> target; `hang()` stops forwarding in both directions (a hung dependency), `resume()` goes on."""
+
+    def __init__(self, target_host: str, target_port: int):
+        self.target = (target_host, target_port)
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        self.forwarding = threading.Event()
+        self.forwarding.set()
+        self.closed = False
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def hang(self) -> None:
+        self.forwarding.clear()
+
+    def resume(self) -> None:
+        self.forwarding.set()
+
+    def close(self) -> None:
+        self.closed = True
+        self.forwarding.set()
+        self.listener.close()
+
+    def _accept(self) -> None:
+        while not self.closed:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._pipe, args=(client,), daemon=True).start()
+
+    def _pipe(self, client: socket.socket) -> None:
+        try:
+            upstream = socket.create_connection(self.target)
+        except OSError:
+            client.close()
+            return
+        selector = selectors.DefaultSelector()
+        selector.register(client, selectors.EVENT_READ, upstream)
+        selector.register(upstream, selectors.EVENT_READ, client)
+        try:
+            while not self.closed:
+                for key, _ in selector.select(timeout=0.2):
+                    self.forwarding.wait()  # hung: the bytes wait here, unread and unanswered
+                    data = key.fileobj.recv(65536)
+                    if not data:
+                        return
+                    key.data.sendall(data)
+        except OSError:
+            pass
+        finally:
+            selector.close()
+            client.close()
+            upstream.close()
