@@ -8,7 +8,11 @@ import os
 import sys
 import warnings
 
+import sqlalchemy.exc
+import yaml
+
 from recplugin.config import ConfigError, RecConfig, load_config
+from recplugin.registry.models import UnknownVersion
 
 
 def _config(args: argparse.Namespace) -> RecConfig:
@@ -97,6 +101,13 @@ def cmd_serve(config: RecConfig, args: argparse.Namespace) -> None:
     import signal
     import threading
 
+    from recplugin.registry.models import ModelRegistry
+
+    try:
+        ModelRegistry(config.registry_sqlalchemy_url).latest(status="serving")
+    except UnknownVersion:
+        print("recplugin serve: no model version is serving yet (run `recplugin index`); /readyz answers 503 until one is",
+              file=sys.stderr, flush=True)
     process = pipeline.start_service(config, args.port or config.serving.port, log_path=args.log_file)
 
     received: list[int] = []
@@ -204,9 +215,15 @@ def main(argv: list[str] | None = None) -> None:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     try:
         config = _config(args)
-    except (ConfigError, OSError) as error:
-        sys.exit(f"recplugin: bad config: {error}")
-    COMMANDS[args.command][0](config, args)
+    except (ConfigError, OSError, yaml.YAMLError) as error:
+        sys.exit(f"recplugin: bad config: {' '.join(str(error).split())}")
+    try:
+        COMMANDS[args.command][0](config, args)
+    except (FileNotFoundError, UnknownVersion) as error:  # a user's mistake: one line, no traceback
+        sys.exit(f"recplugin {args.command}: {error}")
+    except sqlalchemy.exc.OperationalError as error:
+        sys.exit(f"recplugin {args.command}: cannot open the model registry {config.registry_sqlalchemy_url} "
+                 f"({str(error.orig).splitlines()[0]}); does the workdir {config.workdir} exist (run the earlier stages)?")
 
 
 def entry() -> None:

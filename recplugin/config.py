@@ -108,6 +108,7 @@ class IndexConfig:
     hnsw_ef_construction: int = 200
     hnsw_ef: int = 512  # raised to the number of hits asked for when that is larger (Milvus refuses ef < limit)
     insert_batch: int = 500
+    build_timeout_s: float = 7200.0  # wait this long for the server to index every row before the collection is served
     rpc_timeout_s: float = 10.0  # every Milvus call
     keep_versions: int = 2  # collections kept after a switch: the served version's and the previous one's (rollback)
     drop_grace_s: float = 30.0  # wait after a switch before dropping replaced collections (services reload meanwhile)

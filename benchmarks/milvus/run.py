@@ -4,7 +4,7 @@ Each milvus-lite version gets its own virtualenv (pymilvus 3.0.2 + that version)
 .recplugin/bench/; every (version, size, index) runs in its own process with a time limit.
 
     python benchmarks/milvus/run.py --sizes 100000 --versions 3.2.2 2.5.1
-Writes benchmarks/results/milvus_lite.{json,md}.
+Writes benchmarks/results/milvus_lite.{json,md}. A Milvus *server* (the production path): benchmarks/milvus/server.py.
 """
 from __future__ import annotations
 

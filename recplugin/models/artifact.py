@@ -68,6 +68,10 @@ class RetrievalModel:
         encoder_name = str(fine_tuned) if fine_tuned.is_dir() else model_config.text_encoder
         self.encoder = TextEncoder(encoder_name, model_config.max_text_tokens)
 
+    def warm_up(self) -> None:
+        """Load the query text model now: the first search query after start must not wait ~30 s for it."""
+        self.encoder.encode(["warm up"])
+
     @torch.no_grad()
     def user_vectors(self, batch: SequenceBatch, query_texts: list[str | None]) -> np.ndarray:
         """[B, K, E] interest vectors."""

@@ -110,6 +110,7 @@ class Recommender:
         model = RetrievalModel(version.artifact_uri)
         if model.version != version.version:
             raise NotReady(f"artifact holds model {model.version} but the registry says {version.version}")
+        model.warm_up()  # readiness means ready: search queries included
         self.milvus.load_collection(collection, timeout=self.timeout)
         indexed = row_count(self.milvus, collection, timeout=self.timeout)
         if indexed != len(model.item_ids):

@@ -12,18 +12,19 @@ import anyio
 import bentoml
 import grpc
 from bentoml._internal.marshal.dispatcher import CorkDispatcher
-from bentoml.exceptions import InvalidArgument, ServiceUnavailable
-from pydantic import Field
+from bentoml.exceptions import BentoMLException, ServiceUnavailable
+from pydantic import Field, ValidationError
 from pymilvus.exceptions import MilvusException
 from starlette.responses import JSONResponse
 
 from recplugin.config import load_config
-from recplugin.serving.guards import RequestGuard
+from recplugin.serving.guards import RequestGuard, bound_metrics_labels
 from recplugin.serving.recommender import InvalidRequest, Recommender, RecommendRequest
 
 CONFIG = load_config()
 LIMITS = CONFIG.serving
 logger = logging.getLogger("recplugin.serving")
+logging.getLogger("recplugin").setLevel(logging.INFO)  # one INFO line per 4xx, version switches; BentoML's handlers print them
 
 UserId = Annotated[int, Field(ge=0, le=LIMITS.max_user_id, description="Non-negative integer user id")]
 TopK = Annotated[int, Field(ge=1, le=LIMITS.max_k, description=f"Number of items, 1..{LIMITS.max_k}")]
@@ -42,6 +43,28 @@ def milvus_reason(error: Exception) -> str:
         return f"{error.code().name} after {CONFIG.index.rpc_timeout_s} s" if error.code() == grpc.StatusCode.DEADLINE_EXCEEDED \
             else f"{error.code().name}: {error.details()}"
     return error.message
+
+
+def bad_request(message: str) -> JSONResponse:
+    """A 400 with {"error": message} (BentoML's own 400 body for a raised InvalidArgument is a JSON array), logged in one line."""
+    logger.info("400: %s", message)
+    return JSONResponse({"error": message}, status_code=400)
+
+
+class OneLineClientErrors(logging.Filter):
+    """BentoML logs every rejected request at ERROR with a ~25-line traceback; a 4xx becomes one INFO line (5xx keep it)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        error = record.exc_info[1] if record.exc_info else None
+        client = isinstance(error, ValidationError) or (isinstance(error, BentoMLException) and error.error_code.value < 500)
+        if client:
+            summary = f"{type(error).__name__}: {str(error).splitlines()[0][:200]}"
+            record.msg, record.args = f"{record.msg}: %s", (*record.args, summary)
+            record.levelno, record.levelname, record.exc_info, record.exc_text = logging.INFO, "INFO", None, None
+        return True
+
+
+logging.getLogger("bentoml._internal.server.http_app").addFilter(OneLineClientErrors())
 
 
 def unavailable(message: str) -> JSONResponse:
@@ -119,7 +142,7 @@ class RecPlugin:
         try:
             answer = await self._batched(RecommendRequest(user_id, scenario, k, query or None))
         except InvalidRequest as error:
-            raise InvalidArgument(str(error)) from None
+            return bad_request(str(error))
         except MILVUS_ERRORS as error:
             return unavailable(f"the Milvus item index did not answer: {milvus_reason(error)}")
         return answer.as_dict()
@@ -133,7 +156,7 @@ class RecPlugin:
         try:
             return recommender.record_event(user_id, item_id, scenario, action)
         except InvalidRequest as error:
-            raise InvalidArgument(str(error)) from None
+            return bad_request(str(error))
         except Exception as error:  # online store down or hung, user locked too long, log not writable: not acknowledged
             logger.warning("event not recorded: %s: %s", type(error).__name__, error)
             return unavailable(f"the event was not recorded ({type(error).__name__}: {error}); retry later")
@@ -141,5 +164,6 @@ class RecPlugin:
 
 # Bodies over serving.max_body_bytes get 413; when the variable named by serving.api_key_env is set,
 # /recommend and /events need that key in the X-API-Key header (401 otherwise).
+bound_metrics_labels()
 RecPlugin.add_asgi_middleware(RequestGuard, max_body_bytes=LIMITS.max_body_bytes,
                               api_key=os.environ.get(LIMITS.api_key_env, ""))

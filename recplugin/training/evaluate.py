@@ -1,4 +1,7 @@
-"""Leave-last-out evaluation: full ranking over all items, seen items excluded, per scenario and overall."""
+"""Leave-last-out evaluation: full ranking over all items, seen items excluded, per scenario and overall.
+
+Scores are fp32 and ties count against the target: an item scoring exactly as much as the target ranks above it
+(the pessimistic rank), so a model that gives many items the same score gains nothing from it."""
 from __future__ import annotations
 
 from typing import Callable
@@ -12,7 +15,8 @@ ScoreFn = Callable[[np.ndarray], torch.Tensor]
 
 
 def target_ranks(scores: torch.Tensor, targets: np.ndarray, seen: list[np.ndarray]) -> np.ndarray:
-    """0-based rank of each target among all items, after removing the row's seen items (never the target)."""
+    """0-based rank of each target among all items, after removing the row's seen items (never the target); every other
+    item scoring at least as much as the target ranks above it."""
     scores = scores.float().clone()
     target_index = torch.as_tensor(targets, device=scores.device)
     rows = torch.arange(len(targets), device=scores.device)
@@ -21,7 +25,7 @@ def target_ranks(scores: torch.Tensor, targets: np.ndarray, seen: list[np.ndarra
         if len(items):
             scores[row, torch.as_tensor(items, device=scores.device)] = -torch.inf
     scores[rows, target_index] = -torch.inf
-    return (scores > target_scores[:, None]).sum(dim=1).cpu().numpy()
+    return (scores >= target_scores[:, None]).sum(dim=1).cpu().numpy()
 
 
 def ranks_for(score_fn: ScoreFn, targets: np.ndarray, seen: list[np.ndarray], chunk: int = 512) -> np.ndarray:
@@ -45,7 +49,7 @@ def sampled_ranks(score_fn: ScoreFn, targets: np.ndarray, seen: list[np.ndarray]
             pool = np.setdiff1d(pools[row], np.append(seen[row], targets[row]), assume_unique=False)
             drawn = rng.choice(pool, size=min(negatives, len(pool)), replace=False)
             row_scores = scores[offset]
-            out[row] = int((row_scores[torch.as_tensor(drawn, device=row_scores.device)] > row_scores[int(targets[row])]).sum())
+            out[row] = int((row_scores[torch.as_tensor(drawn, device=row_scores.device)] >= row_scores[int(targets[row])]).sum())
     return out
 
 

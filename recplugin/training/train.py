@@ -44,7 +44,7 @@ def new_version() -> str:
 def model_ranks(model: TwoTower, split: LabelledSplit, query_vectors: torch.Tensor, device: torch.device) -> np.ndarray:
     """Full-ranking ranks of the split's targets under the model."""
     model.eval()
-    with torch.no_grad(), autocast(device):
+    with torch.no_grad():  # evaluation in fp32 always: bf16 creates ties (and they would count for the target)
         items = model.all_item_vectors().float()
 
         def score(index: np.ndarray) -> torch.Tensor:
@@ -296,7 +296,7 @@ def evaluate_model(model: TwoTower, snapshot: Snapshot, query_vectors: torch.Ten
         pools = {index: catalog.rows_in(name) for index, name in enumerate(config.scenarios)}
         row_pools = [pools[int(s)] for s in scenario_ids]
         model.eval()
-        with torch.no_grad(), autocast(device):
+        with torch.no_grad():  # fp32, as in model_ranks
             items = model.all_item_vectors().float()
             model_scores = lambda index: max_interest_scores(  # noqa: E731
                 model.user_vectors(test.inputs.take(index).to_torch(device), query_vectors).float(), items)

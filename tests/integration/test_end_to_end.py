@@ -17,10 +17,15 @@ EVENTS_SENT = 16
 
 
 @pytest.fixture(scope="module")
-def service(built_pipeline, tmp_path_factory):
+def service_log(tmp_path_factory):
+    return tmp_path_factory.mktemp("service") / "service.log"
+
+
+@pytest.fixture(scope="module")
+def service(built_pipeline, service_log):
     port = pipeline.free_port()
     base = f"http://127.0.0.1:{port}"
-    log = tmp_path_factory.mktemp("service") / "service.log"
+    log = service_log
     process = pipeline.start_service(built_pipeline.config, port, log_path=log)
     try:
         pipeline.wait_ready(base, process)
@@ -207,3 +212,25 @@ def test_random_bodies_never_cause_a_server_error(service):
         assert answer.status_code < 500, (path, body, answer.status_code, answer.text)
 
     check()
+
+
+def test_unknown_paths_never_become_metrics_labels(service):
+    statuses = {requests.get(f"{service}/nope-{i}", timeout=30).status_code for i in range(300)}
+    assert statuses == {404}
+    metrics = requests.get(f"{service}/metrics", timeout=30)
+    assert metrics.status_code == 200 and "nope" not in metrics.text
+    assert requests.get(f"{service}/docs.json", timeout=30).status_code == 200
+
+
+def test_bad_requests_are_json_objects_and_one_info_line_each(service, service_log):
+    unknown = _post(service, "/recommend", {"user_id": 1, "scenario": "nope-scenario", "k": 5})
+    invalid = _post(service, "/recommend", {"user_id": -5, "scenario": "feed"})
+    assert unknown.status_code == invalid.status_code == 400
+    assert isinstance(unknown.json(), dict) and "nope-scenario" in unknown.json()["error"]
+    assert isinstance(invalid.json(), dict) and "error" in invalid.json()
+    time.sleep(1)
+    text = service_log.read_text()
+    lines = [line for line in text.splitlines() if "nope-scenario" in line]
+    assert lines and all("INFO" in line for line in lines), lines
+    assert "Feast online read failed" not in text  # an unknown scenario is not an online-store failure
+    assert "Traceback" not in text and "[ERROR]" not in text  # every 4xx of this module (random bodies too): one INFO line

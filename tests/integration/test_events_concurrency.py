@@ -1,6 +1,13 @@
 """No acknowledged event lost or double-counted: two workers, ~100 concurrent events for one user, on the SQLite and on
-the Redis online store; then `materialize`, which must not roll the live state back."""
+the Redis online store; then `materialize`, which must not roll the live state back. The service runs as an operator
+runs it, `recplugin serve`, which must stop every worker on SIGTERM."""
+import shutil
+import signal
+import subprocess
+import sys
+import time
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -19,18 +26,41 @@ EVENTS = 96
 def two_workers(request, built_pipeline, milvus_server_uri, tmp_path):
     config = served_copy(built_pipeline, tmp_path / "work", milvus_server_uri, production=request.param == "redis",
                          serving={"workers": 2})
-    port = pipeline.free_port()
-    log = tmp_path / "service.log"
-    process = pipeline.start_service(config, port, log_path=log)
+    port, log = pipeline.free_port(), tmp_path / "service.log"
+    cli = shutil.which("recplugin", path=str(Path(sys.executable).parent))
+    config_path = pipeline.save_config(config, tmp_path / "recplugin.yaml")
+    process = subprocess.Popen([cli, "serve", "-c", str(config_path), "--port", str(port), "--log-file", str(log)])
     try:
         pipeline.wait_ready(f"http://127.0.0.1:{port}", process)
-        yield config, f"http://127.0.0.1:{port}"
+        yield config, f"http://127.0.0.1:{port}", process
+        _stop_with_sigterm(process, port)
+        text = log.read_text()
+        assert "[entry_service:recplugin:1]" in text and "[entry_service:recplugin:2]" in text, text[-2000:]
     finally:
-        pipeline.stop_service(process)
+        if process.poll() is None:  # a failure before the SIGTERM check: still stop the workers through recplugin serve
+            process.send_signal(signal.SIGTERM)
+            process.wait(timeout=60)
         if request.param == "redis":  # remove this test's project from the shared Redis and PostgreSQL registry
             store = open_store(config)
             store._get_provider().teardown_infra(config.feast.project, store.list_feature_views(), store.list_entities())
             store.delete_project(config.feast.project)
+
+
+def _stop_with_sigterm(process: subprocess.Popen, port: int) -> None:
+    """SIGTERM to `recplugin serve`: it exits, and so do `bentoml serve` and its workers; nothing answers any more."""
+    children = subprocess.run(["pgrep", "-P", str(process.pid)], capture_output=True, text=True).stdout.split()
+    assert children, "recplugin serve runs bentoml serve as its child"
+    process.send_signal(signal.SIGTERM)
+    assert process.wait(timeout=60) == 128 + signal.SIGTERM
+    deadline = time.monotonic() + 30
+    while any(Path(f"/proc/{pid}").exists() for pid in children) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert not any(Path(f"/proc/{pid}").exists() for pid in children), "bentoml serve outlived recplugin serve"
+    try:
+        requests.get(f"http://127.0.0.1:{port}/readyz", timeout=5)
+        raise AssertionError("the service still answers after SIGTERM")
+    except requests.ConnectionError:
+        pass
 
 
 def _total(config, user: int) -> tuple[int, list[int]]:
@@ -39,7 +69,7 @@ def _total(config, user: int) -> tuple[int, list[int]]:
 
 
 def test_concurrent_events_for_one_user_on_two_workers_are_all_kept_through_materialize(two_workers):
-    config, base = two_workers
+    config, base, _ = two_workers
     events = pd.read_parquet(config.events_path)
     user = int(events["user_id"].iloc[0])
     items = sorted(events["item_id"].unique().tolist())

@@ -22,6 +22,10 @@ def recommender(built_pipeline):
     engine.close()
 
 
+def test_the_query_text_model_is_loaded_before_the_service_is_ready(recommender):
+    assert recommender.model.encoder._model is not None  # the first search query does not load it inside a batch
+
+
 def test_online_store_failure_degrades_to_flagged_popular_items(recommender, monkeypatch):
     def broken(user_ids):
         raise ConnectionError("online store is down")

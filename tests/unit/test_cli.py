@@ -28,6 +28,27 @@ def test_bad_config_file_is_a_clear_error(tmp_path):
         main(["models", "--config", str(path)])
 
 
+@pytest.mark.parametrize("text, expected", [
+    ("training: [epochs: 3\n", r"bad config: while parsing"),  # malformed YAML
+    ("trainig:\n  epochs: 3\n", r"bad config: top level: unknown key\(s\) \['trainig'\]"),
+])
+def test_config_mistakes_are_one_line(tmp_path, text, expected):
+    path = tmp_path / "bad.yaml"
+    path.write_text(text)
+    with pytest.raises(SystemExit, match=expected) as stop:
+        main(["models", "--config", str(path)])
+    assert "\n" not in str(stop.value.code)
+
+
+def test_stage_mistakes_are_one_line(tmp_path):
+    with pytest.raises(SystemExit, match=r"recplugin evaluate: model version 'v_nope' is not in the registry"):
+        main(["evaluate", "--version", "v_nope", "-w", str(tmp_path)])
+    with pytest.raises(SystemExit, match=r"recplugin models: cannot open the model registry .* does the workdir"):
+        main(["models", "-w", str(tmp_path / "missing" / "deeper")])
+    with pytest.raises(SystemExit, match=r"recplugin apply: .*events.parquet"):
+        main(["apply", "-w", str(tmp_path / "empty")])
+
+
 def test_generate_through_the_installed_entry_point(tmp_path):
     config = tmp_path / "c.yaml"
     config.write_text("generator:\n  num_users: 5\n  num_items: 40\n  events_per_user: 5\n")

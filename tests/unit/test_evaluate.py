@@ -37,3 +37,19 @@ def test_sampled_protocol_ranks_against_negatives_from_the_pool_only():
     pools = [np.array([0, 1, 2, 3])]  # its domain: items 4 and 5 (scored higher) are another domain's
     assert sampled_ranks(lambda index: scores[index], np.array([2]), [np.array([], dtype=np.int64)], pools, negatives=3).tolist() == [1]
     assert sampled_ranks(lambda index: scores[index], np.array([2]), [np.array([1])], pools, negatives=3).tolist() == [0]
+
+
+def test_ties_count_against_the_target():
+    scores = torch.tensor([[0.5, 0.5, 0.5, 0.9, 0.1]])  # items 0 and 1 tie with the target (2); item 3 beats it
+    assert target_ranks(scores, np.array([2]), [np.array([], dtype=np.int64)]).tolist() == [3]
+    assert target_ranks(scores, np.array([2]), [np.array([0])]).tolist() == [2]  # a seen tie no longer counts
+    constant = torch.zeros(1, 100)  # a model that scores everything alike ranks every target last, not first
+    assert target_ranks(constant, np.array([7]), [np.array([], dtype=np.int64)]).tolist() == [99]
+
+
+def test_sampled_ties_count_against_the_target():
+    from recplugin.training.evaluate import sampled_ranks
+
+    scores = torch.tensor([[0.5, 0.5, 0.5, 0.1]])
+    assert sampled_ranks(lambda index: scores[index], np.array([2]), [np.array([], dtype=np.int64)],
+                         [np.array([0, 1, 2, 3])], negatives=3).tolist() == [2]

@@ -52,3 +52,17 @@ def test_declared_and_streamed_oversize_bodies_are_413():
     assert status == 413 and "50 bytes" in body["error"]
     assert _call(guard, chunks=(b"a" * 30, b"b" * 30))[0] == 413
     assert _call(guard, headers={"content-length": "abc"})[0] == 413
+
+
+def test_metrics_and_docs_need_the_key_when_one_is_set_and_probes_never_do():
+    guard = RequestGuard(_echo, 100, api_key="s3cret")
+    for path in ("/metrics", "/docs.json", "/"):
+        assert _call(guard, path=path)[0] == 401
+        assert _call(guard, path=path, headers={"x-api-key": "s3cret"})[0] == 200
+    assert [_call(guard, path=p)[0] for p in ("/readyz", "/livez", "/healthz")] == [200, 200, 200]
+    assert _call(RequestGuard(_echo, 100), path="/metrics")[0] == 200
+
+
+def test_unknown_paths_are_answered_by_the_guard_so_they_never_reach_the_metrics():
+    status, body = _call(RequestGuard(_echo, 100), path="/nope-123")
+    assert status == 404 and "/recommend" in body["error"]

@@ -36,9 +36,18 @@ def test_each_cluster_is_scored_by_its_matched_interest():
     interests = _unit([1, 0, 0], [0, 1, 0])[None]  # interest 0 likes x, interest 1 likes y
     targets = _unit([0, 1, 0.05], [1, 0, 0.05])[None]  # first target is y-like, second x-like
     rows = torch.tensor([[3, 4]])
-    swapped = multi_positive_infonce(interests.flip(1), targets, rows, targets[0, :0], rows[0, :0], torch.tensor(10.0))
-    straight = multi_positive_infonce(interests, targets, rows, targets[0, :0], rows[0, :0], torch.tensor(10.0))
-    assert torch.allclose(swapped, straight)  # the matching, not the order of the interests, decides
+    negatives, negative_rows = _unit([0.6, 0.6, 0.5], [0, 0, 1], [-1, 0.2, 0]), torch.tensor([7, 8, 9])
+    scale = torch.tensor(5.0)
+    straight = multi_positive_infonce(interests, targets, rows, negatives, negative_rows, scale)
+    swapped = multi_positive_infonce(interests.flip(1), targets, rows, negatives, negative_rows, scale)
+
+    def loss_with(anchors):  # by hand: each target against the negatives (the user's other target is masked)
+        logits = torch.stack([torch.cat([(a @ t)[None], a @ negatives.T]) for a, t in zip(anchors, targets[0])]) * scale
+        return cross_entropy(logits, torch.zeros(2, dtype=torch.long))
+
+    matched, mismatched = loss_with(interests[0].flip(0)), loss_with(interests[0])
+    assert float(straight) > 0.05 and float(mismatched) > float(matched) + 1.0  # the check can tell them apart
+    assert torch.allclose(straight, matched, atol=1e-5) and torch.allclose(swapped, matched, atol=1e-5)
 
 
 def test_single_target_loss_is_softmax_with_duplicates_masked():
@@ -89,6 +98,18 @@ def test_logq_correction_only_matters_when_it_is_not_uniform():
     plain = multi_positive_infonce(*args)
     assert torch.allclose(plain, multi_positive_infonce(*args, log_q=torch.full((7,), -2.0)), atol=1e-6)
     assert not torch.allclose(plain, multi_positive_infonce(*args, log_q=torch.linspace(-4, 0, 7)))
+
+
+def test_logq_subtracts_the_log_sampling_probability_from_each_candidate():
+    users, targets = _unit([1, 0])[None], _unit([1, 0])[None]  # one user with one interest, one target
+    negatives = _unit([0.8, 0.6])
+    log_q = torch.tensor([0.0, 2.0])  # the negative is e^2 times more likely to be sampled: its logit must go down
+    loss = multi_positive_infonce(users, targets, torch.tensor([[1]]), negatives, torch.tensor([2]), torch.tensor(1.0),
+                                  log_q=log_q)
+    expected = cross_entropy(torch.tensor([[1.0 - 0.0, 0.8 - 2.0]]), torch.tensor([0]))
+    assert torch.allclose(loss, expected, atol=1e-6)  # a sign flip (adding log q) gives a different, larger loss
+    flipped = cross_entropy(torch.tensor([[1.0 + 0.0, 0.8 + 2.0]]), torch.tensor([0]))
+    assert float(flipped) > float(expected) + 1.0
 
 
 def test_temperature_starts_at_its_initial_value_learns_and_is_capped():
