@@ -23,7 +23,7 @@ from pymilvus import DataType, MilvusClient
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 from recplugin.index import standalone  # noqa: E402
-from recplugin.index.collections import ivf_lists  # noqa: E402
+from recplugin.index.collections import ivf_lists, wait_for_index  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results"
 K, DIM, ELIGIBLE = 100, 64, 0.6
@@ -65,11 +65,7 @@ def build_index(client: MilvusClient, name: str, index_type: str, params: dict) 
     index = client.prepare_index_params()
     index.add_index(field_name="vector", index_type=index_type, metric_type="IP", params=params)
     client.create_index(name, index)
-    while True:
-        described = client.describe_index(name, client.list_indexes(name)[0])
-        if described.get("state", "Finished") == "Finished" and not int(described.get("pending_index_rows", 0) or 0):
-            break
-        time.sleep(1)
+    wait_for_index(client, name, timeout_s=4 * 3600)
     client.load_collection(name)
     return time.perf_counter() - start
 
