@@ -45,8 +45,46 @@ async def _reply(send, status: int, message: str) -> None:
     await send({"type": "http.response.body", "body": body})
 
 
+def readable_client_error(body: bytes) -> bytes:
+    """BentoML's 400 bodies made one JSON object whose `error` names each field and what is allowed: its validation
+    errors say only "1 validation error for Input" (the fields are in `detail`), its InvalidArgument body is an array."""
+    try:
+        data = json.loads(body)
+    except ValueError:
+        return json.dumps({"error": body.decode(errors="replace")[:500]}).encode()
+    if isinstance(data, list) and len(data) == 1 and isinstance(data[0], dict):
+        data = data[0]
+    if not isinstance(data, dict):
+        return json.dumps({"error": str(data)[:500]}).encode()
+    detail = data.get("detail")
+    if isinstance(detail, list) and detail and all(isinstance(d, dict) for d in detail):
+        data["error"] = "; ".join(f"{'.'.join(map(str, d.get('loc') or ())) or 'body'}: {d.get('msg')}" for d in detail)
+    return json.dumps(data).encode()
+
+
+def readable_400s(send):
+    """Wrap an ASGI `send` so that a 400 answer's body goes through readable_client_error."""
+    held: dict = {}
+
+    async def wrapped(message):
+        if message["type"] == "http.response.start" and message["status"] == 400:
+            held["start"], held["body"] = message, b""
+            return None
+        if "start" not in held or message["type"] != "http.response.body":
+            return await send(message)
+        held["body"] += message.get("body", b"")
+        if message.get("more_body", False):
+            return None
+        body = readable_client_error(held["body"])
+        headers = [(k, v) for k, v in held["start"].get("headers", []) if k.lower() != b"content-length"]
+        await send({**held["start"], "headers": [*headers, (b"content-length", str(len(body)).encode())]})
+        return await send({"type": "http.response.body", "body": body})
+
+    return wrapped
+
+
 class RequestGuard:
-    """Rejects oversized bodies (413) and, when an API key is configured, requests without it (401)."""
+    """Rejects oversized bodies (413) and, when an API key is configured, requests without it (401), bodies that are not JSON (415); 400s name fields."""
 
     def __init__(self, app, max_body_bytes: int, api_key: str = ""):
         self.app = app
@@ -66,6 +104,10 @@ class RequestGuard:
             return await _reply(send, 401, "missing or wrong X-API-Key header")
         if path not in ("/recommend", "/events"):
             return await self.app(scope, receive, send)
+        media_type = headers.get(b"content-type", b"application/json").split(b";")[0].strip().lower()
+        if media_type != b"application/json" and not media_type.endswith(b"+json"):
+            return await _reply(send, 415, f"Content-Type {media_type.decode(errors='replace')!r} is not accepted; "
+                                           "send a JSON body with Content-Type: application/json")
         declared = headers.get(b"content-length")
         if declared is not None and (not declared.isdigit() or int(declared) > self.max_body_bytes):
             return await _reply(send, 413, f"request body over {self.max_body_bytes} bytes")
@@ -87,4 +129,4 @@ class RequestGuard:
             replayed = True
             return {"type": "http.request", "body": body, "more_body": False}
 
-        return await self.app(scope, replay, send)
+        return await self.app(scope, replay, readable_400s(send))

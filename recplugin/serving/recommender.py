@@ -25,6 +25,10 @@ class InvalidRequest(ValueError):
     """A request value that is not allowed; the message names the field and what is allowed."""
 
 
+class UnknownItem(InvalidRequest):
+    """A well-formed item id that the served model's catalogue does not hold (HTTP 422)."""
+
+
 class NotReady(RuntimeError):
     """Model, features or index are not usable yet."""
 
@@ -215,7 +219,7 @@ class Recommender:
         if action not in self.config.actions:
             raise InvalidRequest(f"action {action!r} is unknown; allowed: {self.config.actions}")
         if int(item_id) not in self.served.model.id_to_row:
-            raise InvalidRequest(f"item_id {item_id} is not in the catalogue of model {self.served.model.version}; "
+            raise UnknownItem(f"item_id {item_id} is not in the catalogue of model {self.served.model.version}; "
                                  "new items are served once a model that knows them is indexed")
         with self.online.locks.hold(user_id):  # across workers: read-modify-write of one user's state is atomic
             now = pd.Timestamp.now(tz="UTC")

@@ -6,7 +6,7 @@ import os
 import threading
 from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
-from typing import Annotated, Optional
+from typing import Annotated, Literal, Optional
 
 import anyio
 import bentoml
@@ -19,19 +19,21 @@ from starlette.responses import JSONResponse
 
 from recplugin.config import load_config
 from recplugin.serving.guards import RequestGuard, bound_metrics_labels
-from recplugin.serving.recommender import InvalidRequest, Recommender, RecommendRequest
+from recplugin.serving.openapi import document_service
+from recplugin.serving.recommender import InvalidRequest, Recommender, RecommendRequest, UnknownItem
 
 CONFIG = load_config()
 LIMITS = CONFIG.serving
 logger = logging.getLogger("recplugin.serving")
 logging.getLogger("recplugin").setLevel(logging.INFO)  # one INFO line per 4xx, version switches; BentoML's handlers print them
 
-UserId = Annotated[int, Field(ge=0, le=LIMITS.max_user_id, description="Non-negative integer user id")]
-TopK = Annotated[int, Field(ge=1, le=LIMITS.max_k, description=f"Number of items, 1..{LIMITS.max_k}")]
+UserId = Annotated[int, Field(strict=True, ge=0, le=LIMITS.max_user_id, description="Non-negative integer user id")]
+TopK = Annotated[int, Field(strict=True, ge=1, le=LIMITS.max_k, description=f"Number of items, 1..{LIMITS.max_k}")]
 Query = Annotated[Optional[str], Field(default=None, max_length=LIMITS.max_query_chars,
                                        description=f"Search query text, at most {LIMITS.max_query_chars} characters")]
-Name = Annotated[str, Field(min_length=1, max_length=64)]
-ItemId = Annotated[int, Field(ge=0, le=2**63 - 1, description="An item id of the served model's catalogue")]
+Scenario = Annotated[Literal[tuple(CONFIG.scenarios)], Field(description="One of the configured scenarios")]
+Action = Annotated[Literal[tuple(CONFIG.actions)], Field(description="One of the configured actions")]
+ItemId = Annotated[int, Field(strict=True, ge=0, le=2**63 - 1, description="An item id of the served model's catalogue")]
 
 
 MILVUS_ERRORS = (MilvusException, grpc.RpcError)  # a deadline (a hung server) comes as a bare gRPC error
@@ -45,10 +47,10 @@ def milvus_reason(error: Exception) -> str:
     return error.message
 
 
-def bad_request(message: str) -> JSONResponse:
-    """A 400 with {"error": message} (BentoML's own 400 body for a raised InvalidArgument is a JSON array), logged in one line."""
-    logger.info("400: %s", message)
-    return JSONResponse({"error": message}, status_code=400)
+def bad_request(message: str, status: int = 400) -> JSONResponse:
+    """A 4xx with {"error": message} (BentoML's own 400 body for a raised InvalidArgument is a JSON array), logged in one line."""
+    logger.info("%d: %s", status, message)
+    return JSONResponse({"error": message}, status_code=status)
 
 
 class OneLineClientErrors(logging.Filter):
@@ -58,7 +60,7 @@ class OneLineClientErrors(logging.Filter):
         error = record.exc_info[1] if record.exc_info else None
         client = isinstance(error, ValidationError) or (isinstance(error, BentoMLException) and error.error_code.value < 500)
         if client:
-            summary = f"{type(error).__name__}: {str(error).splitlines()[0][:200]}"
+            summary = f"{type(error).__name__}: {' | '.join(line.strip() for line in str(error).splitlines())[:400]}"
             record.msg, record.args = f"{record.msg}: %s", (*record.args, summary)
             record.levelno, record.levelname, record.exc_info, record.exc_text = logging.INFO, "INFO", None, None
         return True
@@ -135,7 +137,7 @@ class RecPlugin:
             return False
 
     @bentoml.api(route="/recommend")
-    async def recommend(self, user_id: UserId, scenario: Name, k: TopK = LIMITS.default_k, query: Query = None) -> dict:
+    async def recommend(self, user_id: UserId, scenario: Scenario, k: TopK = LIMITS.default_k, query: Query = None) -> dict:
         """Top-k items for a user in a scenario (search may add a query); unknown users get popular items."""
         if self._recommender is None and await anyio.to_thread.run_sync(self._connect) is None:
             return unavailable(f"recplugin is not ready: {self._error}")
@@ -148,13 +150,15 @@ class RecPlugin:
         return answer.as_dict()
 
     @bentoml.api(route="/events")
-    def events(self, user_id: UserId, item_id: ItemId, scenario: Name, action: Name = CONFIG.actions[0]) -> dict:
+    def events(self, user_id: UserId, item_id: ItemId, scenario: Scenario, action: Action = CONFIG.actions[0]) -> dict:
         """Record one behaviour; the next /recommend for this user sees it. A 200 means it is stored online and logged."""
         recommender = self._connect()
         if recommender is None:
             return unavailable(f"recplugin is not ready: {self._error}")
         try:
             return recommender.record_event(user_id, item_id, scenario, action)
+        except UnknownItem as error:
+            return bad_request(str(error), 422)
         except InvalidRequest as error:
             return bad_request(str(error))
         except Exception as error:  # online store down or hung, user locked too long, log not writable: not acknowledged
@@ -162,6 +166,7 @@ class RecPlugin:
             return unavailable(f"the event was not recorded ({type(error).__name__}: {error}); retry later")
 
 
+document_service(RecPlugin, api_key_required=bool(os.environ.get(LIMITS.api_key_env)))
 # Bodies over serving.max_body_bytes get 413; when the variable named by serving.api_key_env is set,
 # /recommend and /events need that key in the X-API-Key header (401 otherwise).
 bound_metrics_labels()

@@ -112,6 +112,8 @@ def test_unknown_user_gets_popular_items(service, built_pipeline):
     ({"user_id": 1, "scenario": "feed", "k": 10_000}, "k"),
     ({"user_id": -1, "scenario": "feed"}, "user_id"),
     ({"user_id": "abc", "scenario": "feed"}, "user_id"),
+    ({"user_id": True, "scenario": "feed"}, "user_id"),
+    ({"user_id": 1.5, "scenario": "feed"}, "user_id"),
     ({"scenario": "feed"}, "user_id"),
     ({"user_id": 1, "scenario": "search", "query": "x" * 5000}, "query"),
 ])
@@ -121,9 +123,22 @@ def test_bad_recommend_input_is_a_400_naming_the_field(service, body, field):
     assert field in answer.text
 
 
+def test_an_event_for_an_item_outside_the_catalogue_is_a_422_and_not_logged(service, built_pipeline):
+    before = len(read_events(built_pipeline.config.live_events_path))
+    answer = _post(service, "/events", {"user_id": 1, "item_id": 10**15, "scenario": "feed", "action": "click"})
+    assert answer.status_code == 422 and "not in the catalogue" in answer.json()["error"]
+    assert len(read_events(built_pipeline.config.live_events_path)) == before
+
+
+def test_non_json_bodies_are_415(service):
+    answer = requests.post(f"{service}/events", data="user_id=1", headers={"content-type": "application/x-www-form-urlencoded"},
+                           timeout=30)
+    assert answer.status_code == 415 and "application/json" in answer.json()["error"]
+
+
 def test_bad_event_and_malformed_json_are_400(service):
     answer = _post(service, "/events", {"user_id": 1, "item_id": 2, "scenario": "feed", "action": "teleport"})
-    assert answer.status_code == 400 and "allowed" in answer.text and "click" in answer.text
+    assert answer.status_code == 400 and "action" in answer.json()["error"] and "'click'" in answer.json()["error"]
     raw = requests.post(f"{service}/recommend", data=b'{"user_id": 1, "scen', headers={"content-type": "application/json"}, timeout=30)
     assert raw.status_code == 400
 
@@ -187,7 +202,7 @@ INJECTIONS = ['feed" or item_id > 0 or "', "feed') || true; --", "'; DROP TABLE 
 @pytest.mark.parametrize("text", INJECTIONS)
 def test_injection_strings_never_reach_a_filter(service, built_pipeline, text):
     answer = _post(service, "/recommend", {"user_id": 1, "scenario": text, "k": 3})
-    assert answer.status_code == 400 and "allowed" in answer.text
+    assert answer.status_code == 400 and answer.json()["error"].startswith("scenario: Input should be")
     searched = _post(service, "/recommend", {"user_id": 1, "scenario": "discovery", "k": 5, "query": text})
     assert searched.status_code == 200
     eligible = pd.read_parquet(built_pipeline.config.catalog_path).set_index("item_id")["scenarios"]
@@ -222,11 +237,13 @@ def test_unknown_paths_never_become_metrics_labels(service):
     assert requests.get(f"{service}/docs.json", timeout=30).status_code == 200
 
 
-def test_bad_requests_are_json_objects_and_one_info_line_each(service, service_log):
+def test_bad_requests_are_json_objects_and_one_info_line_each(service, service_log, built_pipeline):
+    service_scenarios = built_pipeline.config.scenarios
     unknown = _post(service, "/recommend", {"user_id": 1, "scenario": "nope-scenario", "k": 5})
     invalid = _post(service, "/recommend", {"user_id": -5, "scenario": "feed"})
     assert unknown.status_code == invalid.status_code == 400
-    assert isinstance(unknown.json(), dict) and "nope-scenario" in unknown.json()["error"]
+    assert isinstance(unknown.json(), dict) and unknown.json()["error"].startswith("scenario: ")
+    assert all(f"'{name}'" in unknown.json()["error"] for name in service_scenarios)
     assert isinstance(invalid.json(), dict) and "error" in invalid.json()
     time.sleep(1)
     text = service_log.read_text()

@@ -66,3 +66,48 @@ def test_metrics_and_docs_need_the_key_when_one_is_set_and_probes_never_do():
 def test_unknown_paths_are_answered_by_the_guard_so_they_never_reach_the_metrics():
     status, body = _call(RequestGuard(_echo, 100), path="/nope-123")
     assert status == 404 and "/recommend" in body["error"]
+
+
+@pytest.mark.parametrize("content_type, status", [("application/json", 200), ("application/json; charset=utf-8", 200),
+                                                  ("application/merge-patch+json", 200), ("text/plain", 415),
+                                                  ("multipart/form-data", 415), ("application/x-www-form-urlencoded", 415)])
+def test_only_json_bodies_reach_the_api(content_type, status):
+    answer, body = _call(RequestGuard(_echo, 100), headers={"content-type": content_type})
+    assert answer == status
+    if status == 415:
+        assert "application/json" in body["error"]
+
+
+def _validation_failure(scope, receive, send):
+    body = json.dumps({"error": "2 validation errors for Input", "detail": [
+        {"loc": ["scenario"], "msg": "Input should be 'feed' or 'search'"}, {"loc": [], "msg": "Invalid JSON"}]}).encode()
+
+    async def answer():
+        await receive()
+        await send({"type": "http.response.start", "status": 400, "headers": [(b"content-length", b"999")]})
+        await send({"type": "http.response.body", "body": body[:20], "more_body": True})
+        await send({"type": "http.response.body", "body": body[20:]})
+    return answer()
+
+
+def test_validation_400s_name_each_field_in_error_with_a_correct_length():
+    sent = []
+
+    async def receive():
+        return {"type": "http.request", "body": b"{}", "more_body": False}
+
+    async def send(message):
+        sent.append(message)
+
+    asyncio.run(RequestGuard(_validation_failure, 100)({"type": "http", "path": "/events", "headers": []}, receive, send))
+    start, body = sent
+    data = json.loads(body["body"])
+    assert data["error"] == "scenario: Input should be 'feed' or 'search'; body: Invalid JSON" and len(data["detail"]) == 2
+    assert dict(start["headers"])[b"content-length"] == str(len(body["body"])).encode()
+
+
+@pytest.mark.parametrize("raw, error", [(b'[{"error": "bad k"}]', "bad k"), (b"not json", "not json"), (b"[1, 2]", "[1, 2]")])
+def test_every_400_body_becomes_one_object(raw, error):
+    from recplugin.serving.guards import readable_client_error
+
+    assert json.loads(readable_client_error(raw)) == {"error": error}

@@ -1,0 +1,133 @@
+"""The service's OpenAPI document made to say what the service really answers: the answer bodies, every status the API
+returns (400, 401, 413, 415, 422, 503), and the X-API-Key header when a key is set. Scenario and action enums come from the
+service's own Literal types."""
+from __future__ import annotations
+
+from typing import Any
+
+import yaml
+
+REF = "#/components/schemas/{}"
+API_ROUTES = ("/recommend", "/events")
+
+SCHEMAS: dict[str, dict[str, Any]] = {
+    "ErrorBody": {
+        "type": "object", "required": ["error"],
+        "properties": {
+            "error": {"type": "string", "description": "What was wrong: the field and what is allowed, or the dependency "
+                                                       "that failed"},
+            "detail": {"type": "array", "items": {"type": "object"}, "description": "Per-field validation errors"},
+        },
+    },
+    "Recommendation": {
+        "type": "object", "required": ["items", "model_version", "cold_start", "degraded"],
+        "properties": {
+            "items": {"type": "array", "items": {
+                "type": "object", "required": ["item_id", "score"],
+                "properties": {"item_id": {"type": "integer", "minimum": 0}, "score": {"type": "number"}}}},
+            "model_version": {"type": "string", "description": "The model (and its Milvus collection) that answered"},
+            "cold_start": {"type": "boolean", "description": "True when the items are the scenario's popular items"},
+            "degraded": {"type": "string", "nullable": True,
+                         "description": "Why popular items were served instead (e.g. the feature store is unavailable)"},
+        },
+    },
+    "EventReceipt": {
+        "type": "object", "required": ["accepted", "user_id", "counts"],
+        "properties": {
+            "accepted": {"type": "boolean", "enum": [True]},
+            "user_id": {"type": "integer", "minimum": 0},
+            "counts": {"type": "object", "additionalProperties": {"type": "integer", "minimum": 0},
+                       "description": "The user's event count per scenario after this event"},
+        },
+    },
+}
+ANSWERS = {"/recommend": "Recommendation", "/events": "EventReceipt"}
+API_KEY_SCHEME = {"ApiKey": {"type": "apiKey", "in": "header", "name": "X-API-Key"}}
+
+
+def _json(description: str, schema: str) -> dict[str, Any]:
+    """A response whose body is the named schema."""
+    return {"description": description, "content": {"application/json": {"schema": {"$ref": REF.format(schema)}}}}
+
+
+def api_responses(route: str, api_key_required: bool) -> dict[str, Any]:
+    """Every status an API route answers with, and its body."""
+    responses = {
+        "200": _json("Successful Response", ANSWERS[route]),
+        "400": _json("Not JSON, a field missing or out of range, or a scenario/action that is not configured; `error` "
+                     "names the field and what is allowed", "ErrorBody"),
+        "413": _json("The body is over serving.max_body_bytes", "ErrorBody"),
+        "415": _json("The Content-Type is not application/json", "ErrorBody"),
+        "503": _json("Not ready, overloaded, or a dependency (Milvus, the online store) failed or did not answer in "
+                     "time; `error` says which. An event that got a 503 was not recorded: retry it", "ErrorBody"),
+        "500": _json("An unexpected error (see the server log)", "ErrorBody"),
+    }
+    if route == "/events":
+        responses["422"] = _json("item_id is not in the catalogue of the served model", "ErrorBody")
+    if api_key_required:
+        responses["401"] = _json("Missing or wrong X-API-Key header", "ErrorBody")
+    return responses
+
+
+def openapi_30_nullable(node: Any) -> Any:
+    """pydantic writes Optional[X] as anyOf [X, {type: null}] (JSON Schema); OpenAPI 3.0 says X with nullable: true."""
+    if isinstance(node, list):
+        return [openapi_30_nullable(value) for value in node]
+    if not isinstance(node, dict):
+        return node
+    node = {key: openapi_30_nullable(value) for key, value in node.items()}
+    options = node.get("anyOf")
+    if isinstance(options, list) and {"type": "null"} in options:
+        rest = [option for option in options if option != {"type": "null"}]
+        if len(rest) == 1:
+            del node["anyOf"]
+            node = {**rest[0], **node, "nullable": True}
+    return node
+
+
+class OpenAPIDocument(dict):
+    """The amended document as a plain dict, with the `asdict()` BentoML's docs view calls."""
+
+    def asdict(self) -> dict[str, Any]:
+        return dict(self)
+
+
+yaml.add_representer(OpenAPIDocument, lambda dumper, document: dumper.represent_dict(dict(document)))
+
+
+def amended(spec: dict[str, Any], api_key_required: bool) -> OpenAPIDocument:
+    """BentoML's generated document (as a dict) with the answer bodies, statuses and security the service really has."""
+    spec = openapi_30_nullable(spec)
+    schemas = spec["components"]["schemas"]
+    for name in ("TaskStatusResponse", "NotFound", "InvalidArgument", "InternalServerError"):
+        schemas.pop(name, None)
+    schemas.update(SCHEMAS)
+    for route in API_ROUTES:
+        operation = spec["paths"][route]["post"]
+        operation["responses"] = api_responses(route, api_key_required)
+        # the inline body schema drops `null` from Optional fields; the component (made nullable above) keeps it
+        operation["requestBody"] = {"required": True, "content": {"application/json": {
+            "schema": {"$ref": REF.format(f"{operation['x-bentoml-name']}__Input")}}}}
+        if api_key_required:
+            operation["security"] = [{"ApiKey": []}]
+    spec["paths"]["/readyz"]["get"]["responses"]["503"] = {
+        "description": "Not ready: the model, the online store or Milvus is not loaded or did not answer within "
+                       "serving.ready_timeout_s"}
+    if api_key_required:
+        spec["components"]["securitySchemes"] = API_KEY_SCHEME
+        spec["paths"]["/metrics"]["get"]["responses"]["401"] = {"description": "Missing or wrong X-API-Key header"}
+    return OpenAPIDocument(spec)
+
+
+def document_service(service: Any, api_key_required: bool) -> None:
+    """Make `service` (a bentoml Service) publish the amended document at /docs.json and in built Bentos."""
+    base = type(service)
+
+    class DocumentedService(base):  # same slots: the instance's class can be swapped
+        __slots__ = ()
+
+        @property
+        def openapi_spec(self) -> OpenAPIDocument:
+            return amended(base.openapi_spec.fget(self).asdict(), api_key_required)
+
+    service.__class__ = DocumentedService
