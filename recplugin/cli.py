@@ -12,7 +12,7 @@ import sqlalchemy.exc
 import yaml
 
 from recplugin.config import ConfigError, RecConfig, load_config
-from recplugin.registry.models import UnknownVersion
+from recplugin.registry.models import UnknownVersion, UntrustedArtifact
 
 
 def _config(args: argparse.Namespace) -> RecConfig:
@@ -219,7 +219,7 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(f"recplugin: bad config: {' '.join(str(error).split())}")
     try:
         COMMANDS[args.command][0](config, args)
-    except (FileNotFoundError, UnknownVersion) as error:  # a user's mistake: one line, no traceback
+    except (FileNotFoundError, UnknownVersion, UntrustedArtifact) as error:  # a user's mistake: one line, no traceback
         sys.exit(f"recplugin {args.command}: {error}")
     except sqlalchemy.exc.OperationalError as error:
         sys.exit(f"recplugin {args.command}: cannot open the model registry {config.registry_sqlalchemy_url} "

@@ -142,6 +142,7 @@ class RecConfig:
     scenarios: list[str] = field(default_factory=lambda: list(DEFAULT_SCENARIOS))
     actions: list[str] = field(default_factory=lambda: list(DEFAULT_ACTIONS))
     registry_url: str = "sqlite:///registry.db"
+    artifact_root: str = "models"  # model artifacts live only here: the registry's paths must resolve under it
     generator: GeneratorConfig = field(default_factory=GeneratorConfig)
     feast: FeastConfig = field(default_factory=FeastConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
@@ -186,8 +187,8 @@ class RecConfig:
 
     @property
     def models_dir(self) -> Path:
-        """Where model artifacts are written."""
-        return self.path("models")
+        """Where model artifacts are written, and the only place they are loaded from."""
+        return self.path(self.artifact_root)
 
     @property
     def registry_sqlalchemy_url(self) -> str:

@@ -16,7 +16,7 @@ from recplugin.config import RecConfig, from_dict, load_config, save_config, to_
 from recplugin.data.generator import generate as generate_dataset
 from recplugin.features import store as feast_glue
 from recplugin.index.standalone import free_port  # noqa: F401  (re-exported for callers)
-from recplugin.registry.models import ModelRegistry
+from recplugin.registry.models import ModelRegistry, confined_artifact
 
 CONFIG_FILE = "recplugin.yaml"
 
@@ -79,7 +79,8 @@ def train(config: RecConfig, progress: bool = True):
 
 
 def register_artifact(config: RecConfig, artifact_dir: Path) -> str:
-    """Register an artifact trained on another box; its scenarios and actions must match this deployment's."""
+    """Register an artifact trained on another box (copied under the artifact root); its scenarios and actions must
+    match this deployment's."""
     import json
 
     from recplugin.models.artifact import CONFIG, META, METRICS
@@ -92,7 +93,12 @@ def register_artifact(config: RecConfig, artifact_dir: Path) -> str:
                          f"{config.scenarios}/{config.actions}")
     version = json.loads((artifact_dir / META).read_text())["version"]
     metrics = json.loads((artifact_dir / METRICS).read_text())
-    ModelRegistry(config.registry_sqlalchemy_url).register(version, to_dict(trained), metrics, str(artifact_dir.resolve()))
+    stored = config.models_dir / version
+    if artifact_dir.resolve() != stored.resolve():  # artifacts are only ever loaded from under the artifact root
+        if stored.exists():
+            raise ValueError(f"{stored} already exists: version {version} is already in the artifact root")
+        shutil.copytree(artifact_dir, stored, symlinks=False)
+    ModelRegistry(config.registry_sqlalchemy_url).register(version, to_dict(trained), metrics, str(stored.resolve()))
     return version
 
 
@@ -107,7 +113,7 @@ def index(config: RecConfig, version: str | None = None, progress: bool = True) 
 
     registry = ModelRegistry(config.registry_sqlalchemy_url)
     entry = registry.get(version) if version else registry.latest()
-    artifact = Path(entry.artifact_uri)
+    artifact = confined_artifact(config.models_dir, entry.artifact_uri)
     item_ids, vectors = np.load(artifact / ITEM_IDS), np.load(artifact / ITEM_VECTORS)
     catalog = pd.read_parquet(config.catalog_path, columns=["item_id", "category", "scenarios"]).set_index("item_id")
     catalog = catalog.reindex(item_ids)

@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from datetime import datetime, timezone
+from pathlib import Path
 
 from sqlalchemy import JSON, DateTime, String, Text, create_engine, select
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
@@ -38,6 +39,19 @@ class ModelVersion:
     artifact_uri: str
     collection: str | None
     status: str
+
+
+class UntrustedArtifact(ValueError):
+    """A registry row whose artifact path does not lie under the configured artifact root."""
+
+
+def confined_artifact(root: Path, artifact_uri: str) -> Path:
+    """The artifact directory, resolved (symlinks followed), if it lies under `root`; UntrustedArtifact otherwise."""
+    path, base = Path(artifact_uri).resolve(), root.resolve()
+    if not path.is_relative_to(base):
+        raise UntrustedArtifact(f"artifact {artifact_uri!r} is not under the artifact root {str(base)!r} "
+                                "(config `artifact_root`); register it with `recplugin register`, which copies it there")
+    return path
 
 
 class UnknownVersion(LookupError):

@@ -15,7 +15,7 @@ from recplugin.index.collections import alias_target, collection_index, collecti
 from recplugin.index.milvus import connect, disconnect, search_many
 from recplugin.models.artifact import RetrievalModel
 from recplugin.models.inputs import NO_QUERY, ScenarioEvents, build_batch
-from recplugin.registry.models import ModelRegistry, UnknownVersion
+from recplugin.registry.models import ModelRegistry, UnknownVersion, UntrustedArtifact, confined_artifact
 
 
 logger = logging.getLogger("recplugin.serving")
@@ -111,7 +111,11 @@ class Recommender:
             version = self.registry.get(collection_version(self.milvus, collection, timeout=self.timeout))
         except LookupError:  # built before collections carried their version: the registry row names it
             version = self.registry.by_collection(collection)
-        model = RetrievalModel(version.artifact_uri)
+        try:
+            artifact = confined_artifact(self.config.models_dir, version.artifact_uri)
+        except UntrustedArtifact as error:
+            raise NotReady(str(error)) from None
+        model = RetrievalModel(str(artifact))
         if model.version != version.version:
             raise NotReady(f"artifact holds model {model.version} but the registry says {version.version}")
         model.warm_up()  # readiness means ready: search queries included

@@ -90,3 +90,45 @@ def test_a_failed_index_build_leaves_the_previous_version_serving(built_pipeline
         assert recommender.served.collection == built_pipeline.collection
     finally:
         recommender.close()
+
+
+def test_a_registry_row_pointing_outside_the_artifact_root_is_never_loaded(built_pipeline, tmp_path):
+    """A tampered registry row (artifact_uri elsewhere, e.g. a crafted model.pt) makes the service not ready, loads nothing."""
+    import shutil
+
+    from sqlalchemy import update
+    from sqlalchemy.orm import Session
+
+    from recplugin.registry.models import ModelVersionRow
+
+    config = built_pipeline.config
+    registry = ModelRegistry(config.registry_sqlalchemy_url)
+    real = registry.get(built_pipeline.version)
+    outside = tmp_path / "elsewhere"
+    shutil.copytree(real.artifact_uri, outside)
+
+    def point_to(uri: str) -> None:
+        with Session(registry.engine) as session, session.begin():
+            session.execute(update(ModelVersionRow).where(ModelVersionRow.version == real.version).values(artifact_uri=uri))
+
+    point_to(str(outside))
+    try:
+        with pytest.raises(NotReady, match="not under the artifact root"):
+            Recommender(config)
+        with pytest.raises(ValueError, match="not under the artifact root"):
+            pipeline.index(config, real.version, progress=False)
+    finally:
+        point_to(real.artifact_uri)
+
+
+def test_register_copies_an_artifact_from_elsewhere_under_the_root(built_pipeline, tmp_path):
+    import shutil
+
+    config = built_pipeline.config
+    source = tmp_path / "trained-on-a-gpu-box"
+    shutil.copytree(config.models_dir / built_pipeline.version, source)
+    other = pipeline.from_dict({**pipeline.to_dict(config), "registry_url": f"sqlite:///{tmp_path / 'registry.db'}",
+                                "artifact_root": str(tmp_path / "store")})
+    version = pipeline.register_artifact(other, source)
+    stored = ModelRegistry(other.registry_sqlalchemy_url).get(version).artifact_uri
+    assert stored == str((tmp_path / "store" / version).resolve()) and (tmp_path / "store" / version / "model.pt").exists()
