@@ -39,6 +39,8 @@ class StandaloneServer:
     uri: str
     data_dir: Path
     process: subprocess.Popen
+    command: list[str]
+    env: dict[str, str]
 
     @property
     def log_path(self) -> Path:
@@ -51,6 +53,18 @@ class StandaloneServer:
     def resume(self) -> None:
         """SIGCONT after `pause`."""
         os.killpg(self.process.pid, signal.SIGCONT)
+
+    def kill(self) -> None:
+        """SIGKILL every process of the server (a crash, for fault runs); `restart` brings it back on the same ports."""
+        os.killpg(self.process.pid, signal.SIGKILL)
+        self.process.wait()
+
+    def restart(self, timeout: float = 180.0) -> None:
+        """Start the same server again (same data, ports and URI) and wait until it answers."""
+        with open(self.data_dir / "wrapper.log", "a") as log:
+            self.process = subprocess.Popen(self.command, env=self.env, stdout=log, stderr=subprocess.STDOUT,
+                                            start_new_session=True)
+        wait_healthy(self, timeout)
 
     def stop(self, timeout: float = 30.0) -> None:
         """SIGINT to the wrapper, which stops the server; SIGKILL to the whole group if it does not within `timeout`."""
@@ -104,7 +118,7 @@ def start(data_dir: Path, timeout: float = 180.0) -> StandaloneServer:
     env = {**os.environ, "ETCD_CONFIG_PATH": str(etcd_yaml)}
     with open(data_dir / "wrapper.log", "w") as log:
         process = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    server = StandaloneServer(f"http://127.0.0.1:{ports['--proxy-port']}", data_dir, process)
+    server = StandaloneServer(f"http://127.0.0.1:{ports['--proxy-port']}", data_dir, process, command, env)
     try:
         wait_healthy(server, timeout)
     except BaseException:

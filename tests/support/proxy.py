@@ -1,4 +1,5 @@
-"""A TCP proxy for fault tests: forwards to a real server until told to hang (accept, then never forward a byte)."""
+"""A TCP proxy for fault tests and the fault benchmark: forwards to a real server until told to hang (accept, then never
+forward a byte) or to drop (cut every connection, close new ones at once: a server that is down)."""
 from __future__ import annotations
 
 import selectors
@@ -7,7 +8,8 @@ import threading
 
 
 class HangingProxy:
-    """127.0.0.1:<port> -> target; `hang()` stops forwarding in both directions (a hung dependency), `resume()` goes on."""
+    """127.0.0.1:<port> -> target; `hang()` stops forwarding in both directions (a hung dependency), `drop()` cuts and
+    refuses connections (a dead one), `resume()` goes back to forwarding."""
 
     def __init__(self, target_host: str, target_port: int):
         self.target = (target_host, target_port)
@@ -15,13 +17,18 @@ class HangingProxy:
         self.port = self.listener.getsockname()[1]
         self.forwarding = threading.Event()
         self.forwarding.set()
+        self.dropping = threading.Event()
         self.closed = False
         threading.Thread(target=self._accept, daemon=True).start()
 
     def hang(self) -> None:
         self.forwarding.clear()
 
+    def drop(self) -> None:
+        self.dropping.set()
+
     def resume(self) -> None:
+        self.dropping.clear()
         self.forwarding.set()
 
     def close(self) -> None:
@@ -35,6 +42,9 @@ class HangingProxy:
                 client, _ = self.listener.accept()
             except OSError:
                 return
+            if self.dropping.is_set():
+                client.close()
+                continue
             threading.Thread(target=self._pipe, args=(client,), daemon=True).start()
 
     def _pipe(self, client: socket.socket) -> None:
@@ -47,7 +57,7 @@ class HangingProxy:
         selector.register(client, selectors.EVENT_READ, upstream)
         selector.register(upstream, selectors.EVENT_READ, client)
         try:
-            while not self.closed:
+            while not self.closed and not self.dropping.is_set():
                 for key, _ in selector.select(timeout=0.2):
                     self.forwarding.wait()  # hung: the bytes wait here, unread and unanswered
                     data = key.fileobj.recv(65536)
