@@ -32,7 +32,7 @@ def machine() -> str:
     return described
 
 
-def provenance(command: str, began: float) -> dict:
-    """The run's record; `began` is the time.monotonic() at its start."""
-    return {"command": command, "git_commit": git_commit(), "machine": machine(), "date": time.strftime("%Y-%m-%d %H:%M"),
+def provenance(command: str, began: float, commit: str) -> dict:
+    """The run's record; `began` is the time.monotonic() and `commit` the git_commit() taken at its start."""
+    return {"command": command, "git_commit": commit, "machine": machine(), "date": time.strftime("%Y-%m-%d %H:%M"),
             "wall_s": round(time.monotonic() - began, 1)}

@@ -28,7 +28,7 @@ import requests
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the repo root: benchmarks.* and tests.support
 
 from benchmarks.faults.stack import Stack, build  # noqa: E402
-from benchmarks.provenance import provenance  # noqa: E402
+from benchmarks.provenance import git_commit, provenance  # noqa: E402
 from benchmarks.serving.production import ensure_database  # noqa: E402
 from recplugin.config import to_dict  # noqa: E402
 from recplugin.data.live_events import read_events  # noqa: E402
@@ -101,8 +101,9 @@ class Load:
             thread.join(timeout=CLIENT_TIMEOUT_S + 5)
 
     def since(self, start: float, end: float = float("inf")) -> list[tuple[float, str, str, float]]:
+        """Answers to requests that were in flight at some time in [start, end) (sent before, answered after, included)."""
         with self.lock:
-            return [r for r in self.records if start <= r[0] < end]
+            return [r for r in self.records if r[0] < end and r[0] + r[3] >= start]
 
 
 def fill_disk(folder: Path) -> None:
@@ -123,7 +124,7 @@ def injections(stack: Stack) -> dict:
         "redis-stop": (lambda: stack.redis.signal(signal.SIGSTOP), lambda: stack.redis.signal(signal.SIGCONT)),
         "redis-kill": (lambda: stack.redis.signal(signal.SIGKILL), stack.redis.start),
         "milvus-stop": (stack.milvus.pause, stack.milvus.resume),
-        "milvus-kill": (stack.milvus.kill, stack.milvus.restart),
+        "milvus-kill": (stack.milvus.kill, lambda: stack.milvus.restart(timeout=600)),  # a crashed server recovers slowly
         "postgres-down": (stack.postgres.drop, stack.postgres.resume),
         "disk-full": (lambda: fill_disk(data), lambda: (data / "filler").unlink()),
     }
@@ -144,7 +145,11 @@ def run_fault(load: Load, name: str, inject, restore, outage_s: float) -> dict:
     start = time.monotonic()
     inject()
     time.sleep(outage_s)
-    restore()
+    try:
+        restore()
+        restore_error = None
+    except Exception as error:  # the dependency did not come back: the report says so
+        restore_error = f"{type(error).__name__}: {str(error)[:300]}"
     restored = time.monotonic()
     print(f"[{name}] restored after {restored - start:.1f} s", flush=True)
     while not recovered(load, restored) and time.monotonic() - restored < 180:
@@ -154,7 +159,7 @@ def run_fault(load: Load, name: str, inject, restore, outage_s: float) -> dict:
     by_endpoint = {endpoint: dict(Counter(o for _, e, o, _ in during if e == endpoint)) for endpoint in ("recommend", "events", "readyz")}
     longest = {endpoint: max((s for _, e, _, s in during if e == endpoint), default=0.0) for endpoint in by_endpoint}
     after = [r for r in load.since(restored, back)]
-    return {"fault": name, "outage_s": round(restored - start, 1), "answers_during_outage": by_endpoint,
+    return {"fault": name, "outage_s": round(restored - start, 1), "restore_error": restore_error, "answers_during_outage": by_endpoint,
             "longest_answer_s": {k: round(v, 2) for k, v in longest.items()},
             "within_bound": all(v <= BOUND_S for v in longest.values()),
             "recovered": recovered(load, restored), "recovery_s": round(back - restored, 1),
@@ -200,7 +205,7 @@ def main() -> None:
     parser.add_argument("--outage-s", type=float, default=20.0)
     parser.add_argument("--faults", nargs="+", choices=FAULTS, default=list(FAULTS))
     args = parser.parse_args()
-    began = time.monotonic()
+    began, commit = time.monotonic(), git_commit()
     stack = build(Path(tempfile.mkdtemp(prefix="recplugin-faults-")), ensure_database())
     rows: list[dict] = []
     try:
@@ -217,7 +222,7 @@ def main() -> None:
         events = stored_events(stack, load.acked)
     finally:
         stack.close()
-    meta = provenance("python benchmarks/faults/run.py " + " ".join(sys.argv[1:]), began)
+    meta = provenance("python benchmarks/faults/run.py " + " ".join(sys.argv[1:]), began, commit)
     meta.update(notes=stack.notes, config=to_dict(stack.config), bound_s=BOUND_S, outage_s=args.outage_s)
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "faults.json").write_text(json.dumps({"meta": meta, "faults": rows, "events": events}, indent=2))

@@ -163,6 +163,16 @@ def _tidy_snapshot(snapshot: pd.DataFrame, scenarios: list[str]) -> pd.DataFrame
     return snapshot
 
 
+def without_retries(store: FeatureStore) -> None:
+    """Feast's Redis client retries a timed-out call 3 times with backoff (redis-py's default, not settable from the
+    connection string): with Redis hung one read took ~10 s instead of `feast.online_timeout_s`. One try, one timeout."""
+    from redis.backoff import NoBackoff
+    from redis.retry import Retry
+
+    online_store = store._get_provider().online_store
+    online_store._get_client(store.config.online_store).set_retry(Retry(NoBackoff(), 0))
+
+
 class OnlineFeatures:
     """Reads user state from the online store and pushes new behaviour through the push source."""
 
@@ -173,6 +183,7 @@ class OnlineFeatures:
         timeout = config.feast.online_timeout_s
         if self.store.config.online_store.type == "redis":
             self.locks = RedisUserLocks(config.feast.redis, f"recplugin:{config.feast.project}", timeout)
+            without_retries(self.store)
         else:
             self.locks = FileUserLocks(config.data_dir / "user_locks", timeout)
 

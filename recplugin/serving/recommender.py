@@ -3,7 +3,9 @@ from __future__ import annotations
 
 import logging
 import threading
+from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Iterator
 
 import pandas as pd
 
@@ -86,6 +88,18 @@ class Recommender:
         self._follower = threading.Thread(target=self._follow, name="recplugin-follow-version", daemon=True)
         self._follower.start()
 
+    @contextmanager
+    def online_store(self) -> Iterator[None]:
+        """This worker's turn at the Feast client (not thread-safe), waited for at most twice the online timeout: a hung
+        store fails the waiting requests too (flagged popular items, or a 503 event), not only the one inside."""
+        wait = 2 * self.config.feast.online_timeout_s
+        if not self.feast_lock.acquire(timeout=wait):
+            raise TimeoutError(f"the online store is busy or hung: no turn at it within {wait:.1f} s")
+        try:
+            yield
+        finally:
+            self.feast_lock.release()
+
     @property
     def model(self) -> RetrievalModel:
         """The model being served now."""
@@ -151,7 +165,7 @@ class Recommender:
 
     def user_state(self, user_id: int) -> UserState | None:
         """The user's state from the online store."""
-        with self.feast_lock:
+        with self.online_store():
             return self.online.user_states([user_id])[0]
 
     def recommend(self, user_id: int, scenario: str, k: int, query: str | None = None) -> Recommendation:
@@ -176,7 +190,7 @@ class Recommender:
             except InvalidRequest as error:
                 answers[position] = error
         try:
-            with self.feast_lock:
+            with self.online_store():
                 states = self.online.user_states(sorted({requests[p].user_id for p in valid}))
         except Exception as error:  # an unreachable online store degrades to popular items, flagged
             logger.warning("Feast online read failed, answering with popular items: %s", error)
@@ -227,7 +241,7 @@ class Recommender:
                                  "new items are served once a model that knows them is indexed")
         with self.online.locks.hold(user_id):  # across workers: read-modify-write of one user's state is atomic
             now = pd.Timestamp.now(tz="UTC")
-            with self.feast_lock:
+            with self.online_store():
                 state = self.online.user_states([user_id])[0] or UserState(self.config.scenarios, self.config.feast.history_length)
                 state.histories[scenario].append(item_id, self.config.actions.index(action), int(now.timestamp()))
                 self.online.push_state(user_id, state, now)
@@ -237,7 +251,7 @@ class Recommender:
 
     def ready(self) -> bool:
         """True when the online store and the Milvus collection both answer."""
-        with self.feast_lock:
+        with self.online_store():
             self.online.ping()
         return bool(self.milvus.has_collection(self.served.collection, timeout=self.timeout))
 

@@ -132,3 +132,18 @@ def test_register_copies_an_artifact_from_elsewhere_under_the_root(built_pipelin
     version = pipeline.register_artifact(other, source)
     stored = ModelRegistry(other.registry_sqlalchemy_url).get(version).artifact_uri
     assert stored == str((tmp_path / "store" / version).resolve()) and (tmp_path / "store" / version / "model.pt").exists()
+
+
+def test_requests_waiting_behind_a_hung_online_call_degrade_within_the_bound(recommender):
+    """One worker's Feast client is taken by a hung call: the requests queued behind it get flagged popular items after
+    twice the online timeout instead of waiting for the hung call."""
+    import time
+
+    wait = 2 * recommender.config.feast.online_timeout_s
+    with recommender.feast_lock:  # the hung call
+        start = time.monotonic()
+        answer = recommender.recommend(0, "feed", 5)
+        took = time.monotonic() - start
+    assert answer.cold_start and "feature store unavailable (TimeoutError)" in answer.degraded
+    assert wait - 0.1 <= took < wait + 2.0
+    assert not recommender.recommend(0, "feed", 5).cold_start  # the turn is free again
