@@ -28,6 +28,16 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+def port_is_free(port: int) -> bool:
+    """True when the loopback port can be bound without SO_REUSEADDR (nothing listening, nothing in TIME_WAIT)."""
+    with socket.socket() as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+            return True
+        except OSError:
+            return False
+
+
 class StandaloneUnavailable(RuntimeError):
     """The `milvus` package (a Linux x86_64 / macOS wheel) is not installed here."""
 
@@ -60,7 +70,12 @@ class StandaloneServer:
         self.process.wait()
 
     def restart(self, timeout: float = 180.0) -> None:
-        """Start the same server again (same data, ports and URI) and wait until it answers."""
+        """Start the same server again (same data, ports and URI) and wait until it answers. The wrapper binds its ports
+        without SO_REUSEADDR and moves to another port if one is still in TIME_WAIT, so wait for them to be free first."""
+        ports = [int(self.command[i + 1]) for i, part in enumerate(self.command) if part in PORT_FLAGS]
+        deadline = time.monotonic() + timeout
+        while not all(port_is_free(port) for port in ports) and time.monotonic() < deadline:
+            time.sleep(1.0)
         with open(self.data_dir / "wrapper.log", "a") as log:
             self.process = subprocess.Popen(self.command, env=self.env, stdout=log, stderr=subprocess.STDOUT,
                                             start_new_session=True)
