@@ -33,7 +33,12 @@ def cmd_load(config: RecConfig, args: argparse.Namespace) -> None:
     from recplugin import pipeline
 
     try:
-        items, events = pipeline.load_dataset(config, args.dataset, Path(args.path))
+        if args.dataset == "events":
+            if not args.items:
+                sys.exit("recplugin load events: --items <item table> is required")
+            items, events = pipeline.load_events(config, args.path, args.items)
+        else:
+            items, events = pipeline.load_dataset(config, args.dataset, Path(args.path))
     except (ValueError, FileNotFoundError) as error:
         sys.exit(f"recplugin load: {error}")
     print(f"items:  {items}\nevents: {events}")
@@ -164,7 +169,7 @@ def cmd_demo(config: RecConfig, args: argparse.Namespace) -> None:
 
 COMMANDS = {
     "generate": (cmd_generate, "generate a seeded cross-scenario dataset (items + events parquet)"),
-    "load": (cmd_load, "convert a public dataset (ml-1m, amazon-food-kitchen) into the workdir's events and items"),
+    "load": (cmd_load, "load your own event and item tables (`load events`), or a public dataset (ml-1m, amazon-food-kitchen)"),
     "apply": (cmd_apply, "build the user-state source and register Feast entities, views and services"),
     "materialize": (cmd_materialize, "load the latest features into the Feast online store"),
     "build-training-set": (cmd_build_training_set, "point-in-time join of labels with Feast histories -> parquet"),
@@ -200,8 +205,10 @@ def build_parser() -> argparse.ArgumentParser:
         if name == "register":
             command.add_argument("artifact", help="the artifact folder that python -m recplugin.training wrote")
         if name == "load":
-            command.add_argument("dataset", choices=["ml-1m", "amazon-food-kitchen"], help="which dataset")
-            command.add_argument("path", help="the dataset's folder, e.g. ../shared/data/ml-1m")
+            command.add_argument("dataset", choices=["events", "ml-1m", "amazon-food-kitchen"],
+                                 help="events: your own event table (config `source` maps its columns); or a public dataset")
+            command.add_argument("path", help="events: a CSV/parquet file, glob or folder; a dataset: its folder, e.g. ../shared/data/ml-1m")
+            command.add_argument("--items", help="events: your item table (CSV/parquet file, glob or folder)")
         if name == "demo":
             command.add_argument("--keep", action="store_true", help="keep an existing workdir instead of starting fresh")
     return parser

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import yaml
 
+from recplugin.data.mapping import SourceConfig
 from recplugin.typed_config import ConfigError, build
 
 DEFAULT_SCENARIOS = ("search", "feed", "discovery")
@@ -149,6 +150,7 @@ class RecConfig:
     training: TrainingConfig = field(default_factory=TrainingConfig)
     index: IndexConfig = field(default_factory=IndexConfig)
     serving: ServingConfig = field(default_factory=ServingConfig)
+    source: SourceConfig = field(default_factory=SourceConfig)  # a team's own tables (`recplugin load events`)
 
     def path(self, relative: str) -> Path:
         """Resolve a path against the working directory."""

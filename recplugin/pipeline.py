@@ -51,6 +51,31 @@ def load_dataset(config: RecConfig, name: str, folder: Path) -> tuple[Path, Path
     return config.catalog_path, config.events_path
 
 
+def load_events(config: RecConfig, events: str, items: str) -> tuple[Path, Path]:
+    """A team's own event and item tables (config `source` maps their columns) into the data directory; on any error
+    nothing is written."""
+    from recplugin.data import tables
+    from recplugin.data.schema import SchemaError, check_events, check_items, write_events, write_items
+
+    source = config.source
+    catalog = check_items(tables.map_items(tables.read_table(items), source.items, config.scenarios, source.string_ids))
+    behaviour = check_events(tables.map_events(tables.read_table(events), source.events, config.scenarios, config.actions,
+                                               source.string_ids), config.scenarios, config.actions)
+    unknown = ~behaviour["item_id"].isin(catalog["item_id"])
+    if unknown.any():
+        row = int(unknown.idxmax())
+        raise SchemaError(f"events: row {row} refers to item {behaviour['item_id'][row]} ({source.events.item!r}), which is "
+                          f"not in the item table; {int(unknown.sum())} event(s) do")
+    config.data_dir.mkdir(parents=True, exist_ok=True)
+    staged = {config.catalog_path: config.data_dir / ".items.parquet.partial", config.events_path: config.data_dir / ".events.parquet.partial"}
+    write_items(catalog, staged[config.catalog_path])
+    write_events(behaviour.sort_values("event_timestamp", kind="stable"), staged[config.events_path])
+    for final, partial in staged.items():
+        os.replace(partial, final)
+    config.holdout_path.unlink(missing_ok=True)
+    return config.catalog_path, config.events_path
+
+
 def apply(config: RecConfig, progress: bool = True) -> int:
     """Build the user-state source from events and register every Feast object; returns state rows."""
     rows = feast_glue.prepare_sources(config, progress=progress)

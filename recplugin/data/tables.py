@@ -1,0 +1,133 @@
+"""A team's own event and item tables (CSV or parquet: a file, a glob or a folder) mapped onto recplugin's schemas, with
+validation that names the column, the row and what is allowed."""
+from __future__ import annotations
+
+import glob
+import hashlib
+from pathlib import Path
+
+import pandas as pd
+import pyarrow.dataset as ds
+
+from recplugin.data.mapping import EventColumns, ItemColumns
+from recplugin.data.schema import SchemaError
+
+ID_BITS = 62  # stable ids stay inside the API's user_id bound (serving.max_user_id = 2**62)
+
+
+def stable_id(value: object) -> int:
+    """A team's string id as a stable non-negative 62-bit integer (the same everywhere: blake2b of its UTF-8 text)."""
+    digest = hashlib.blake2b(str(value).encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big") >> (64 - ID_BITS)
+
+
+def read_table(location: str) -> pd.DataFrame:
+    """Every row of a CSV or parquet file, a glob of them, or a folder of parquet files."""
+    paths = sorted(glob.glob(location)) if any(c in location for c in "*?[") else [location]
+    if not paths or not all(Path(p).exists() for p in paths):
+        raise FileNotFoundError(f"no table at {location!r}")
+    csv = all(str(p).endswith((".csv", ".csv.gz")) for p in paths)
+    dataset = ds.dataset(paths if len(paths) > 1 else paths[0], format="csv" if csv else "parquet")
+    return dataset.to_table().to_pandas()
+
+
+def _first_bad(frame: pd.DataFrame, bad: pd.Series) -> str:
+    """'row N' (0-based, in the table as read) of the first offending row, and how many there are."""
+    rows = bad[bad].index
+    return f"row {rows[0]}" + (f" (and {len(rows) - 1} more)" if len(rows) > 1 else "")
+
+
+def _value(values: pd.Series, bad: pd.Series) -> object:
+    """The first offending value as plain Python (for the message)."""
+    value = values[bad].iloc[0]
+    return value.item() if hasattr(value, "item") else value
+
+
+def _column(frame: pd.DataFrame, name: str, field: str, table: str) -> pd.Series:
+    if name not in frame.columns:
+        raise SchemaError(f"{table}: column {name!r} (source.{table}.{field}) is missing; the table has {list(frame.columns)}")
+    return frame[name]
+
+
+def _ids(values: pd.Series, column: str, table: str, string_ids: bool) -> pd.Series:
+    """Integer ids as given, or stable hashes of string ids; nulls and (without string_ids) non-integers refused."""
+    nulls = values.isna()
+    if nulls.any():
+        raise SchemaError(f"{table}: column {column!r} has a null id at {_first_bad(values.to_frame(), nulls)}")
+    if string_ids:
+        return values.map(stable_id).astype("int64")
+    numbers = pd.to_numeric(values, errors="coerce")
+    bad = numbers.isna() | (numbers < 0) | (numbers != numbers.round())
+    if bad.any():
+        raise SchemaError(f"{table}: column {column!r} has {_value(values, bad)!r} at {_first_bad(values.to_frame(), bad)}; "
+                          "ids must be non-negative integers, or set source.string_ids: true to hash string ids")
+    return numbers.astype("int64")
+
+
+def _translated(values: pd.Series, mapping: dict[str, str], allowed: list[str], column: str, what: str) -> pd.Series:
+    """The team's values through its value map; anything not allowed is refused with the row."""
+    translated = values.astype("string").map(lambda v: mapping.get(v, v) if v is not pd.NA else v)
+    bad = ~translated.isin(allowed)
+    if bad.any():
+        raise SchemaError(f"events: column {column!r} has {_value(values, bad)!r} at {_first_bad(values.to_frame(), bad)}, "
+                          f"which is not a configured {what} {allowed} (map it with source.events.{what}_values)")
+    return translated.astype(object)
+
+
+def _timestamps(values: pd.Series, columns: EventColumns) -> pd.Series:
+    """UTC timestamps from ISO strings, datetimes, unix seconds/milliseconds or a strftime format."""
+    fmt = columns.timestamp_format
+    if fmt in ("unix_s", "unix_ms"):
+        parsed = pd.to_datetime(pd.to_numeric(values, errors="coerce"), unit=fmt[5:], utc=True, errors="coerce")
+    else:
+        parsed = pd.to_datetime(values, format=fmt or "ISO8601", errors="coerce")
+        if parsed.dt.tz is None:
+            parsed = parsed.dt.tz_localize(columns.timezone)
+        parsed = parsed.dt.tz_convert("UTC")
+    bad = parsed.isna()
+    if bad.any():
+        raise SchemaError(f"events: column {columns.timestamp!r} has {_value(values, bad)!r} at {_first_bad(values.to_frame(), bad)}, "
+                          f"which does not parse as {fmt or 'ISO 8601'} (set source.events.timestamp_format)")
+    return parsed
+
+
+def map_events(frame: pd.DataFrame, columns: EventColumns, scenarios: list[str], actions: list[str], string_ids: bool) -> pd.DataFrame:
+    """The team's event table in recplugin's event schema."""
+    frame = frame.reset_index(drop=True)
+    get = lambda field: _column(frame, getattr(columns, field), field, "events")
+    query = get("query").fillna("").astype(str) if columns.query else pd.Series([""] * len(frame))
+    return pd.DataFrame({
+        "user_id": _ids(get("user"), columns.user, "events", string_ids),
+        "item_id": _ids(get("item"), columns.item, "events", string_ids),
+        "scenario": _translated(get("scenario"), columns.scenario_values, scenarios, columns.scenario, "scenario"),
+        "action": _translated(get("action"), columns.action_values, actions, columns.action, "action"),
+        "query": query.where(query != "", None),
+        "event_timestamp": _timestamps(get("timestamp"), columns),
+    })
+
+
+def map_items(frame: pd.DataFrame, columns: ItemColumns, scenarios: list[str], string_ids: bool) -> pd.DataFrame:
+    """The team's item table in recplugin's item schema."""
+    frame = frame.reset_index(drop=True)
+    get = lambda field: _column(frame, getattr(columns, field), field, "items")
+    ids = _ids(get("item"), columns.item, "items", string_ids)
+    duplicated = ids.duplicated()
+    if duplicated.any():
+        raise SchemaError(f"items: column {columns.item!r} repeats {_value(frame[columns.item], duplicated)!r} at "
+                          f"{_first_bad(frame, duplicated)}; item ids must be unique")
+    title = get("title").fillna("").astype(str)
+    eligible = [list(scenarios)] * len(frame)
+    if columns.scenarios:
+        eligible = [[s.strip() for s in (v.split(",") if isinstance(v, str) else list(v))] for v in get("scenarios")]
+        bad = pd.Series([not set(e) <= set(scenarios) for e in eligible])
+        if bad.any():
+            raise SchemaError(f"items: column {columns.scenarios!r} has {eligible[bad.idxmax()]} at {_first_bad(frame, bad)}; "
+                              f"allowed scenarios: {scenarios}")
+    created = (pd.to_datetime(get("created"), utc=True, errors="raise") if columns.created
+               else pd.Series([pd.Timestamp(0, tz="UTC")] * len(frame)))
+    return pd.DataFrame({
+        "item_id": ids, "title": title,
+        "text": get("text").fillna("").astype(str) if columns.text else title,
+        "category": get("category").fillna("").astype(str) if columns.category else "",
+        "scenarios": eligible, "created_timestamp": created,
+    })
