@@ -117,6 +117,16 @@ def fill_disk(folder: Path) -> None:
             pass
 
 
+def free_disk(stack: Stack) -> str | None:
+    """Delete the filler; restart Redis if the full disk made it exit (as its supervisor would), and say so."""
+    (stack.config.data_dir / "filler").unlink()
+    if stack.redis.process.poll() is None:
+        return None
+    code = stack.redis.process.returncode
+    stack.redis.start()
+    return f"Redis exited (code {code}) when its AOF write failed (appendfsync always); restarted after the disk was freed"
+
+
 def injections(stack: Stack) -> dict:
     """fault name -> (inject, restore)."""
     data = stack.config.data_dir
@@ -126,7 +136,7 @@ def injections(stack: Stack) -> dict:
         "milvus-stop": (stack.milvus.pause, stack.milvus.resume),
         "milvus-kill": (stack.milvus.kill, lambda: stack.milvus.restart(timeout=600)),  # a crashed server recovers slowly
         "postgres-down": (stack.postgres.drop, stack.postgres.resume),
-        "disk-full": (lambda: fill_disk(data), lambda: (data / "filler").unlink()),
+        "disk-full": (lambda: fill_disk(data), lambda: free_disk(stack)),
     }
 
 
@@ -145,9 +155,9 @@ def run_fault(load: Load, name: str, inject, restore, outage_s: float) -> dict:
     start = time.monotonic()
     inject()
     time.sleep(outage_s)
+    restore_error = restore_note = None
     try:
-        restore()
-        restore_error = None
+        restore_note = restore()
     except Exception as error:  # the dependency did not come back: the report says so
         restore_error = f"{type(error).__name__}: {str(error)[:300]}"
     restored = time.monotonic()
@@ -159,7 +169,8 @@ def run_fault(load: Load, name: str, inject, restore, outage_s: float) -> dict:
     by_endpoint = {endpoint: dict(Counter(o for _, e, o, _ in during if e == endpoint)) for endpoint in ("recommend", "events", "readyz")}
     longest = {endpoint: max((s for _, e, _, s in during if e == endpoint), default=0.0) for endpoint in by_endpoint}
     after = [r for r in load.since(restored, back)]
-    return {"fault": name, "outage_s": round(restored - start, 1), "restore_error": restore_error, "answers_during_outage": by_endpoint,
+    return {"fault": name, "outage_s": round(restored - start, 1), "restore_error": restore_error,
+            "restore_note": restore_note if isinstance(restore_note, str) else None, "answers_during_outage": by_endpoint,
             "longest_answer_s": {k: round(v, 2) for k, v in longest.items()},
             "within_bound": all(v <= BOUND_S for v in longest.values()),
             "recovered": recovered(load, restored), "recovery_s": round(back - restored, 1),
@@ -186,6 +197,9 @@ def markdown(meta: dict, rows: list[dict], events: dict) -> str:
              "Redis (AOF, fsync always), PostgreSQL (Feast + model registry) behind a proxy, a Milvus 2.3.5 standalone, the "
              "live event log and Redis's AOF on a 64 MiB tmpfs, 2 BentoML workers; load: 3 threads of /recommend, 1 of "
              f"/events, /readyz every 0.5 s. Timeouts: online store 1 s, Milvus RPC 2 s, readiness 2 s; bound {BOUND_S:.0f} s.\n",
+             "milvus-kill's outage includes the wait for the killed server's ports to leave TIME_WAIT before the restart "
+             "(its wrapper binds without SO_REUSEADDR and would move to other ports); its recovery time is from the restart. "
+             "An answer counts in an outage when it was in flight at any time during it.",
              *[f"- {note}" for note in meta["notes"]],
              "", "| fault | outage s | /recommend during outage | /events during outage | /readyz during outage | "
                  "longest answer s (rec / ev / ready) | within bound | recovered after s |", "|---|---|---|---|---|---|---|---|"]
@@ -195,6 +209,8 @@ def markdown(meta: dict, rows: list[dict], events: dict) -> str:
         lines.append(f"| {row['fault']} | {row['outage_s']} | {fmt(a['recommend'])} | {fmt(a['events'])} | {fmt(a['readyz'])} | "
                      f"{longest['recommend']} / {longest['events']} / {longest['readyz']} | {'yes' if row['within_bound'] else '**no**'} | "
                      f"{row['recovery_s'] if row['recovered'] else '**not recovered**'} |")
+    lines += [f"- {row['fault']}: {row['restore_note'] or ''} {row['restore_error'] or ''}".rstrip() for row in rows
+              if row["restore_note"] or row["restore_error"]]
     lines += ["", "Events over the whole run (every fault):", "", "| | count |", "|---|---|"]
     lines += [f"| {key.replace('_', ' ')} | {value} |" for key, value in events.items()]
     return "\n".join(lines) + "\n"

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import Iterator
 
 import pandas as pd
+from pymilvus.client.types import LoadState
 
 from recplugin.config import RecConfig
 from recplugin.data.live_events import append_event
@@ -250,10 +251,12 @@ class Recommender:
         return {"accepted": True, "user_id": user_id, "counts": counts}
 
     def ready(self) -> bool:
-        """True when the online store and the Milvus collection both answer."""
+        """True when the online store answers and the served Milvus collection is loaded."""
         with self.online_store():
             self.online.ping()
-        return bool(self.milvus.has_collection(self.served.collection, timeout=self.timeout))
+        # loaded, not only present: a restarted Milvus server lists the collection ~30 s before it can search it
+        state = self.milvus.get_load_state(self.served.collection, timeout=self.timeout).get("state")
+        return state == LoadState.Loaded
 
     def close(self) -> None:
         """Stop following versions; release the Milvus connection (and a Milvus Lite file's lock)."""
