@@ -102,4 +102,4 @@ def _query_service(config: RecConfig, base: str) -> None:
     print(f"\nunknown user 1000000000, discovery -> cold_start={cold['cold_start']} (popular items)")
     _print_items(titles, cold)
     bad = requests.post(f"{base}/recommend", json={"user_id": user, "scenario": "shopping", "k": 5}, timeout=60)
-    print(f"\nbad scenario -> HTTP {bad.status_code}: {bad.text}")
+    print(f"\nbad scenario -> HTTP {bad.status_code}: {bad.json()['error']}")

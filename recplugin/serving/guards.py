@@ -6,7 +6,8 @@ import hmac
 import json
 
 PROBES = ("/readyz", "/livez", "/healthz")  # always open, for orchestrators
-PROTECTED = ("/recommend", "/events", "/metrics", "/docs.json", "/docs", "/schema.json", "/")  # need the key when one is set
+API = ("/recommend", "/events", "/user_vectors")
+PROTECTED = (*API, "/metrics", "/docs.json", "/docs", "/schema.json", "/")  # need the key when one is set
 STATIC_PREFIX = "/static_content/"  # the docs page's assets
 
 
@@ -98,11 +99,11 @@ class RequestGuard:
         if path in PROBES:
             return await self.app(scope, receive, send)
         if not known_path(path):  # one answer for every unknown path
-            return await _reply(send, 404, "no such route; routes: /recommend, /events, /readyz, /livez, /metrics, /docs")
+            return await _reply(send, 404, "no such route; routes: /recommend, /events, /user_vectors, /readyz, /livez, /metrics, /docs")
         headers = dict(scope.get("headers") or [])
         if self.api_key and not hmac.compare_digest(headers.get(b"x-api-key", b""), self.api_key):
             return await _reply(send, 401, "missing or wrong X-API-Key header")
-        if path not in ("/recommend", "/events"):
+        if path not in API:
             return await self.app(scope, receive, send)
         media_type = headers.get(b"content-type", b"application/json").split(b";")[0].strip().lower()
         if media_type != b"application/json" and not media_type.endswith(b"+json"):

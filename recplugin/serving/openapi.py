@@ -8,7 +8,7 @@ from typing import Any
 import yaml
 
 REF = "#/components/schemas/{}"
-API_ROUTES = ("/recommend", "/events")
+API_ROUTES = ("/recommend", "/events", "/user_vectors")
 
 SCHEMAS: dict[str, dict[str, Any]] = {
     "ErrorBody": {
@@ -31,6 +31,16 @@ SCHEMAS: dict[str, dict[str, Any]] = {
                          "description": "Why popular items were served instead (e.g. the feature store is unavailable)"},
         },
     },
+    "UserVectors": {
+        "type": "object", "required": ["user_id", "scenario", "model_version", "known_user", "vectors"],
+        "properties": {
+            "user_id": {"type": "integer", "minimum": 0}, "scenario": {"type": "string"},
+            "model_version": {"type": "string", "description": "The model whose item vectors these match"},
+            "known_user": {"type": "boolean", "description": "False: the online store has no history (no vectors)"},
+            "vectors": {"type": "array", "items": {"type": "array", "items": {"type": "number"}},
+                        "description": "K interest vectors; an item's score is its best dot product with them"},
+        },
+    },
     "EventReceipt": {
         "type": "object", "required": ["accepted", "user_id", "counts"],
         "properties": {
@@ -41,7 +51,7 @@ SCHEMAS: dict[str, dict[str, Any]] = {
         },
     },
 }
-ANSWERS = {"/recommend": "Recommendation", "/events": "EventReceipt"}
+ANSWERS = {"/recommend": "Recommendation", "/events": "EventReceipt", "/user_vectors": "UserVectors"}
 API_KEY_SCHEME = {"ApiKey": {"type": "apiKey", "in": "header", "name": "X-API-Key"}}
 
 

@@ -209,13 +209,27 @@ class Recommender:
                            lambda index, answer: answers.__setitem__(known[index], answer))
         return answers
 
+    def _interests(self, served: Served, states: list[UserState], scenarios: list[str], queries: list[str | None]):
+        """The user tower over each state: every row's K interest vectors for its scenario (and search query)."""
+        histories = [[ScenarioEvents(h.item_ids, h.actions, h.timestamps) for h in state.histories.values()] for state in states]
+        batch = build_batch(histories, [self.config.scenarios.index(s) for s in scenarios], [NO_QUERY] * len(states),
+                            self.config.model.max_sequence_length, served.model.id_to_row)
+        return served.model.user_vectors(batch, queries)
+
+    def user_vectors(self, user_id: int, scenario: str, query: str | None = None) -> dict:
+        """The scenario's K interest vectors for a team's own ANN or ranker (none for an unknown user), with the model
+        version that made them; an online-store failure is raised (there is no meaningful fallback vector)."""
+        self.check_scenario(scenario)
+        served = self.served
+        with self.online_store():
+            state = self.online.user_states([user_id])[0]
+        vectors = [] if state is None else self._interests(served, [state], [scenario], [query])[0].tolist()
+        return {"user_id": user_id, "scenario": scenario, "model_version": served.model.version, "known_user": state is not None,
+                "vectors": [[round(float(x), 7) for x in vector] for vector in vectors]}
+
     def _retrieve(self, served: Served, requests: list[RecommendRequest], states: list[UserState], put) -> None:
         """User tower for all requests at once, then one Milvus search per scenario among them."""
-        histories = [[ScenarioEvents(h.item_ids, h.actions, h.timestamps) for h in state.histories.values()] for state in states]
-        scenario_rows = [self.config.scenarios.index(r.scenario) for r in requests]
-        batch = build_batch(histories, scenario_rows, [NO_QUERY] * len(requests), self.config.model.max_sequence_length,
-                            served.model.id_to_row)
-        interests = served.model.user_vectors(batch, [r.query for r in requests])
+        interests = self._interests(served, states, [r.scenario for r in requests], [r.query for r in requests])
         seen = [{int(i) for h in state.histories.values() for i in h.item_ids} for state in states]
         for scenario in {r.scenario for r in requests}:
             group = [i for i, r in enumerate(requests) if r.scenario == scenario]

@@ -149,6 +149,21 @@ class RecPlugin:
             return unavailable(f"the Milvus item index did not answer: {milvus_reason(error)}")
         return answer.as_dict()
 
+    @bentoml.api(route="/user_vectors")
+    def user_vectors(self, user_id: UserId, scenario: Scenario, query: Query = None) -> dict:
+        """The user's K interest vectors for the scenario (normalised, the model's embedding size) and the model version,
+        for a team's own ANN or ranker; scores are dot products with the items' vectors in the Milvus collection."""
+        recommender = self._connect()
+        if recommender is None:
+            return unavailable(f"recplugin is not ready: {self._error}")
+        try:
+            return recommender.user_vectors(user_id, scenario, query or None)
+        except InvalidRequest as error:
+            return bad_request(str(error))
+        except Exception as error:  # online store down or hung: no vectors to give
+            logger.warning("user vectors not computed: %s: %s", type(error).__name__, error)
+            return unavailable(f"the online store did not answer ({type(error).__name__}: {error}); retry later")
+
     @bentoml.api(route="/events")
     def events(self, user_id: UserId, item_id: ItemId, scenario: Scenario, action: Action = CONFIG.actions[0]) -> dict:
         """Record one behaviour; the next /recommend for this user sees it. A 200 means it is stored online and logged."""

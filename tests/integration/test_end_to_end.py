@@ -251,3 +251,22 @@ def test_bad_requests_are_json_objects_and_one_info_line_each(service, service_l
     assert lines and all("INFO" in line for line in lines), lines
     assert "Feast online read failed" not in text  # an unknown scenario is not an online-store failure
     assert "Traceback" not in text and "[ERROR]" not in text  # every 4xx of this module (random bodies too): one INFO line
+
+
+def test_user_vectors_score_items_exactly_as_recommend_does(service, built_pipeline, active_user):
+    import numpy as np
+
+    config = built_pipeline.config
+    artifact = config.models_dir / built_pipeline.version
+    vectors_of = dict(zip(np.load(artifact / "item_ids.npy").tolist(), np.load(artifact / "item_vectors.npy")))
+    body = {"user_id": active_user, "scenario": "feed"}
+    answer = _post(service, "/user_vectors", body).json()
+    assert answer["known_user"] and answer["model_version"] == built_pipeline.version and answer["scenario"] == "feed"
+    interests = np.array(answer["vectors"], dtype=np.float32)
+    assert interests.shape == (config.model.interests_per_scenario, config.model.embedding_dim)
+    items = _post(service, "/recommend", {**body, "k": 5}).json()["items"]
+    for item in items:  # Milvus's score is the best dot product over the interests
+        assert abs(float((interests @ vectors_of[item["item_id"]]).max()) - item["score"]) < 1e-3
+    unknown = _post(service, "/user_vectors", {"user_id": 10**12, "scenario": "feed"}).json()
+    assert unknown["known_user"] is False and unknown["vectors"] == []
+    assert _post(service, "/user_vectors", {"user_id": 1, "scenario": "nope"}).status_code == 400

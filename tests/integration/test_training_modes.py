@@ -87,8 +87,11 @@ def _register_back(config, artifact: Path, tmp_path: Path) -> None:
 
     local = with_overrides(config, training={})
     local.registry_url = f"sqlite:///{tmp_path / 'registry.db'}"
-    version = pipeline.register_artifact(local, artifact)
-    assert ModelRegistry(local.registry_sqlalchemy_url).get(version).artifact_uri == str(artifact.resolve())
+    local.artifact_root = str(tmp_path / "artifact-root")
+    version = pipeline.register_artifact(local, artifact)  # copied under the artifact root, the only place loads read
+    stored = (tmp_path / "artifact-root" / version).resolve()
+    assert ModelRegistry(local.registry_sqlalchemy_url).get(version).artifact_uri == str(stored)
+    assert (stored / "model.pt").read_bytes() == (artifact / "model.pt").read_bytes()
     other = with_overrides(local, training={})
     other.scenarios = ["feed"]
     with pytest.raises(ValueError, match="scenarios"):

@@ -9,11 +9,11 @@ def _generated() -> dict:
     body = {"content": {"application/json": {"schema": {"type": "object"}}}}
     schemas = {"recommend__Input": {"type": "object", "properties": {
         "query": {"anyOf": [{"type": "string", "maxLength": 5}, {"type": "null"}], "default": None}}},
-        "events__Input": {"type": "object"}, "TaskStatusResponse": {}, "InvalidArgument": {}}
+        "events__Input": {"type": "object"}, "user_vectors__Input": {"type": "object"}, "TaskStatusResponse": {}, "InvalidArgument": {}}
     post = lambda name: {"post": {"x-bentoml-name": name, "requestBody": body, "responses": {"200": {}, "404": {}}}}
     probe = {"get": {"responses": {"200": {"description": "ok"}}}}
     return {"openapi": "3.0.2", "components": {"schemas": schemas},
-            "paths": {"/recommend": post("recommend"), "/events": post("events"), "/readyz": probe, "/metrics": probe}}
+            "paths": {"/recommend": post("recommend"), "/events": post("events"), "/user_vectors": post("user_vectors"), "/readyz": probe, "/metrics": probe}}
 
 
 def test_every_status_the_api_returns_is_declared_with_its_body():
@@ -31,7 +31,7 @@ def test_every_status_the_api_returns_is_declared_with_its_body():
 def test_the_api_key_is_declared_only_when_one_is_required():
     document = amended(_generated(), api_key_required=True)
     assert document["components"]["securitySchemes"]["ApiKey"] == {"type": "apiKey", "in": "header", "name": "X-API-Key"}
-    for route in ("/recommend", "/events"):
+    for route in ("/recommend", "/events", "/user_vectors"):
         assert document["paths"][route]["post"]["security"] == [{"ApiKey": []}]
         assert "401" in document["paths"][route]["post"]["responses"]
     assert "401" in document["paths"]["/metrics"]["get"]["responses"]
