@@ -17,7 +17,7 @@ $(UV): $(BIN)/python
 
 $(VENV)/.installed: pyproject.toml | $(UV)
 	$(UV_INSTALL) "$(TORCH_SPEC)"
-	$(UV_INSTALL) "$(TORCH_SPEC)" -e ".[dev,llm]"
+	$(UV_INSTALL) "$(TORCH_SPEC)" -e ".[dev,llm,spark]"
 	touch $@
 
 install: $(VENV)/.installed

@@ -218,6 +218,12 @@ def main(argv: list[str] | None = None) -> None:
     """Entry point of the `recplugin` command."""
     args = build_parser().parse_args(argv)
     warnings.filterwarnings("ignore")
+    logging.captureWarnings(True)  # Feast re-enables DeprecationWarnings when it is imported; they go to a muted logger
+    logging.getLogger("py.warnings").setLevel(logging.ERROR)
+    if not sys.stdout.isatty():  # Feast prints colour codes; a log file or a pipe gets plain text
+        import colorama
+
+        colorama.init(strip=True)
     logging.basicConfig(level=logging.WARNING)
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     try:

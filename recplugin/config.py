@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -33,14 +34,19 @@ class FeastConfig:
     """Where the Feast repo and its data live, and which feature_store.yaml to use."""
 
     project: str = "recplugin"
-    repo_path: str = "feature_repo"
+    repo_path: str = "feature_repo"  # relative: the cwd, else recplugin's own templates; or a team's repo (docs/adopting.md)
     store_yaml: str = "feature_store.yaml"
+    prefix: str = ""  # in front of every recplugin entity/source/view/service name, apart from a team's own (e.g. rec_)
+    register_objects: bool = True  # false: the team's `feast apply` registers them (feast_objects) and `apply` checks
     redis: str = "127.0.0.1:6379"
     online_timeout_s: float = 2.0  # Redis socket timeouts, SQLite busy wait, per-user lock wait for /events
     postgres_url: str = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
     history_length: int = 50
     history_ttl_days: int = 3650
     max_labels_per_user: int = 0
+    state_engine: str = "duckdb"  # duckdb: SQL in the offline engine, out of core | spark: Spark SQL | python: reference
+    state_memory_limit: str = "2GB"  # DuckDB's memory limit for the state build (it spills beyond it)
+    spark_master: str = "local[2]"  # state_engine spark: local[N], spark://host:7077, yarn, k8s://... (docs/adopting.md)
     training_set_chunk_rows: int = 100_000
 
 
@@ -87,6 +93,7 @@ class TrainingConfig:
     only_scenario: str = ""
     patience: int = 0
     sampled_negatives: int = 0
+    scenario_ranking: bool = False  # also rank among the target scenario's items only (Amazon: domain-restricted)
     random_negatives: int = 512
     max_steps: int = 0
     seed: int = 0
@@ -133,6 +140,8 @@ class ServingConfig:
     access_log: bool = False
     ready_timeout_s: float = 3.0  # /readyz answers 503 within this when a dependency hangs
     reload_interval_s: float = 10.0  # how often each worker checks which model version is served (alias or registry)
+    merge: str = "max"  # how K interests make one answer: max (best score) | interleave (each interest in turn)
+    event_log_per_host: bool = False  # data/live_events/<hostname>.jsonl: replicas sharing one volume never interleave
 
 
 @dataclass
@@ -232,6 +241,8 @@ class RecConfig:
             raise ConfigError("training.target_window must be at least 1 (the next target)")
         if not 1 <= self.model.interests_per_scenario <= 6:
             raise ConfigError("model.interests_per_scenario must be 1..6 (clusters are matched to interests exactly)")
+        if self.serving.merge not in ("max", "interleave"):
+            raise ConfigError(f"serving.merge must be max or interleave, got {self.serving.merge!r}")
         if self.serving.workers < 1:
             raise ConfigError("serving.workers must be at least 1")
         if self.serving.workers > 1 and "://" not in self.index.uri:
@@ -241,6 +252,10 @@ class RecConfig:
             raise ConfigError("index.ivf_nprobe, insert_batch, hnsw_m, hnsw_ef and keep_versions must be positive")
         if self.index.index_type not in INDEX_TYPES:
             raise ConfigError(f"index.index_type must be one of {list(INDEX_TYPES)}, got {self.index.index_type!r}")
+        if self.feast.state_engine not in ("duckdb", "spark", "python"):
+            raise ConfigError(f"feast.state_engine must be duckdb, spark or python, got {self.feast.state_engine!r}")
+        if not re.fullmatch(r"[A-Za-z0-9_]*", self.feast.prefix):
+            raise ConfigError(f"feast.prefix may hold letters, digits and _ only, got {self.feast.prefix!r}")
         if self.feast.online_timeout_s <= 0:
             raise ConfigError("feast.online_timeout_s must be positive")
         if self.index.rpc_timeout_s <= 0 or self.serving.reload_interval_s <= 0 or self.index.drop_grace_s < 0:

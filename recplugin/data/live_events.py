@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import socket
 from pathlib import Path
 
 import pandas as pd
@@ -11,6 +12,22 @@ import pandas as pd
 from recplugin.data.schema import EVENT_SCHEMA
 
 logger = logging.getLogger("recplugin.data")
+
+
+def log_to_append(live_events_path: Path, per_host: bool) -> Path:
+    """The log this process appends to: the shared one, or this host's own beside it (`serving.event_log_per_host`)."""
+    if not per_host:
+        return live_events_path
+    folder = live_events_path.with_suffix("")
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder / f"{socket.gethostname()}.jsonl"
+
+
+def read_all_events(live_events_path: Path) -> pd.DataFrame:
+    """Every logged event: the shared log and every host's own log."""
+    logs = [live_events_path, *sorted(live_events_path.with_suffix("").glob("*.jsonl"))]
+    frames = [frame for frame in map(read_events, logs) if len(frame)]
+    return pd.concat(frames, ignore_index=True) if frames else read_events(live_events_path)
 
 
 def append_event(path: Path, user_id: int, item_id: int, scenario: str, action: str, timestamp: pd.Timestamp) -> None:

@@ -22,7 +22,7 @@ class LoadedDataset:
     events: pd.DataFrame
     items: pd.DataFrame
     scenarios: list[str]
-    holdout: pd.DataFrame | None = None  # user_id, split: the dataset's own validation/test users, when it has them
+    holdout: pd.DataFrame | None = None  # user_id, split[, from_end]: the dataset's own held-out events, when it has them
 
 
 def _times(user_positions: pd.Series, users: pd.Series) -> pd.Series:
@@ -31,7 +31,8 @@ def _times(user_positions: pd.Series, users: pd.Series) -> pd.Series:
 
 
 def load_movielens(folder: Path, scenario: str = "feed") -> LoadedDataset:
-    """MovieLens-1M (SASRec preprocessing): one scenario; item text = title + genres."""
+    """MovieLens-1M (SASRec preprocessing): one scenario; item text = title + genres. With `gsasrec_split/` beside it,
+    the gSASRec protocol's held-out events (gsasrec_holdout)."""
     pairs = pd.read_csv(folder / "ml-1m.txt", sep=" ", names=["user_id", "item_id"], dtype="int64")
     events = pairs.assign(scenario=scenario, action="click", query=None)
     events["event_timestamp"] = _times(events.groupby("user_id").cumcount(), events["user_id"])
@@ -44,7 +45,31 @@ def load_movielens(folder: Path, scenario: str = "feed") -> LoadedDataset:
         "scenarios": [[scenario]] * len(titles),
         "created_timestamp": BASE_TIME - pd.Timedelta(days=1),
     })
-    return LoadedDataset(events, items, [scenario])
+    split = folder / "gsasrec_split"
+    holdout = gsasrec_holdout(split, pairs) if split.is_dir() else None
+    return LoadedDataset(events, items, [scenario], holdout)
+
+
+def gsasrec_holdout(split: Path, pairs: pd.DataFrame) -> pd.DataFrame:
+    """gSASRec's split as held-out events: every user's last item is a test label; the second-to-last is a validation
+    label for its 512 validation users and excluded (neither trained on nor evaluated) for the others, since its
+    training sequences end two items before the last. Checked line by line against the sequences."""
+    lines = lambda name: (split / name).read_text().splitlines()  # noqa: E731
+    sequences = pairs.groupby("user_id", sort=True)["item_id"].agg(list)
+    test_inputs, test_outputs = lines("test/input.txt"), lines("test/output.txt")
+    if len(test_inputs) != len(sequences):
+        raise ValueError(f"{split}: {len(test_inputs)} test users, ml-1m.txt has {len(sequences)}")
+    by_sequence = {}
+    for user, sequence, given, target in zip(sequences.index, sequences, test_inputs, test_outputs):
+        if [int(i) for i in given.split()] + [int(target)] != sequence:
+            raise ValueError(f"{split}: the test line of user {user} is not that user's sequence minus its last item")
+        by_sequence[tuple(sequence[:-1])] = user
+    validation_users = {by_sequence[tuple(int(i) for i in given.split()) + (int(target),)]
+                        for given, target in zip(lines("val/input.txt"), lines("val/output.txt"))}
+    users = sequences.index.to_numpy()
+    second = ["validation" if user in validation_users else "excluded" for user in users]
+    return pd.DataFrame({"user_id": list(users) * 2, "split": ["test"] * len(users) + second,
+                         "from_end": [0] * len(users) + [1] * len(users)})
 
 
 def load_amazon_food_kitchen(folder: Path) -> LoadedDataset:

@@ -1,22 +1,46 @@
 """Feast objects for recplugin, built from the config so that any list of scenarios works."""
 from __future__ import annotations
 
+from dataclasses import dataclass, fields
 from datetime import timedelta
 from pathlib import Path
 
 from feast import Entity, FeatureService, FeatureView, Field, FileSource, PushSource, ValueType
+from feast.data_source import DataSource
 from feast.types import Array, Float32, Int64, String
 
 from recplugin.config import RecConfig
 
-USER_HISTORY_VIEW = "user_history"
-USER_COUNTS_VIEW = "user_counts"
-ITEM_FEATURES_VIEW = "item_features"
-ITEM_EMBEDDING_VIEW = "item_embedding"
-USER_PUSH_SOURCE = "user_state_push"
-TRAINING_SERVICE = "user_training"
-SERVING_SERVICE = "user_serving"
-ITEM_SERVICE = "item_serving"
+MANAGED_BY = {"managed_by": "recplugin"}  # tag on every object recplugin registers: it never replaces one without it
+
+
+@dataclass(frozen=True)
+class FeastNames:
+    """The name of every recplugin Feast object; `feast.prefix` goes in front of each (e.g. `rec_user`)."""
+
+    user: str = "user"
+    item: str = "item"
+    user_state_source: str = "user_state_source"
+    user_state_push: str = "user_state_push"
+    user_history: str = "user_history"
+    user_counts: str = "user_counts"
+    item_source: str = "item_source"
+    item_features: str = "item_features"
+    item_embedding_source: str = "item_embedding_source"
+    item_embedding: str = "item_embedding"
+    user_training: str = "user_training"
+    user_serving: str = "user_serving"
+    item_serving: str = "item_serving"
+
+    @classmethod
+    def prefixed(cls, prefix: str) -> FeastNames:
+        """Every default name with `prefix` in front."""
+        return cls(**{field.name: prefix + field.default for field in fields(cls)})
+
+
+def names(config: RecConfig) -> FeastNames:
+    """The configured names."""
+    return FeastNames.prefixed(config.feast.prefix)
 
 
 def history_fields(scenarios: list[str]) -> list[Field]:
@@ -31,46 +55,65 @@ def history_fields(scenarios: list[str]) -> list[Field]:
     return fields
 
 
-def build_objects(config: RecConfig, data_dir: Path) -> dict[str, object]:
-    """Every Feast object of the repo, by variable name."""
-    user = Entity(name="user", join_keys=["user_id"], value_type=ValueType.INT64, description="A person who acts in any scenario")
-    item = Entity(name="item", join_keys=["item_id"], value_type=ValueType.INT64, description="A recommendable item")
+def file_sources(config: RecConfig, data_dir: Path, offline_store: str = "duckdb") -> dict[str, DataSource]:
+    """The default batch sources: parquet files that recplugin writes under the data directory (as SparkSources when
+    the repo's offline store is Spark)."""
+    n = names(config)
+
+    def source(name: str, file: str, timestamp: str, description: str = "") -> DataSource:
+        if offline_store == "spark":
+            from feast.infra.offline_stores.contrib.spark_offline_store.spark_source import SparkSource
+
+            return SparkSource(name=name, path=str(data_dir / file), file_format="parquet", timestamp_field=timestamp,
+                               tags=MANAGED_BY, description=description)
+        return FileSource(name=name, path=str(data_dir / file), timestamp_field=timestamp, tags=MANAGED_BY,
+                          description=description)
+
+    return {
+        "user_state_source": source(n.user_state_source, "user_state.parquet", "event_timestamp",
+                                    "One row per user and event time: the user's state after that time"),
+        "item_source": source(n.item_source, "items.parquet", "created_timestamp"),
+        "item_embedding_source": source(n.item_embedding_source, "item_embeddings.parquet", "event_timestamp"),
+    }
+
+
+def build_objects(config: RecConfig, data_dir: Path, sources: dict[str, DataSource] | None = None,
+                  offline_store: str = "duckdb") -> dict[str, object]:
+    """Every recplugin Feast object by its unprefixed name; `sources` replaces default batch sources by that name."""
+    n = names(config)
+    batch = {**file_sources(config, data_dir, offline_store), **(sources or {})}
+    user = Entity(name=n.user, join_keys=["user_id"], value_type=ValueType.INT64, tags=MANAGED_BY,
+                  description="A person who acts in any scenario")
+    item = Entity(name=n.item, join_keys=["item_id"], value_type=ValueType.INT64, tags=MANAGED_BY,
+                  description="A recommendable item")
     ttl = timedelta(days=config.feast.history_ttl_days)
-    user_state_source = FileSource(
-        name="user_state_source", path=str(data_dir / "user_state.parquet"), timestamp_field="event_timestamp",
-        description="One row per user and event time: the user's state after that time")
-    user_state_push = PushSource(name=USER_PUSH_SOURCE, batch_source=user_state_source,
+    user_state_push = PushSource(name=n.user_state_push, batch_source=batch["user_state_source"], tags=MANAGED_BY,
                                  description="Live behaviour: the new user state after an event")
     user_history = FeatureView(
-        name=USER_HISTORY_VIEW, entities=[user], ttl=ttl, schema=history_fields(config.scenarios), source=user_state_push,
-        description=f"Last {config.feast.history_length} behaviours per scenario, time-ordered")
+        name=n.user_history, entities=[user], ttl=ttl, schema=history_fields(config.scenarios), source=user_state_push,
+        tags=MANAGED_BY, description=f"Last {config.feast.history_length} behaviours per scenario, time-ordered")
     user_counts = FeatureView(
-        name=USER_COUNTS_VIEW, entities=[user], ttl=ttl,
+        name=n.user_counts, entities=[user], ttl=ttl, tags=MANAGED_BY,
         schema=[Field(name=f"{name}_count", dtype=Int64) for name in config.scenarios], source=user_state_push,
         description="All-time behaviour counts per scenario")
-    item_source = FileSource(name="item_source", path=str(data_dir / "items.parquet"), timestamp_field="created_timestamp")
     item_features = FeatureView(
-        name=ITEM_FEATURES_VIEW, entities=[item], ttl=timedelta(0),
+        name=n.item_features, entities=[item], ttl=timedelta(0), tags=MANAGED_BY,
         schema=[Field(name="title", dtype=String), Field(name="text", dtype=String), Field(name="category", dtype=String)],
-        source=item_source, description="Item text and category")
-    embedding_source = FileSource(name="item_embedding_source", path=str(data_dir / "item_embeddings.parquet"),
-                                  timestamp_field="event_timestamp")
+        source=batch["item_source"], description="Item text and category")
     item_embedding = FeatureView(
-        name=ITEM_EMBEDDING_VIEW, entities=[item], ttl=timedelta(0),
+        name=n.item_embedding, entities=[item], ttl=timedelta(0), tags=MANAGED_BY,
         schema=[Field(name="embedding", dtype=Array(Float32)), Field(name="model_version", dtype=String)],
-        source=embedding_source, description="Item-tower vectors of the current model version")
+        source=batch["item_embedding_source"], description="Item-tower vectors of the current model version")
     return {
+        **batch,
         "user": user,
         "item": item,
-        "user_state_source": user_state_source,
         "user_state_push": user_state_push,
         "user_history": user_history,
         "user_counts": user_counts,
-        "item_source": item_source,
         "item_features": item_features,
-        "item_embedding_source": embedding_source,
         "item_embedding": item_embedding,
-        "user_training": FeatureService(name=TRAINING_SERVICE, features=[user_history, user_counts]),
-        "user_serving": FeatureService(name=SERVING_SERVICE, features=[user_history, user_counts]),
-        "item_serving": FeatureService(name=ITEM_SERVICE, features=[item_features, item_embedding]),
+        "user_training": FeatureService(name=n.user_training, features=[user_history, user_counts], tags=MANAGED_BY),
+        "user_serving": FeatureService(name=n.user_serving, features=[user_history, user_counts], tags=MANAGED_BY),
+        "item_serving": FeatureService(name=n.item_serving, features=[item_features, item_embedding], tags=MANAGED_BY),
     }

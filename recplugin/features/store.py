@@ -6,6 +6,7 @@ import string
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -15,23 +16,24 @@ from feast.data_source import PushMode
 from tqdm import tqdm
 
 from recplugin.config import RecConfig
-from recplugin.data.live_events import read_events
+from recplugin.data.live_events import read_all_events
 from recplugin.features import definitions as defs
 from recplugin.features.history import UserState, build_user_state
 from recplugin.features.locks import FileUserLocks, RedisUserLocks
+from recplugin.features.state_sql import build_user_state_duckdb
 
-SOURCE_ROOT = Path(__file__).resolve().parents[2]
+PACKAGE_ROOT = Path(__file__).resolve().parents[1]  # holds feature_repo/, the templates that ship with the package
 EMBEDDING_SCHEMA = pa.schema([("item_id", pa.int64()), ("embedding", pa.list_(pa.float32())),
                               ("model_version", pa.string()), ("event_timestamp", pa.timestamp("us", tz="UTC"))])
 LABEL_COLUMNS = ["user_id", "target_item_id", "scenario", "action", "query", "label_timestamp"]
 
 
 def store_yaml_path(config: RecConfig) -> Path:
-    """The feature_store.yaml in use: relative repo paths resolve against the cwd, then the source checkout."""
+    """The feature_store.yaml in use: relative repo paths resolve against the cwd, then recplugin's own templates."""
     repo = Path(config.feast.repo_path)
     if not repo.is_absolute() and not (repo / config.feast.store_yaml).exists():
-        repo = SOURCE_ROOT / repo
-    return repo / config.feast.store_yaml
+        repo = PACKAGE_ROOT / repo
+    return (repo / config.feast.store_yaml).resolve()
 
 
 def redis_connection(config: RecConfig) -> str:
@@ -49,6 +51,7 @@ def repo_config(config: RecConfig) -> RepoConfig:
         "RECPLUGIN_PROJECT": config.feast.project,
         "RECPLUGIN_REDIS": redis_connection(config),
         "RECPLUGIN_POSTGRES_URL": config.feast.postgres_url,
+        "RECPLUGIN_SPARK_MASTER": config.feast.spark_master,
     }
     path = store_yaml_path(config)
     rendered = string.Template(path.read_text()).substitute(values)
@@ -60,31 +63,69 @@ def repo_config(config: RecConfig) -> RepoConfig:
 def open_store(config: RecConfig) -> FeatureStore:
     """A FeatureStore configured from the recplugin config."""
     config.data_dir.mkdir(parents=True, exist_ok=True)
-    return FeatureStore(config=repo_config(config))
+    repo = repo_config(config)
+    return FeatureStore(repo_path=str(repo.repo_path), config=repo)  # the repo's relative paths resolve against the repo
 
 
 def prepare_sources(config: RecConfig, progress: bool = True) -> int:
-    """Build the user-state table from the events and the service's live event log; make sure the embedding source exists."""
-    rows = build_user_state(config.events_path, config.data_dir / "user_state.parquet", config.scenarios,
-                            config.actions, config.feast.history_length, progress=progress,
-                            live_events=read_events(config.live_events_path))
+    """Build the user-state table from the events and the service's live event log (in the configured engine); make
+    sure the embedding source exists."""
+    live = read_all_events(config.live_events_path)
+    out = config.data_dir / "user_state.parquet"
+    if config.feast.state_engine == "duckdb":
+        rows = build_user_state_duckdb(config.events_path, out, config.scenarios, config.actions, config.feast.history_length,
+                                       live_events=live, memory_limit=config.feast.state_memory_limit,
+                                       spill_dir=config.data_dir / "spill")
+    elif config.feast.state_engine == "spark":
+        from recplugin.features.state_spark import build_user_state_spark
+
+        rows = build_user_state_spark(config.events_path, out, config.scenarios, config.actions,
+                                      config.feast.history_length, live_events=live, master=config.feast.spark_master)
+    else:
+        rows = build_user_state(config.events_path, out, config.scenarios, config.actions, config.feast.history_length,
+                                progress=progress, live_events=live)
     embeddings = config.data_dir / "item_embeddings.parquet"
     if not embeddings.exists():
         pq.write_table(EMBEDDING_SCHEMA.empty_table(), embeddings)
     return rows
 
 
+class FeastNameCollision(RuntimeError):
+    """The Feast repo already has an object of that name that recplugin did not register."""
+
+
+def registered_tags(store: FeatureStore) -> dict[str, dict[str, str]]:
+    """Tags of every registered entity, data source, feature view and feature service, by name."""
+    listed = [*store.list_entities(), *store.list_data_sources(), *store.list_all_feature_views(),
+              *store.list_feature_services()]
+    return {obj.name: dict(obj.tags) for obj in listed}
+
+
 def apply(config: RecConfig) -> FeatureStore:
-    """Register entities, sources, feature views and feature services (the SDK form of `feast apply`)."""
+    """Register recplugin's Feast objects (the SDK form of `feast apply`), never replacing one of the team's; with
+    `feast.register_objects` false, only check that the team's repo registered them."""
     store = open_store(config)
-    store.apply(list(defs.build_objects(config, config.data_dir).values()))
+    objects = list(defs.build_objects(config, config.data_dir, offline_store=store.config.offline_store.type).values())
+    existing = registered_tags(store)
+    if not config.feast.register_objects:
+        missing = [obj.name for obj in objects if obj.name not in existing]
+        if missing:
+            raise FeastNameCollision(f"feast.register_objects is false but the repo lacks {missing}: call "
+                                     "recplugin.features.feast_objects() in its definitions and run `feast apply`")
+        return store
+    foreign = [obj.name for obj in objects if obj.name in existing and existing[obj.name].get("managed_by") != "recplugin"]
+    if foreign:
+        raise FeastNameCollision(f"the Feast repo already has {foreign}, not registered by recplugin; set feast.prefix "
+                                 "(e.g. rec_) so recplugin's objects get names of their own")
+    store.apply(objects)
     return store
 
 
 def materialize(config: RecConfig, views: list[str] | None = None, end: datetime | None = None) -> None:
     """Load the latest feature values into the online store (Feast shows progress bars)."""
     store = open_store(config)
-    views = views or [defs.USER_HISTORY_VIEW, defs.USER_COUNTS_VIEW, defs.ITEM_FEATURES_VIEW]
+    n = defs.names(config)
+    views = views or [n.user_history, n.user_counts, n.item_features]
     start = datetime(1970, 1, 2, tzinfo=timezone.utc)
     store.materialize(start, end or datetime.now(timezone.utc) + timedelta(days=1), feature_views=views)
 
@@ -93,8 +134,11 @@ def label_events(events: pd.DataFrame, max_per_user: int = 0, holdout: pd.DataFr
     """Every event after a user's first becomes a label; the last two are the validation and test labels.
 
     With `max_per_user` > 0 only the user's last that many labels are kept (validation and test among them).
-    With a `holdout` table (user_id, split), only its users' last events are held out, as its split says; every
-    other label is a training label (a dataset's own protocol, e.g. Amazon's separate validation and test users).
+    With a `holdout` table (user_id, split[, from_end: 0 = last event, 1 = the one before]), only its events are held
+    out, as its split says (`excluded`: neither a training nor an evaluation label); every other label is a training
+    label (a dataset's own protocol: Amazon's separate validation and test users, gSASRec's 512 validation users).
+    Held-out labels carry `rated_item_ids`: every item of the user's events before it in time order (same-time events
+    earlier in the table included), which evaluation filters out as gSASRec does; training labels carry none.
     """
     events = events.sort_values(["user_id", "event_timestamp"], kind="stable").reset_index(drop=True)
     position = events.groupby("user_id").cumcount(ascending=False)
@@ -105,19 +149,34 @@ def label_events(events: pd.DataFrame, max_per_user: int = 0, holdout: pd.DataFr
     if holdout is None:
         split = position.loc[labels.index].map({0: "test", 1: "validation"}).fillna("train")
     else:
-        held = labels["user_id"].map(holdout.set_index("user_id")["split"])
-        split = held.where(position.loc[labels.index] == 0).fillna("train")
+        table = holdout if "from_end" in holdout else holdout.assign(from_end=0)
+        lookup = table.set_index(["user_id", "from_end"])["split"]
+        key = pd.MultiIndex.from_arrays([labels["user_id"], position.loc[labels.index]])
+        split = pd.Series(lookup.reindex(key).to_numpy(), index=labels.index).fillna("train")
     labels["split"] = split.to_numpy()
+    labels = labels[labels["split"] != "excluded"]
+    labels["rated_item_ids"] = rated_before(events, labels.index, labels["split"].to_numpy() != "train")
     return labels.rename(columns={"item_id": "target_item_id", "event_timestamp": "label_timestamp"})
 
 
-def historical_features(store: FeatureStore, labels: pd.DataFrame) -> pd.DataFrame:
-    """Join each label with the user's features as of strictly before its timestamp."""
-    entity_df = labels.copy()
+def rated_before(events: pd.DataFrame, rows: pd.Index, wanted) -> list[list[int]]:
+    """For each of `rows` (positions in `events`, sorted by user and time): the user's earlier item ids where `wanted`."""
+    items = events["item_id"].to_numpy()
+    first_of_user = events.groupby("user_id").cumcount().to_numpy()
+    return [items[row - first_of_user[row]:row].tolist() if flag else [] for row, flag in zip(rows, wanted)]
+
+
+def historical_features(store: FeatureStore, labels: pd.DataFrame, service: str) -> pd.DataFrame:
+    """Join each label with the user's features as of strictly before its timestamp (list columns of the labels, which
+    the entity dataframe cannot carry, are joined back by row)."""
+    entity_df = labels.drop(columns=["rated_item_ids"], errors="ignore").assign(label_row=np.arange(len(labels)))
     entity_df["event_timestamp"] = entity_df["label_timestamp"] - pd.Timedelta(microseconds=1)
-    features = store.get_feature_service(defs.TRAINING_SERVICE)
+    features = store.get_feature_service(service)
     joined = store.get_historical_features(entity_df=entity_df, features=features).to_df()
-    return joined.drop(columns=["event_timestamp"]).sort_values(["user_id", "label_timestamp"]).reset_index(drop=True)
+    if "rated_item_ids" in labels:
+        joined["rated_item_ids"] = labels["rated_item_ids"].to_numpy()[joined["label_row"].to_numpy()]
+    return (joined.drop(columns=["event_timestamp", "label_row"]).sort_values(["user_id", "label_timestamp"], kind="stable")
+            .reset_index(drop=True))
 
 
 def build_training_set(config: RecConfig, progress: bool = True) -> Path:
@@ -134,7 +193,7 @@ def build_training_set(config: RecConfig, progress: bool = True) -> Path:
     try:
         for start in tqdm(range(0, len(users), step), desc="point-in-time join", unit="chunk", disable=not progress):
             chunk = labels[labels["user_id"].isin(users[start:start + step])]
-            table = pa.Table.from_pandas(_tidy_snapshot(historical_features(store, chunk), config.scenarios), preserve_index=False)
+            table = pa.Table.from_pandas(_tidy_snapshot(historical_features(store, chunk, defs.names(config).user_training), config.scenarios), preserve_index=False)
             if writer is None:
                 schema = snapshot_schema(table.schema, config.scenarios)
                 writer = pq.ParquetWriter(config.snapshot_path, schema, compression="zstd")
@@ -147,7 +206,7 @@ def build_training_set(config: RecConfig, progress: bool = True) -> Path:
 
 def snapshot_schema(first_chunk: pa.Schema, scenarios: list[str]) -> pa.Schema:
     """The first chunk's schema with all-null or empty-list columns (no queries, no kitchen events yet) given real types."""
-    known = {"query": pa.string(), **{f"{name}_count": pa.int64() for name in scenarios},
+    known = {"query": pa.string(), "rated_item_ids": pa.list_(pa.int64()), **{f"{name}_count": pa.int64() for name in scenarios},
              **{f"{name}_{suffix}": pa.list_(pa.int64()) for name in scenarios for suffix in ("item_ids", "actions", "timestamps")}}
     untyped = lambda t: pa.types.is_null(t) or (pa.types.is_list(t) and pa.types.is_null(t.value_type))  # noqa: E731
     return pa.schema([pa.field(f.name, known.get(f.name, pa.string())) if untyped(f.type) else f for f in first_chunk])
@@ -179,7 +238,7 @@ class OnlineFeatures:
     def __init__(self, config: RecConfig, store: FeatureStore | None = None):
         self.config = config
         self.store = store or open_store(config)
-        self.service = self.store.get_feature_service(defs.SERVING_SERVICE)
+        self.service = self.store.get_feature_service(defs.names(config).user_serving)
         timeout = config.feast.online_timeout_s
         if self.store.config.online_store.type == "redis":
             self.locks = RedisUserLocks(config.feast.redis, f"recplugin:{config.feast.project}", timeout)
@@ -206,7 +265,7 @@ class OnlineFeatures:
         The offline side is the live event log, folded into the user-state source by the next `recplugin apply`:
         Feast's offline write rewrites the whole parquet source per call and grew the service by ~55 MB per event.
         """
-        self.store.push(defs.USER_PUSH_SOURCE, pd.DataFrame([state.row(user_id, timestamp)]), to=PushMode.ONLINE)
+        self.store.push(defs.names(self.config).user_state_push, pd.DataFrame([state.row(user_id, timestamp)]), to=PushMode.ONLINE)
 
     def ping(self) -> bool:
         """True when the online store answers a read."""
@@ -222,4 +281,4 @@ def publish_item_embeddings(config: RecConfig, item_ids, vectors, model_version:
                       "model_version": pa.array([model_version] * len(item_ids), pa.string()),
                       "event_timestamp": pa.array([now] * len(item_ids), pa.timestamp("us", tz="UTC"))}, schema=EMBEDDING_SCHEMA)
     pq.write_table(table, config.data_dir / "item_embeddings.parquet")
-    materialize(config, views=[defs.ITEM_EMBEDDING_VIEW], end=now.to_pydatetime() + timedelta(seconds=1))
+    materialize(config, views=[defs.names(config).item_embedding], end=now.to_pydatetime() + timedelta(seconds=1))

@@ -8,6 +8,7 @@ import numpy as np
 from pymilvus import MilvusClient
 
 from recplugin.config import IndexConfig
+from recplugin.models.merge import interleaved
 
 VECTOR_FIELD = "vector"
 # pymilvus 3 asks Milvus Lite for AllocTimestamp, which it does not implement; the call is optional and the log is noise.
@@ -61,19 +62,23 @@ def exclusion_filter(scenario: str, exclude: set[int]) -> str:
     return eligibility_filter(scenario) + (f" and item_id not in [{ids}]" if ids else "")
 
 
-def _best_unseen(per_interest_hits: list, seen: set[int], k: int, limit: int) -> tuple[list[Hit], bool]:
-    """Max-over-interests top-k of the unseen hits, and whether every interest still had k unseen hits (exactness)."""
-    best: dict[int, float] = {}
-    complete = True
+def _best_unseen(per_interest_hits: list, seen: set[int], k: int, limit: int, merge: str = "max") -> tuple[list[Hit], bool]:
+    """Top-k of the unseen hits merged over the interests (by max score, or interleaved: each interest in turn adds its
+    best item not yet taken), and whether every interest still had k unseen hits (exactness)."""
+    unseen_lists, complete = [], True
     for hits in per_interest_hits:
-        unseen = 0
-        for hit in hits:
-            item_id = int(hit["id"] if "id" in hit else hit["item_id"])
-            if item_id not in seen:
-                unseen += 1
-                best[item_id] = max(float(hit["distance"]), best.get(item_id, -np.inf))
-        complete &= unseen >= k or len(hits) < limit  # a short list holds every eligible item
-    ranked = sorted(best.items(), key=lambda pair: -pair[1])[:k]
+        unseen = [(int(hit["id"] if "id" in hit else hit["item_id"]), float(hit["distance"])) for hit in hits]
+        unseen = [pair for pair in unseen if pair[0] not in seen]
+        complete &= len(unseen) >= k or len(hits) < limit  # a short list holds every eligible item
+        unseen_lists.append(unseen)
+    best: dict[int, float] = {}
+    for item_id, score in (pair for unseen in unseen_lists for pair in unseen):
+        best[item_id] = max(score, best.get(item_id, -np.inf))
+    if merge == "interleave":
+        lists = [[item_id for item_id, _ in unseen] for unseen in unseen_lists]
+        ranked = [(item_id, best[item_id]) for item_id, _ in interleaved(lists, k)]
+    else:
+        ranked = sorted(best.items(), key=lambda pair: -pair[1])[:k]
     return [Hit(item_id, score) for item_id, score in ranked], complete
 
 
@@ -85,7 +90,7 @@ def search_params(index_type: str, config: IndexConfig, limit: int) -> dict:
 
 def search_many(client: MilvusClient, collection: str, interests: np.ndarray, k: int, scenario: str,
                 exclude: list[set[int]], config: IndexConfig = IndexConfig(), index_type: str = "FLAT",
-                overfetch: int | None = None) -> list[list[Hit]]:
+                overfetch: int | None = None, merge: str = "max") -> list[list[Hit]]:
     """One Milvus call for several users' interest vectors [U, K, E] in one scenario; seen items are dropped after.
 
     Each interest asks for k + `overfetch` hits (default: k). An item in a user's true top-k by max-over-interests is
@@ -102,15 +107,15 @@ def search_many(client: MilvusClient, collection: str, interests: np.ndarray, k:
                             search_params=search_params(index_type, config, limit), timeout=config.rpc_timeout_s)
     answers = []
     for user, seen in enumerate(exclude):
-        hits, complete = _best_unseen(results[user * per_user:(user + 1) * per_user], seen, k, limit)
+        hits, complete = _best_unseen(results[user * per_user:(user + 1) * per_user], seen, k, limit, merge)
         if not complete or len(hits) < k:
-            hits = _search_alone(client, collection, interests[user], k, scenario, seen, config, index_type)
+            hits = _search_alone(client, collection, interests[user], k, scenario, seen, config, index_type, merge=merge)
         answers.append(hits)
     return answers
 
 
 def _search_alone(client: MilvusClient, collection: str, interests: np.ndarray, k: int, scenario: str, seen: set[int],
-                  config: IndexConfig, index_type: str, rounds: int = 4) -> list[Hit]:
+                  config: IndexConfig, index_type: str, rounds: int = 4, merge: str = "max") -> list[Hit]:
     """One user's top-k with its seen ids in the filter, searched again without what it holds while it is short."""
     found: dict[int, float] = {}
     for _ in range(rounds):
@@ -118,14 +123,17 @@ def _search_alone(client: MilvusClient, collection: str, interests: np.ndarray, 
         hits = client.search(collection, data=interests.tolist(), limit=need, anns_field=VECTOR_FIELD,
                              filter=exclusion_filter(scenario, seen | set(found)),
                              search_params=search_params(index_type, config, need), timeout=config.rpc_timeout_s)
-        new, _ = _best_unseen(hits, set(), need, need)
+        new, _ = _best_unseen(hits, set(), need, need, merge)
         found.update((hit.item_id, hit.score) for hit in new)
         if not new or len(found) >= k:
             break
-    return [Hit(item_id, score) for item_id, score in sorted(found.items(), key=lambda pair: -pair[1])[:k]]
+    ranked = list(found.items()) if merge == "interleave" else sorted(found.items(), key=lambda pair: -pair[1])
+    return [Hit(item_id, score) for item_id, score in ranked[:k]]
 
 
 def search_interests(client: MilvusClient, collection: str, interests: np.ndarray, k: int, scenario: str,
-                     exclude: list[int], config: IndexConfig = IndexConfig(), index_type: str = "FLAT") -> list[Hit]:
-    """One user's interest vectors [K, E]: the best k unseen eligible items by max over the interests."""
-    return search_many(client, collection, interests[None], k, scenario, [{int(i) for i in exclude}], config, index_type)[0]
+                     exclude: list[int], config: IndexConfig = IndexConfig(), index_type: str = "FLAT",
+                     merge: str = "max") -> list[Hit]:
+    """One user's interest vectors [K, E]: the best k unseen eligible items, merged over the interests."""
+    return search_many(client, collection, interests[None], k, scenario, [{int(i) for i in exclude}], config, index_type,
+                       merge=merge)[0]

@@ -38,6 +38,12 @@ def bound_metrics_labels() -> None:
     RunnerTrafficMetricsMiddleware.__call__ = bounded
 
 
+def presented_key(headers: dict[bytes, bytes]) -> bytes:
+    """The API key a request carries: its X-API-Key header, else its bearer token (what BentoML's clients send)."""
+    scheme, _, token = headers.get(b"authorization", b"").partition(b" ")
+    return headers.get(b"x-api-key") or (token.strip() if scheme.lower() == b"bearer" else b"")
+
+
 async def _reply(send, status: int, message: str) -> None:
     """Send a small JSON error response."""
     body = json.dumps({"error": message}).encode()
@@ -101,8 +107,8 @@ class RequestGuard:
         if not known_path(path):  # one answer for every unknown path
             return await _reply(send, 404, "no such route; routes: /recommend, /events, /user_vectors, /readyz, /livez, /metrics, /docs")
         headers = dict(scope.get("headers") or [])
-        if self.api_key and not hmac.compare_digest(headers.get(b"x-api-key", b""), self.api_key):
-            return await _reply(send, 401, "missing or wrong X-API-Key header")
+        if self.api_key and not hmac.compare_digest(presented_key(headers), self.api_key):
+            return await _reply(send, 401, "missing or wrong API key: send it in X-API-Key or as Authorization: Bearer")
         if path not in API:
             return await self.app(scope, receive, send)
         media_type = headers.get(b"content-type", b"application/json").split(b";")[0].strip().lower()

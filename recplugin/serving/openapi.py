@@ -24,7 +24,9 @@ SCHEMAS: dict[str, dict[str, Any]] = {
         "properties": {
             "items": {"type": "array", "items": {
                 "type": "object", "required": ["item_id", "score"],
-                "properties": {"item_id": {"type": "integer", "minimum": 0}, "score": {"type": "number"}}}},
+                "properties": {"item_id": {"type": "integer", "minimum": 0}, "score": {
+                    "type": "number", "description": "The best dot product with the user's interests (cosine-like, "
+                    "-1..1); for cold_start answers the item's popularity relative to the scenario's top item (0..1]"}}}},
             "model_version": {"type": "string", "description": "The model (and its Milvus collection) that answered"},
             "cold_start": {"type": "boolean", "description": "True when the items are the scenario's popular items"},
             "degraded": {"type": "string", "nullable": True,
@@ -52,7 +54,9 @@ SCHEMAS: dict[str, dict[str, Any]] = {
     },
 }
 ANSWERS = {"/recommend": "Recommendation", "/events": "EventReceipt", "/user_vectors": "UserVectors"}
-API_KEY_SCHEME = {"ApiKey": {"type": "apiKey", "in": "header", "name": "X-API-Key"}}
+MISSING_KEY = "Missing or wrong API key (X-API-Key header or Authorization: Bearer)"
+API_KEY_SCHEME = {"ApiKey": {"type": "apiKey", "in": "header", "name": "X-API-Key"},
+                  "Bearer": {"type": "http", "scheme": "bearer", "description": "The same key as a bearer token"}}
 
 
 def _json(description: str, schema: str) -> dict[str, Any]:
@@ -75,7 +79,7 @@ def api_responses(route: str, api_key_required: bool) -> dict[str, Any]:
     if route == "/events":
         responses["422"] = _json("item_id is not in the catalogue of the served model", "ErrorBody")
     if api_key_required:
-        responses["401"] = _json("Missing or wrong X-API-Key header", "ErrorBody")
+        responses["401"] = _json(MISSING_KEY, "ErrorBody")
     return responses
 
 
@@ -119,13 +123,13 @@ def amended(spec: dict[str, Any], api_key_required: bool) -> OpenAPIDocument:
         operation["requestBody"] = {"required": True, "content": {"application/json": {
             "schema": {"$ref": REF.format(f"{operation['x-bentoml-name']}__Input")}}}}
         if api_key_required:
-            operation["security"] = [{"ApiKey": []}]
+            operation["security"] = [{"ApiKey": []}, {"Bearer": []}]
     spec["paths"]["/readyz"]["get"]["responses"]["503"] = {
         "description": "Not ready: the model, the online store or Milvus is not loaded or did not answer within "
                        "serving.ready_timeout_s"}
     if api_key_required:
         spec["components"]["securitySchemes"] = API_KEY_SCHEME
-        spec["paths"]["/metrics"]["get"]["responses"]["401"] = {"description": "Missing or wrong X-API-Key header"}
+        spec["paths"]["/metrics"]["get"]["responses"]["401"] = {"description": MISSING_KEY}
     return OpenAPIDocument(spec)
 
 

@@ -11,7 +11,7 @@ import pandas as pd
 from pymilvus.client.types import LoadState
 
 from recplugin.config import RecConfig
-from recplugin.data.live_events import append_event
+from recplugin.data.live_events import append_event, log_to_append
 from recplugin.features.history import UserState
 from recplugin.features.store import OnlineFeatures
 from recplugin.index.collections import alias_target, collection_index, collection_version, row_count, supports_aliases
@@ -76,6 +76,7 @@ class Recommender:
     def __init__(self, config: RecConfig):
         self.config = config
         self.timeout = config.index.rpc_timeout_s
+        self.event_log = log_to_append(config.live_events_path, config.serving.event_log_per_host)
         self.registry = ModelRegistry(config.registry_sqlalchemy_url)
         self.milvus = connect(config.milvus_uri, timeout=self.timeout)
         self._stop = threading.Event()
@@ -235,15 +236,17 @@ class Recommender:
             group = [i for i, r in enumerate(requests) if r.scenario == scenario]
             k = max(requests[i].k for i in group)
             found = search_many(self.milvus, served.collection, interests[group], k, scenario, [seen[i] for i in group],
-                                self.config.index, served.index_type)
+                                self.config.index, served.index_type, merge=self.config.serving.merge)
             for index, hits in zip(group, found):
                 items = [{"item_id": h.item_id, "score": round(h.score, 6)} for h in hits[:requests[index].k]]
                 put(index, Recommendation(items, served.model.version, False))
 
     def popular(self, scenario: str, k: int, served: Served | None = None, degraded: str | None = None) -> Recommendation:
-        """The scenario's most popular items (cold start)."""
+        """The scenario's most popular items (cold start); a score is the item's training count over the top item's (0..1]."""
         model = (served or self.served).model
-        items = [{"item_id": int(item_id), "score": float(count)} for item_id, count in model.popular[scenario][:k]]
+        ranked = model.popular[scenario][:k]
+        top = float(ranked[0][1]) if ranked and ranked[0][1] > 0 else 1.0
+        items = [{"item_id": int(item_id), "score": round(float(count) / top, 6)} for item_id, count in ranked]
         return Recommendation(items, model.version, cold_start=True, degraded=degraded)
 
     def record_event(self, user_id: int, item_id: int, scenario: str, action: str) -> dict:
@@ -260,7 +263,7 @@ class Recommender:
                 state = self.online.user_states([user_id])[0] or UserState(self.config.scenarios, self.config.feast.history_length)
                 state.histories[scenario].append(item_id, self.config.actions.index(action), int(now.timestamp()))
                 self.online.push_state(user_id, state, now)
-            append_event(self.config.live_events_path, user_id, item_id, scenario, action, now)
+            append_event(self.event_log, user_id, item_id, scenario, action, now)
         counts = {name: history.count for name, history in state.histories.items()}
         return {"accepted": True, "user_id": user_id, "counts": counts}
 

@@ -183,7 +183,7 @@ class RecPlugin:
 
 document_service(RecPlugin, api_key_required=bool(os.environ.get(LIMITS.api_key_env)))
 # Bodies over serving.max_body_bytes get 413; when the variable named by serving.api_key_env is set,
-# /recommend and /events need that key in the X-API-Key header (401 otherwise).
+# /recommend, /user_vectors and /events need that key in X-API-Key or as a bearer token (401 otherwise).
 bound_metrics_labels()
 RecPlugin.add_asgi_middleware(RequestGuard, max_body_bytes=LIMITS.max_body_bytes,
                               api_key=os.environ.get(LIMITS.api_key_env, ""))

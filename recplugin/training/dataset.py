@@ -19,6 +19,7 @@ class Catalog:
     item_ids: np.ndarray
     texts: list[str]
     scenarios: list[list[str]]
+    categories: np.ndarray | None = None
 
     def rows_in(self, scenario: str) -> np.ndarray:
         """Item rows eligible for a scenario (its domain)."""
@@ -68,13 +69,15 @@ class Snapshot:
 
 def load_catalog(path: Path) -> Catalog:
     """The item catalogue, sorted by item id."""
-    table = pq.read_table(path, columns=["item_id", "text", "scenarios"]).sort_by("item_id")
+    table = pq.read_table(path, columns=["item_id", "text", "scenarios", "category"]).sort_by("item_id")
     return Catalog(table.column("item_id").to_numpy(), [str(t) for t in table.column("text").to_pylist()],
-                   [list(s or []) for s in table.column("scenarios").to_pylist()])
+                   [list(s or []) for s in table.column("scenarios").to_pylist()],
+                   np.asarray([str(c) for c in table.column("category").to_pylist()], dtype=object))
 
 
 def load_snapshot(path: Path, scenarios: list[str], id_to_row: dict[int, int], max_length: int) -> Snapshot:
-    """Build every split's arrays; a row's seen items are its history plus the user's earlier targets."""
+    """Build every split's arrays; a row's seen items are its history, the user's earlier targets and (held-out rows)
+    every item the user rated before it."""
     table = pq.read_table(path).sort_by([("user_id", "ascending"), ("label_timestamp", "ascending")])
     columns = {name: table.column(name).to_pylist() for name in table.column_names}
     scenario_index = {name: index for index, name in enumerate(scenarios)}
@@ -82,6 +85,7 @@ def load_snapshot(path: Path, scenarios: list[str], id_to_row: dict[int, int], m
     per_split: dict[str, dict[str, list]] = {s: {"users": [], "scen": [], "query": [], "target": [], "uid": [], "seen": []} for s in SPLITS}
     earlier: list[int] = []
     previous_user = None
+    rated = columns.get("rated_item_ids", [None] * table.num_rows)  # held-out rows: every item the user rated before
     for position in range(table.num_rows):
         user_id = columns["user_id"][position]
         if user_id != previous_user:
@@ -98,7 +102,8 @@ def load_snapshot(path: Path, scenarios: list[str], id_to_row: dict[int, int], m
             bucket["target"].append(target)
             bucket["uid"].append(user_id)
             history_rows = [id_to_row[int(i)] for h in histories for i in h.item_ids if int(i) in id_to_row]
-            bucket["seen"].append(np.unique(np.asarray(earlier + history_rows, dtype=np.int64)))
+            rated_rows = [id_to_row[int(i)] for i in (rated[position] or []) if int(i) in id_to_row]
+            bucket["seen"].append(np.unique(np.asarray(earlier + history_rows + rated_rows, dtype=np.int64)))
             earlier.append(target)
     splits = {}
     for name, bucket in per_split.items():

@@ -14,13 +14,16 @@ SAMPLED_KS = (1, 5, 10)
 ScoreFn = Callable[[np.ndarray], torch.Tensor]
 
 
-def target_ranks(scores: torch.Tensor, targets: np.ndarray, seen: list[np.ndarray]) -> np.ndarray:
-    """0-based rank of each target among all items, after removing the row's seen items (never the target); every other
-    item scoring at least as much as the target ranks above it."""
+def target_ranks(scores: torch.Tensor, targets: np.ndarray, seen: list[np.ndarray],
+                 allowed: torch.Tensor | None = None) -> np.ndarray:
+    """0-based rank of each target among all items (or the row's `allowed` ones: its target scenario's), after removing
+    the row's seen items (never the target); every other item scoring at least as much as the target ranks above it."""
     scores = scores.float().clone()
+    if allowed is not None:
+        scores = scores.masked_fill(~allowed.to(scores.device), -torch.inf)
     target_index = torch.as_tensor(targets, device=scores.device)
     rows = torch.arange(len(targets), device=scores.device)
-    target_scores = scores[rows, target_index].clone()
+    target_scores = scores[rows, target_index].clone()  # an out-of-scenario target would rank last: it never is one
     for row, items in enumerate(seen):
         if len(items):
             scores[row, torch.as_tensor(items, device=scores.device)] = -torch.inf
@@ -28,12 +31,14 @@ def target_ranks(scores: torch.Tensor, targets: np.ndarray, seen: list[np.ndarra
     return (scores >= target_scores[:, None]).sum(dim=1).cpu().numpy()
 
 
-def ranks_for(score_fn: ScoreFn, targets: np.ndarray, seen: list[np.ndarray], chunk: int = 512) -> np.ndarray:
-    """Ranks for every row, scoring `chunk` rows at a time."""
+def ranks_for(score_fn: ScoreFn, targets: np.ndarray, seen: list[np.ndarray], chunk: int = 512,
+              allowed_fn: Callable[[np.ndarray], torch.Tensor] | None = None) -> np.ndarray:
+    """Ranks for every row, scoring `chunk` rows at a time; `allowed_fn(index)` restricts each row's candidates."""
     out = np.empty(len(targets), dtype=np.int64)
     for start in range(0, len(targets), chunk):
         index = np.arange(start, min(start + chunk, len(targets)))
-        out[index] = target_ranks(score_fn(index), targets[index], [seen[i] for i in index])
+        allowed = allowed_fn(index) if allowed_fn is not None else None
+        out[index] = target_ranks(score_fn(index), targets[index], [seen[i] for i in index], allowed)
     return out
 
 
@@ -64,11 +69,14 @@ def metrics_from_ranks(ranks: np.ndarray, ks=DEFAULT_KS) -> dict[str, float]:
     return result
 
 
-def per_scenario(ranks: np.ndarray, scenario_ids: np.ndarray, scenarios: list[str], ks=DEFAULT_KS) -> dict[str, dict[str, float]]:
-    """Metrics for each scenario present, and overall."""
-    table = {name: metrics_from_ranks(ranks[scenario_ids == index], ks)
-             for index, name in enumerate(scenarios) if (scenario_ids == index).any()}
-    table["overall"] = metrics_from_ranks(ranks, ks)
+def per_scenario(ranks: np.ndarray, scenario_ids: np.ndarray, scenarios: list[str], ks=DEFAULT_KS,
+                 extra: dict[str, np.ndarray] | None = None) -> dict[str, dict[str, float]]:
+    """Metrics for each scenario present, and overall; `extra` per-row figures are averaged alongside."""
+    def cell(rows: np.ndarray) -> dict[str, float]:
+        return {**metrics_from_ranks(ranks[rows], ks), **{name: float(values[rows].mean()) for name, values in (extra or {}).items()}}
+
+    table = {name: cell(scenario_ids == index) for index, name in enumerate(scenarios) if (scenario_ids == index).any()}
+    table["overall"] = cell(np.ones(len(ranks), dtype=bool))
     return table
 
 
@@ -82,6 +90,8 @@ def popularity_scores(train_targets: np.ndarray, train_scenarios: np.ndarray, nu
 def markdown_table(results: dict[str, dict[str, dict[str, float]]], ks=DEFAULT_KS, mrr: bool = True) -> str:
     """One row per (model, scenario); columns Recall@k, NDCG@k (and MRR)."""
     metrics = [f"Recall@{k}" for k in ks] + [f"NDCG@{k}" for k in ks] + (["MRR"] if mrr else [])
+    metrics += sorted({name for table in results.values() for values in table.values() for name in values}
+                      - set(metrics) - {"users", "MRR"} - {f"{m}@{k}" for m in ("Recall", "NDCG") for k in DEFAULT_KS + SAMPLED_KS})
     lines = ["| model | scenario | users | " + " | ".join(metrics) + " |", "|---|---|---|" + "---|" * len(metrics)]
     for model, table in results.items():
         for scenario, values in table.items():

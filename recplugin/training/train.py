@@ -17,9 +17,10 @@ from recplugin.models.artifact import save_artifact
 from recplugin.models.item_tower import TextEncoder, cached_encode, resolve_encoder_path
 from recplugin.models.text_model import ItemTextModel
 from recplugin.models.losses import LearnableTemperature, multi_positive_infonce
-from recplugin.models.two_tower import TwoTower, max_interest_scores
+from recplugin.models.two_tower import TwoTower
 from recplugin.training import distributed as dist_
 from recplugin.training import evaluate as ev
+from recplugin.training.assess import evaluate_model, model_ranks
 from recplugin.training.checkpoint import checkpoint_path, load_checkpoint, save_checkpoint
 from recplugin.training.dataset import Catalog, LabelledSplit, Snapshot, load_catalog, load_snapshot, target_windows
 from recplugin.training.plots import plot_curves
@@ -39,24 +40,6 @@ class TrainResult:
 def new_version() -> str:
     """A sortable, unique model version name."""
     return time.strftime("v%Y%m%d_%H%M%S_") + secrets.token_hex(2)
-
-
-def model_ranks(model: TwoTower, split: LabelledSplit, query_vectors: torch.Tensor, device: torch.device) -> np.ndarray:
-    """Full-ranking ranks of the split's targets under the model."""
-    model.eval()
-    with torch.no_grad():  # evaluation in fp32 always: bf16 creates ties (and they would count for the target)
-        items = model.all_item_vectors().float()
-
-        def score(index: np.ndarray) -> torch.Tensor:
-            users = model.user_vectors(split.inputs.take(index).to_torch(device), query_vectors).float()
-            return max_interest_scores(users, items)
-
-        return ev.ranks_for(score, split.target_rows, split.seen)
-
-
-def popularity_ranks(popularity: torch.Tensor, split: LabelledSplit) -> np.ndarray:
-    """Full-ranking ranks under per-scenario popularity."""
-    return ev.ranks_for(lambda index: popularity[split.inputs.target_scenario[index]], split.target_rows, split.seen)
 
 
 def autocast(device: torch.device):
@@ -274,34 +257,3 @@ def _finish(model: TwoTower, snapshot: Snapshot, catalog: Catalog, query_vectors
     table = ev.markdown_table(result)
     (artifact_dir / "metrics.md").write_text(table + "\n")
     return TrainResult(version, artifact_dir, result, curve, table)
-
-
-def evaluate_model(model: TwoTower, snapshot: Snapshot, query_vectors: torch.Tensor, config: RecConfig,
-                   device: torch.device, catalog: Catalog) -> tuple[dict, torch.Tensor]:
-    """Test-split metrics for the model and the popularity baseline (per scenario and overall), and the popularity table.
-
-    With `training.sampled_negatives` > 0, also the sampled protocol: each target against that many random unseen
-    items of its own scenario (domain), as in papers that report it.
-    """
-    train_split, test = snapshot.splits["train"], snapshot.splits["test"]
-    num_items = model.num_items
-    popularity = ev.popularity_scores(train_split.target_rows, train_split.inputs.target_scenario, num_items, len(config.scenarios))
-    scenario_ids = test.inputs.target_scenario
-    results = {
-        "two-tower": ev.per_scenario(model_ranks(model, test, query_vectors, device), scenario_ids, config.scenarios),
-        "popularity": ev.per_scenario(popularity_ranks(popularity, test), scenario_ids, config.scenarios),
-    }
-    negatives = config.training.sampled_negatives
-    if negatives:
-        pools = {index: catalog.rows_in(name) for index, name in enumerate(config.scenarios)}
-        row_pools = [pools[int(s)] for s in scenario_ids]
-        model.eval()
-        with torch.no_grad():  # fp32, as in model_ranks
-            items = model.all_item_vectors().float()
-            model_scores = lambda index: max_interest_scores(  # noqa: E731
-                model.user_vectors(test.inputs.take(index).to_torch(device), query_vectors).float(), items)
-            sampled = ev.sampled_ranks(model_scores, test.target_rows, test.seen, row_pools, negatives)
-        popular_sampled = ev.sampled_ranks(lambda index: popularity[scenario_ids[index]], test.target_rows, test.seen, row_pools, negatives)
-        results[f"two-tower ({negatives} sampled)"] = ev.per_scenario(sampled, scenario_ids, config.scenarios, ev.SAMPLED_KS)
-        results[f"popularity ({negatives} sampled)"] = ev.per_scenario(popular_sampled, scenario_ids, config.scenarios, ev.SAMPLED_KS)
-    return results, popularity

@@ -97,6 +97,24 @@ def test_one_call_for_many_users_matches_exact_search(backend, monkeypatch):
         assert [h.item_id for h in hits] == [int(ids[i]) for i in np.argsort(-exact)[:7]]
 
 
+def test_interleaved_answers_take_turns_between_interests_as_offline_evaluation_does(backend):
+    """serving.merge: interleave on Milvus equals recplugin.models.merge.interleaved over the exact per-interest lists
+    (what offline evaluation uses), seen items excluded, also when seen items force the search-again path."""
+    from recplugin.models.merge import interleaved
+
+    client, config = backend
+    ids, vectors, _, _ = _items()
+    name = _build(client, config, "v1")
+    interests = vectors[[3, 10, 25]]
+    for seen in ({1003, 1011}, {int(ids[i]) for i in np.argsort(-(vectors @ interests[0]))[:30]}):
+        hits = milvus.search_interests(client, name, interests, 9, "discovery", sorted(seen), config, merge="interleave")
+        allowed = np.array([i % 2 == 1 and int(ids[i]) not in seen for i in range(len(ids))])
+        lists = [[int(ids[i]) for i in np.argsort(-(vectors @ vector)) if allowed[i]] for vector in interests]
+        assert [h.item_id for h in hits] == [item for item, _ in interleaved(lists, 9)]
+        sources = {source for _, source in interleaved(lists, 9)}
+        assert sources == {0, 1, 2}  # every interest shows in the answer
+
+
 def test_a_short_filtered_result_never_shortens_the_answer(backend, monkeypatch):
     client, config = backend
     ids, vectors, _, _ = _items()

@@ -29,3 +29,14 @@ def test_artifact_has_curve_plot_and_metrics(built_pipeline):
     curve = json.loads((artifact / "training_curve.json").read_text())
     assert len(curve) == built_pipeline.config.training.epochs
     assert (artifact / "training_curve.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_max_and_interleaved_merges_are_reported_with_coverage(built_pipeline):
+    """With K=2 interests: the max merge ranks as the full ranking does (up to ties), interleaving draws on both
+    interests in every answer and never covers fewer categories on average."""
+    metrics = built_pipeline.metrics
+    merged_max, interleaved = metrics["two-tower (max merge)"]["overall"], metrics["two-tower (interleave merge)"]["overall"]
+    assert merged_max["users"] == interleaved["users"] == metrics["two-tower"]["overall"]["users"]
+    assert merged_max["Recall@200"] >= metrics["two-tower"]["overall"]["Recall@200"]  # topk's ties vs pessimistic ties
+    assert interleaved["multi_interest@10"] == 1.0 and interleaved["multi_interest@10"] >= merged_max["multi_interest@10"]
+    assert 1.0 <= merged_max["categories@10"] <= 10.0 and 1.0 <= interleaved["categories@10"] <= 10.0

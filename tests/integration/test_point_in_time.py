@@ -15,10 +15,16 @@ def _at(seconds):
     return T0 + pd.Timedelta(seconds=seconds)
 
 
-@pytest.fixture(scope="module")
-def snapshot(tmp_path_factory):
-    """User 1 acts in three scenarios; two events share a timestamp; user 2 acts once in between."""
-    config = tiny_config(tmp_path_factory.mktemp("pit"))
+ENGINES = {"duckdb": {"state_engine": "duckdb"}, "python": {"state_engine": "python"},
+           "spark": {"state_engine": "spark", "store_yaml": "feature_store.spark.yaml"}}
+
+
+@pytest.fixture(scope="module", params=list(ENGINES))
+def snapshot(tmp_path_factory, request):
+    """User 1 acts in three scenarios; two events share a timestamp; user 2 acts once in between. The user-state source
+    is built by each engine (DuckDB SQL, the Python reference, Spark SQL in local mode); on Spark, Feast's Spark
+    offline store also does the point-in-time join."""
+    config = tiny_config(tmp_path_factory.mktemp("pit"), feast=ENGINES[request.param])
     config.data_dir.mkdir(parents=True)
     items = pd.DataFrame({"item_id": range(10, 20), "title": [f"t{i}" for i in range(10)], "text": [f"t{i}" for i in range(10)],
                           "category": "c", "scenarios": [["search", "feed", "discovery"]] * 10, "created_timestamp": T0})
@@ -30,6 +36,12 @@ def snapshot(tmp_path_factory):
     events["event_timestamp"] = events["event_timestamp"].map(_at)
     write_events(events, config.events_path)
     pipeline.apply(config, progress=False)
+    if request.param == "spark":  # the join below runs in Feast's Spark offline store, over SparkSources
+        from recplugin.features.store import open_store
+
+        store = open_store(config)
+        assert store.config.offline_store.type == "spark"
+        assert type(store.get_data_source("user_state_source")).__name__ == "SparkSource"
     frame = pd.read_parquet(pipeline.build_training_set(config))
     return frame.set_index(["user_id", "target_item_id"])
 

@@ -22,7 +22,8 @@ pytestmark = pytest.mark.integration
 
 
 def _short(config, tmp_path: Path, **training):
-    return with_overrides(config, training={"epochs": 3, "max_steps": 0, "checkpoint_dir": str(tmp_path / "ckpt"), **training})
+    return with_overrides(config, training={"epochs": 3, "max_steps": 0, "checkpoint_dir": str(tmp_path / "ckpt"),
+                                            "scenario_ranking": True, **training})
 
 
 def test_resume_after_a_crash_reproduces_the_uninterrupted_run(built_pipeline, tmp_path):
@@ -48,6 +49,9 @@ def test_resume_after_a_crash_reproduces_the_uninterrupted_run(built_pipeline, t
     assert resumed.curve[-1]["loss"] == pytest.approx(straight.curve[-1]["loss"], rel=1e-5)
     assert resumed.metrics["two-tower"]["overall"]["NDCG@10"] == pytest.approx(straight.metrics["two-tower"]["overall"]["NDCG@10"],
                                                                                   abs=1e-6)
+    for scenario, full in straight.metrics["two-tower"].items():  # fewer candidates: never a worse rank
+        assert straight.metrics["two-tower (in-scenario)"][scenario]["NDCG@10"] >= full["NDCG@10"]
+        assert straight.metrics["popularity (in-scenario)"][scenario]["Recall@10"] >= straight.metrics["popularity"][scenario]["Recall@10"]
 
 
 def test_lora_fine_tuning_of_a_decoder_item_llm_trains_and_serves(built_pipeline, tmp_path):

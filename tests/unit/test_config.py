@@ -57,3 +57,15 @@ def test_several_workers_need_a_milvus_server():
     with pytest.raises(ConfigError, match="recplugin milvus-server"):
         from_dict({"serving": {"workers": 2}})
     assert from_dict({"serving": {"workers": 2}, "index": {"uri": "http://127.0.0.1:19530"}}).serving.workers == 2
+
+
+def test_merge_and_state_engine_and_prefix_are_validated():
+    import pytest
+
+    from recplugin.config import ConfigError, from_dict
+
+    for raw, field in (({"serving": {"merge": "sum"}}, "serving.merge"), ({"feast": {"state_engine": "pandas"}}, "feast.state_engine"),
+                       ({"feast": {"prefix": "rec-"}}, "feast.prefix")):
+        with pytest.raises(ConfigError, match=field):
+            from_dict(raw)
+    assert from_dict({"serving": {"merge": "interleave"}}).serving.merge == "interleave"

@@ -53,3 +53,25 @@ def test_sampled_ties_count_against_the_target():
     scores = torch.tensor([[0.5, 0.5, 0.5, 0.1]])
     assert sampled_ranks(lambda index: scores[index], np.array([2]), [np.array([], dtype=np.int64)],
                          [np.array([0, 1, 2, 3])], negatives=3).tolist() == [2]
+
+
+def test_in_scenario_ranking_counts_only_allowed_items_and_never_ranks_worse():
+    """Restricting candidates to the target's scenario: an out-of-scenario item above the target no longer counts."""
+    import torch
+
+    from recplugin.training.evaluate import ranks_for
+
+    generator = torch.Generator().manual_seed(0)
+    scores = torch.rand(40, 30, generator=generator)
+    allowed = torch.rand(40, 30, generator=generator) > 0.5
+    targets = np.arange(40) % 30
+    allowed[np.arange(40), targets] = True
+    seen = [np.array([(t + 1) % 30]) for t in targets]
+    full = ranks_for(lambda index: scores[index], targets, seen, chunk=7)
+    restricted = ranks_for(lambda index: scores[index], targets, seen, chunk=7, allowed_fn=lambda index: allowed[index])
+    for row, target in enumerate(targets):
+        above = (scores[row] >= scores[row, target]) & allowed[row]
+        above[target] = False
+        above[seen[row]] = False
+        assert restricted[row] == int(above.sum())
+    assert (restricted <= full).all() and (restricted < full).any()

@@ -37,7 +37,10 @@ def test_without_a_key_requests_pass_and_bodies_arrive_whole():
     assert status == 200 and body == {"received": 80}
 
 
-@pytest.mark.parametrize("headers, status", [({}, 401), ({"x-api-key": "nope"}, 401), ({"x-api-key": "s3cret"}, 200)])
+@pytest.mark.parametrize("headers, status", [
+    ({}, 401), ({"x-api-key": "nope"}, 401), ({"x-api-key": "s3cret"}, 200), ({"authorization": "Bearer s3cret"}, 200),
+    ({"authorization": "bearer s3cret"}, 200), ({"authorization": "Bearer nope"}, 401), ({"authorization": "Basic s3cret"}, 401),
+    ({"authorization": "s3cret"}, 401)])
 def test_api_key(headers, status):
     assert _call(RequestGuard(_echo, 100, api_key="s3cret"), headers=headers)[0] == status
 

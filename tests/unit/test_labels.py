@@ -1,5 +1,6 @@
 """Labels for the point-in-time snapshot: leave-last-out splits, optionally only each user's last labels."""
 import pandas as pd
+import pytest
 
 from recplugin.features.store import label_events
 
@@ -44,3 +45,57 @@ def test_snapshot_schema_types_columns_that_are_all_null_in_the_first_chunk():
     assert schema.field("query").type == pa.string() and schema.field("food_item_ids").type == pa.list_(pa.int64())
     later = pa.table({"query": ["q", None], "food_item_ids": [[1], []], "user_id": [3, 4]})
     assert later.cast(schema).column("food_item_ids").to_pylist() == [[1], []]
+
+
+def test_held_out_labels_carry_every_earlier_rated_item_in_time_order_and_training_labels_none():
+    events = _events()
+    events.loc[4, "event_timestamp"] = events.loc[5, "event_timestamp"]  # item 14 rated at the test label's time
+    labels = label_events(events, max_per_user=2)
+    user1 = labels[labels.user_id == 1].set_index("split")
+    assert user1.loc["test", "rated_item_ids"] == [10, 11, 12, 13, 14]  # all of them, the same-time 14 too
+    assert user1.loc["validation", "rated_item_ids"] == [10, 11, 12, 13]
+    assert label_events(events)[lambda f: f.split == "train"]["rated_item_ids"].map(len).eq(0).all()
+
+
+def test_a_held_out_row_filters_rated_items_beyond_the_kept_history(tmp_path):
+    """Item 10 left the history window long ago; the test row must still not be credited for ranking it."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from recplugin.training.dataset import load_snapshot
+
+    at = pd.Timestamp("2026-01-02", tz="UTC")
+    rows = {"user_id": [1, 1], "label_timestamp": [at, at + pd.Timedelta(hours=1)], "target_item_id": [12, 13],
+            "scenario": ["feed", "feed"], "query": [None, None], "split": ["train", "test"],
+            "feed_item_ids": [[11], [11, 12]], "feed_actions": [[0], [0, 0]], "feed_timestamps": [[1], [1, 2]],
+            "feed_count": [2, 3], "rated_item_ids": [[], [10, 11, 12]]}
+    pq.write_table(pa.table(rows), tmp_path / "snapshot.parquet")
+    id_to_row = {item: item - 10 for item in range(10, 14)}
+    snapshot = load_snapshot(tmp_path / "snapshot.parquet", ["feed"], id_to_row, max_length=5)
+    assert snapshot.splits["test"].seen[0].tolist() == [0, 1, 2]  # 10 (rated only), 11 (history), 12 (earlier target)
+    assert snapshot.splits["train"].seen[0].tolist() == [1]
+
+
+def test_the_gsasrec_split_holds_out_every_last_item_and_its_validation_users_second_to_last(tmp_path):
+    """A miniature of gSASRec's split folder: train = all but the last two; val = a few users' second-to-last."""
+    from recplugin.data.loaders import gsasrec_holdout
+
+    sequences = {1: [5, 6, 7, 8], 2: [6, 7, 9], 3: [5, 9, 8, 7, 6]}
+    pairs = pd.DataFrame([(u, i) for u, seq in sequences.items() for i in seq], columns=["user_id", "item_id"])
+    for name in ("train", "val", "test"):
+        (tmp_path / name).mkdir()
+    (tmp_path / "test" / "input.txt").write_text("".join(" ".join(map(str, s[:-1])) + "\n" for s in sequences.values()))
+    (tmp_path / "test" / "output.txt").write_text("".join(f"{s[-1]}\n" for s in sequences.values()))
+    (tmp_path / "val" / "input.txt").write_text("5 9 8\n")
+    (tmp_path / "val" / "output.txt").write_text("7\n")
+    holdout = gsasrec_holdout(tmp_path, pairs)
+    events = pairs.assign(event_timestamp=pd.Timestamp("2026-01-01", tz="UTC")
+                          + pd.to_timedelta(pairs.groupby("user_id").cumcount(), unit="min"))
+    labels = label_events(events, holdout=holdout)
+    by_user = {u: dict(zip(f["target_item_id"], f["split"])) for u, f in labels.groupby("user_id")}
+    assert by_user[3] == {9: "train", 8: "train", 7: "validation", 6: "test"}
+    assert by_user[1] == {6: "train", 8: "test"}  # 7, the second-to-last of a non-validation user: no label at all
+    assert by_user[2] == {9: "test"}
+    (tmp_path / "test" / "output.txt").write_text("8\n9\n5\n")  # a split that does not match the sequences
+    with pytest.raises(ValueError, match="user 3"):
+        gsasrec_holdout(tmp_path, pairs)

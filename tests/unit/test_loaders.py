@@ -23,6 +23,7 @@ def test_movielens_matches_published_statistics():
     assert data.events.groupby("user_id")["event_timestamp"].apply(lambda t: t.is_monotonic_increasing).all()
     assert list(data.items.columns) == ITEM_SCHEMA.names and list(data.events.columns) == EVENT_SCHEMA.names
     assert "Raiders of the Lost Ark" in data.items.set_index("item_id").loc[1, "text"]
+    assert data.holdout["split"].value_counts().to_dict() == {"test": 6040, "excluded": 5528, "validation": 512}  # gSASRec
 
 
 def test_amazon_domains_become_scenarios():

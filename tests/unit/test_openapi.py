@@ -31,8 +31,9 @@ def test_every_status_the_api_returns_is_declared_with_its_body():
 def test_the_api_key_is_declared_only_when_one_is_required():
     document = amended(_generated(), api_key_required=True)
     assert document["components"]["securitySchemes"]["ApiKey"] == {"type": "apiKey", "in": "header", "name": "X-API-Key"}
+    assert document["components"]["securitySchemes"]["Bearer"]["scheme"] == "bearer"
     for route in ("/recommend", "/events", "/user_vectors"):
-        assert document["paths"][route]["post"]["security"] == [{"ApiKey": []}]
+        assert document["paths"][route]["post"]["security"] == [{"ApiKey": []}, {"Bearer": []}]
         assert "401" in document["paths"][route]["post"]["responses"]
     assert "401" in document["paths"]["/metrics"]["get"]["responses"]
 

@@ -1,0 +1,43 @@
+"""`pip install .` (not editable) into a fresh venv, then every offline stage from a directory outside the checkout:
+the Feast repo templates must come from the installed package."""
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from recplugin.config import save_config
+from tests.conftest import tiny_config
+
+pytestmark = pytest.mark.integration
+CHECKOUT = Path(__file__).resolve().parents[2]
+TORCH_WHEELS = Path(os.environ.get("TORCH_WHEELS", "/opt/wheels"))  # as the Makefile: never a CUDA build from an index
+STAGES = (["generate"], ["apply"], ["materialize"], ["build-training-set"], ["train"], ["index"], ["models"])
+
+
+def run(command: list[str], cwd: Path, timeout: int = 600) -> str:
+    """Run a command; its output, or a failure that shows it."""
+    done = subprocess.run(command, cwd=cwd, capture_output=True, text=True, timeout=timeout,
+                          env={**os.environ, "VIRTUAL_ENV": ""})  # no PYTHONWARNINGS: the CLI must be quiet itself
+    assert done.returncode == 0, f"{command}\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
+    assert "\x1b[" not in done.stdout and "DeprecationWarning" not in done.stderr, done.stdout[-2000:] + done.stderr[-2000:]
+    return done.stdout
+
+
+def test_a_non_editable_install_runs_every_stage(tmp_path):
+    uv = Path(sys.executable).with_name("uv")
+    venv = tmp_path / "venv"
+    run([str(uv), "venv", "--quiet", "--python", sys.executable, str(venv)], tmp_path)
+    links = ["--find-links", str(TORCH_WHEELS)] if TORCH_WHEELS.is_dir() else []
+    run([str(uv), "pip", "install", "--quiet", "--python", str(venv / "bin" / "python"), *links, "torch==2.13.0",
+         str(CHECKOUT)], tmp_path)
+    where = run([str(venv / "bin" / "python"), "-c", "import recplugin; print(recplugin.__file__)"], tmp_path)
+    assert str(venv) in where and str(CHECKOUT) not in where  # the installed copy, not the checkout
+    config = tiny_config(tmp_path / "work", generator={"num_users": 60, "num_items": 100, "events_per_user": 10, "seed": 2},
+                         training={"epochs": 1})
+    config_path = save_config(config, tmp_path / "recplugin.yaml")
+    for stage in STAGES:
+        output = run([str(venv / "bin" / "recplugin"), *stage, "-c", str(config_path)], tmp_path)
+    assert output.split()[1] == "serving"  # `models` lists the trained version as the served one
+    assert not (tmp_path / "feature_repo").exists()
