@@ -68,6 +68,7 @@ class ModelConfig:
     interests_per_scenario: int = 2
     scenario_queries: bool = True
     mixing: str = "interleaved"
+    user_attention: str = "bidirectional"  # bidirectional | causal (each event sees only earlier ones; needed to train at every position)
     use_time_gap: bool = True
     use_hour: bool = True
     use_text: bool = True
@@ -88,6 +89,7 @@ class TrainingConfig:
     learn_temperature: bool = True
     max_logit_scale: float = 100.0
     target_window: int = 1
+    positions: str = "last"  # last: one forward per label | all: every label of a user's sequence in one forward (causal towers)
     false_negative_cosine: float = 0.98
     logq_correction: bool = True
     only_scenario: str = ""
@@ -233,6 +235,17 @@ class RecConfig:
             raise ConfigError(f"model.item_finetune must be 'frozen', 'full' or 'lora', got {self.model.item_finetune!r}")
         if self.model.mixing not in ("interleaved", "blocks"):
             raise ConfigError(f"model.mixing must be 'interleaved' or 'blocks', got {self.model.mixing!r}")
+        if self.model.user_attention not in ("bidirectional", "causal"):
+            raise ConfigError(f"model.user_attention must be bidirectional or causal, got {self.model.user_attention!r}")
+        if self.model.user_attention == "causal" and self.model.user_llm:
+            raise ConfigError("model.user_attention: causal applies to the built-in user encoder (a model.user_llm is a "
+                              "decoder: its events already see only earlier ones)")
+        if self.training.positions not in ("last", "all"):
+            raise ConfigError(f"training.positions must be last or all, got {self.training.positions!r}")
+        if self.training.positions == "all" and (self.model.user_attention != "causal" or self.model.mixing != "interleaved"
+                                                 or self.model.user_llm):
+            raise ConfigError("training.positions: all needs model.user_attention: causal, model.mixing: interleaved and the "
+                              "built-in user encoder (no model.user_llm): each prediction point may only see earlier events")
         if not (self.model.use_text or self.model.use_item_ids):
             raise ConfigError("the item tower needs model.use_text or model.use_item_ids (or both)")
         if self.training.only_scenario and self.training.only_scenario not in self.scenarios:

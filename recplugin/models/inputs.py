@@ -44,6 +44,20 @@ class SequenceBatch:
 
 
 @dataclass
+class CutBatch:
+    """Prediction points inside packed sequences, [B, G] each: how many events each sees, its scenario and query."""
+
+    lengths: np.ndarray
+    valid: np.ndarray
+    scenarios: np.ndarray
+    query_rows: np.ndarray
+
+    def to_torch(self, device: torch.device) -> dict[str, torch.Tensor]:
+        """Tensors on the device, keyed by field name."""
+        return {f: torch.as_tensor(getattr(self, f), device=device) for f in self.__dataclass_fields__}
+
+
+@dataclass
 class ScenarioEvents:
     """One scenario's history as parallel sequences (any of them may be empty)."""
 

@@ -60,13 +60,15 @@ def match_clusters(points: torch.Tensor, assignment: torch.Tensor, interests: to
 
 def multi_positive_infonce(interests: torch.Tensor, targets: torch.Tensor, target_rows: torch.Tensor,
                            negatives: torch.Tensor, negative_rows: torch.Tensor, scale: torch.Tensor,
-                           log_q: torch.Tensor | None = None, false_negative_cosine: float = 0.98) -> torch.Tensor:
+                           log_q: torch.Tensor | None = None, false_negative_cosine: float = 0.98,
+                           owners: torch.Tensor | None = None) -> torch.Tensor:
     """InfoNCE for every valid target of a window, each scored by the interest its cluster was matched to.
 
     interests [B, K, E]; targets [B, W, E] with rows [B, W] (-1 = padding); negatives [N, E] with rows [N].
     Candidates are the batch's targets and the shared negatives. Excluded from a target's softmax: the same item
     elsewhere, the user's other window targets, and near-duplicates (cosine > `false_negative_cosine`).
     `log_q` [M + N] is subtracted from the candidates' logits (sampling-bias correction), M = valid targets.
+    `owners` [B] (default: every row its own): rows of one owner (a user's prediction points) exclude each other's targets.
     """
     batch, width, _ = targets.shape
     valid = target_rows >= 0
@@ -75,7 +77,8 @@ def multi_positive_infonce(interests: torch.Tensor, targets: torch.Tensor, targe
     interest_of_target = torch.gather(matched, 1, assignment.clamp(min=0))  # [B, W]
     anchors = interests[torch.arange(batch, device=targets.device)[:, None], interest_of_target][valid]  # [M, E]
     positives = targets[valid]
-    owners = torch.arange(batch, device=targets.device)[:, None].expand(batch, width)[valid]
+    row_owner = torch.arange(batch, device=targets.device) if owners is None else owners
+    owners = row_owner[:, None].expand(batch, width)[valid]
     candidates = torch.cat([positives, negatives])
     candidate_rows = torch.cat([target_rows[valid], negative_rows])
     candidate_owners = torch.cat([owners, torch.full_like(negative_rows, -1)])

@@ -62,13 +62,31 @@ class TwoTower(nn.Module):
         rows = torch.arange(self.num_items, device=self.item_tower.inp.weight.device)
         return torch.cat([self._rows_to_vectors(rows[i:i + batch_size]) for i in range(0, len(rows), batch_size)])
 
-    def forward(self, inputs: dict[str, torch.Tensor], item_rows: torch.Tensor,
-                query_text_vectors: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        """The training step's forward: [B, K, E] interest vectors and the vectors of `item_rows` (targets, negatives)."""
+    def forward(self, inputs: dict[str, torch.Tensor], item_rows: torch.Tensor, query_text_vectors: torch.Tensor | None = None,
+                cuts: dict[str, torch.Tensor] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """The training step's forward: interest vectors ([B, K, E]; with `cuts`, [valid cuts, K, E]) and the vectors of
+        `item_rows` (targets, negatives)."""
         history = inputs["item_rows"]
         vectors = self.item_vectors(torch.cat([history.reshape(-1), item_rows]))  # one text-model pass for both
         history_vectors = vectors[:history.numel()].view(*history.shape, -1)
-        return self.user_vectors(inputs, query_text_vectors, history_vectors), vectors[history.numel():]
+        if cuts is None:
+            return self.user_vectors(inputs, query_text_vectors, history_vectors), vectors[history.numel():]
+        users = self.user_vectors_at_cuts(inputs, cuts, query_text_vectors, history_vectors)
+        return users[cuts["valid"]], vectors[history.numel():]
+
+    def user_vectors_at_cuts(self, inputs: dict[str, torch.Tensor], cuts: dict[str, torch.Tensor],
+                             query_text_vectors: torch.Tensor | None = None,
+                             history_vectors: torch.Tensor | None = None) -> torch.Tensor:
+        """[B, G, K, E] interest vectors at each packed sequence's prediction points (a causal user tower)."""
+        if history_vectors is None:
+            history_vectors = self.item_vectors(inputs["item_rows"])
+        query_vectors = query_mask = None
+        if query_text_vectors is not None and len(query_text_vectors):
+            query_mask = cuts["query_rows"] >= 0
+            query_vectors = self.item_tower(query_text_vectors[cuts["query_rows"].clamp(min=0)])
+        return self.user_tower.at_cuts(history_vectors, inputs["scenarios"], inputs["actions"], inputs["mask"],
+                                       inputs["timestamps"], cuts["lengths"], cuts["valid"], cuts["scenarios"],
+                                       query_vectors, query_mask)
 
     def user_vectors(self, inputs: dict[str, torch.Tensor], query_text_vectors: torch.Tensor | None = None,
                      history_vectors: torch.Tensor | None = None) -> torch.Tensor:

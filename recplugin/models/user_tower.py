@@ -7,6 +7,7 @@ import torch
 from torch import nn
 
 from recplugin.config import ModelConfig
+from recplugin.models.cut_attention import cut_attention_mask, event_order
 
 GAP_BUCKETS = 24  # log2 minutes since the event, up to ~16 years
 HOURS = 24
@@ -43,6 +44,7 @@ class UserTower(nn.Module):
         width = int(self.llm.config.hidden_size) if self.llm is not None else config.user_dim
         self.config = config
         self.num_scenarios = num_scenarios
+        self.causal = config.user_attention == "causal"
         self.item_in = nn.Linear(config.embedding_dim, width)
         self.scenario = nn.Embedding(num_scenarios + 1, width)
         self.action = nn.Embedding(num_actions, width)
@@ -67,8 +69,14 @@ class UserTower(nn.Module):
         """[B, L, W]: scenario + action (+ time since the event + hour of day) embeddings of each event."""
         side = self.scenario(scenarios) + self.action(actions)
         if self.gap is not None:
-            latest = torch.where(mask, timestamps, torch.zeros_like(timestamps)).amax(dim=1, keepdim=True)
-            minutes = ((latest - timestamps).clamp(min=0) // 60).float()
+            if self.causal:  # the time since the previous event: what a prediction at any later point may know
+                previous = torch.cat([timestamps[:, :1], timestamps[:, :-1]], dim=1)
+                had_previous = torch.cat([mask[:, :1], mask[:, :-1]], dim=1) & mask
+                before = torch.where(had_previous, previous, timestamps)
+                minutes = ((timestamps - before).clamp(min=0) // 60).float()
+            else:
+                latest = torch.where(mask, timestamps, torch.zeros_like(timestamps)).amax(dim=1, keepdim=True)
+                minutes = ((latest - timestamps).clamp(min=0) // 60).float()
             side = side + self.gap(torch.log2(minutes + 1).long().clamp(max=GAP_BUCKETS - 1))
         if self.hour is not None:
             side = side + self.hour(torch.div(timestamps, 3600, rounding_mode="floor").remainder(HOURS))
@@ -86,6 +94,11 @@ class UserTower(nn.Module):
                 target_scenario: torch.Tensor, timestamps: torch.Tensor, query_vectors: torch.Tensor | None = None,
                 query_mask: torch.Tensor | None = None) -> torch.Tensor:
         """[B, L, E] history item vectors -> [B, K, E] normalised interest vectors for each row's target scenario."""
+        if self.causal:  # one prediction point after the whole history
+            cut = mask.sum(dim=1, keepdim=True)
+            return self.at_cuts(item_vectors, scenarios, actions, mask, timestamps, cut, torch.ones_like(cut, dtype=torch.bool),
+                                target_scenario[:, None], None if query_vectors is None else query_vectors[:, None],
+                                None if query_mask is None else query_mask[:, None])[:, 0]
         tokens = self.item_in(item_vectors) + self.side_information(scenarios, actions, timestamps, mask)
         if self.config.mixing == "blocks":
             order = scenario_blocks(mask, scenarios)
@@ -104,4 +117,25 @@ class UserTower(nn.Module):
         masks.append(torch.ones(interest_queries.shape[:2], dtype=torch.bool, device=mask.device))
         hidden = self.encode(torch.cat(parts, dim=1), torch.cat(masks, dim=1))
         interests = hidden[:, -interest_queries.shape[1]:]
+        return nn.functional.normalize(self.out(self.norm(interests)), dim=-1)
+
+    def at_cuts(self, item_vectors: torch.Tensor, scenarios: torch.Tensor, actions: torch.Tensor, mask: torch.Tensor,
+                timestamps: torch.Tensor, cut_lengths: torch.Tensor, cut_valid: torch.Tensor, cut_scenarios: torch.Tensor,
+                query_vectors: torch.Tensor | None = None, query_mask: torch.Tensor | None = None) -> torch.Tensor:
+        """Causal tower, G prediction points per sequence: [B, L, E] history -> [B, G, K, E] interests, where point g
+        sees the first `cut_lengths[:, g]` events (plus its own search query) and nothing after them."""
+        if not self.causal:
+            raise ValueError("prediction at several cut points needs model.user_attention: causal")
+        positions = event_order(mask).clamp(min=0, max=self.position.num_embeddings - 1)
+        tokens = self.item_in(item_vectors) + self.side_information(scenarios, actions, timestamps, mask) + self.position(positions)
+        queries = self.queries[cut_scenarios if self.config.scenario_queries else torch.zeros_like(cut_scenarios)]  # [B, G, K, W]
+        valid = cut_valid[..., None].expand(*queries.shape[:3])
+        if query_vectors is not None:
+            query_type = self.scenario.weight[self.num_scenarios]
+            queries = torch.cat([(self.item_in(query_vectors) + query_type)[:, :, None], queries], dim=2)
+            valid = torch.cat([(query_mask & cut_valid)[..., None], valid], dim=2)
+        batch, groups, group_size, width = queries.shape
+        blocked = cut_attention_mask(mask, cut_lengths, valid).repeat_interleave(self.config.user_heads, dim=0)
+        hidden = self.encoder(torch.cat([tokens, queries.reshape(batch, groups * group_size, width)], dim=1), mask=blocked)
+        interests = hidden[:, mask.shape[1]:].reshape(batch, groups, group_size, width)[:, :, -self.queries.shape[1]:]
         return nn.functional.normalize(self.out(self.norm(interests)), dim=-1)

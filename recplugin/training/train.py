@@ -23,6 +23,7 @@ from recplugin.training import evaluate as ev
 from recplugin.training.assess import evaluate_model, model_ranks
 from recplugin.training.checkpoint import checkpoint_path, load_checkpoint, save_checkpoint
 from recplugin.training.dataset import Catalog, LabelledSplit, Snapshot, load_catalog, load_snapshot, target_windows
+from recplugin.training.packing import PackedSplit, batch_of, pack_split, packed_batches
 from recplugin.training.plots import plot_curves
 
 
@@ -66,15 +67,26 @@ def loss_inputs(split: LabelledSplit, config: RecConfig, num_items: int, device:
 
 
 def batch_loss(model: torch.nn.Module, split: LabelledSplit, index: np.ndarray, extra: LossInputs, query_vectors: torch.Tensor,
-               config: RecConfig, context: dist_.Context, generator: np.random.Generator, num_items: int) -> torch.Tensor:
-    """Multi-positive InfoNCE for one batch: window targets, in-batch (all ranks) + shared random negatives, masks, logQ."""
+               config: RecConfig, context: dist_.Context, generator: np.random.Generator, num_items: int,
+               packed: PackedSplit | None = None) -> torch.Tensor:
+    """Multi-positive InfoNCE for one batch: window targets, in-batch (all ranks) + shared random negatives, masks, logQ.
+
+    `index` holds label rows, or with `packed` packed rows whose prediction points are the labels.
+    """
     settings = config.training
     device = context.device
-    rows = torch.as_tensor(extra.windows[index], device=device)
+    cuts = owners = None
+    if packed is None:
+        inputs, labels = split.inputs.take(index), index
+    else:
+        inputs, cut_batch, labels = batch_of(packed, index)
+        cuts = cut_batch.to_torch(device)
+        owners = cuts["valid"].nonzero()[:, 0]  # a user's points do not serve as each other's negatives
+    rows = torch.as_tensor(extra.windows[labels], device=device)
     valid = rows >= 0
     negatives = torch.as_tensor(generator.integers(0, num_items, settings.random_negatives), device=device)
     with autocast(device):
-        users, vectors = model(split.inputs.take(index).to_torch(device), torch.cat([rows[valid], negatives]), query_vectors)
+        users, vectors = model(inputs.to_torch(device), torch.cat([rows[valid], negatives]), query_vectors, cuts)
     users, vectors = users.float(), vectors.float()
     count = int(valid.sum())
     targets = vectors.new_zeros(*rows.shape, vectors.shape[1]).masked_scatter(valid[..., None], vectors[:count])
@@ -85,7 +97,17 @@ def batch_loss(model: torch.nn.Module, split: LabelledSplit, index: np.ndarray, 
         log_q = torch.cat([in_batch + extra.log_popularity[rows[valid]], in_batch + extra.log_popularity[other_rows],
                            torch.full((len(negatives),), math.log(len(negatives) / num_items), device=device)])
     return multi_positive_infonce(users, targets, rows, torch.cat([other_vectors, vectors[count:]]),
-                                  torch.cat([other_rows, negatives]), extra.temperature(), log_q, settings.false_negative_cosine)
+                                  torch.cat([other_rows, negatives]), extra.temperature(), log_q, settings.false_negative_cosine,
+                                  owners)
+
+
+def epoch_batches(split: LabelledSplit, packed: PackedSplit | None, batch_size: int,
+                  generator: np.random.Generator) -> list[np.ndarray]:
+    """One epoch's shuffled batches: label rows, or packed rows holding about `batch_size` labels."""
+    if packed is not None:
+        return packed_batches(packed, batch_size, generator)
+    order = generator.permutation(len(split))
+    return [order[start:start + batch_size] for start in range(0, len(order), batch_size)]
 
 
 @dataclass
@@ -100,21 +122,19 @@ class RunState:
     best_epoch: int = 0
 
 
-def _train_epoch(model: torch.nn.Module, split: LabelledSplit, extra: LossInputs, query_vectors: torch.Tensor, optimizer,
-                 scheduler, config: RecConfig, context: dist_.Context, generator: np.random.Generator, run: RunState,
-                 num_items: int, total_steps: int, bar) -> float:
+def _train_epoch(model: torch.nn.Module, split: LabelledSplit, packed: PackedSplit | None, extra: LossInputs,
+                 query_vectors: torch.Tensor, optimizer, scheduler, config: RecConfig, context: dist_.Context,
+                 generator: np.random.Generator, run: RunState, num_items: int, total_steps: int, bar) -> float:
     """One pass over shuffled training rows (this rank's share of each batch); returns the mean loss."""
     model.train()
-    settings = config.training
-    order = generator.permutation(len(split))
     losses = []
-    for start in range(0, len(order), settings.batch_size):
+    for batch in epoch_batches(split, packed, config.training.batch_size, generator):
         if run.steps_done >= total_steps:
             break
-        index = context.shard(order[start:start + settings.batch_size])
-        if len(index) < 2:
+        index = context.shard(batch)
+        if len(index) < (2 if packed is None else 1):
             continue
-        loss = batch_loss(model, split, index, extra, query_vectors, config, context, generator, num_items)
+        loss = batch_loss(model, split, index, extra, query_vectors, config, context, generator, num_items, packed)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_([p for g in optimizer.param_groups for p in g["params"]], 1.0)
@@ -204,6 +224,7 @@ def train(config: RecConfig, snapshot_path: Path, catalog_path: Path, out_dir: P
         snapshot = snapshot.only_scenario(config.scenarios.index(settings.only_scenario))
     model, query_vectors = build_model(config, catalog, snapshot, device, progress and context.is_main)
     train_split, validation = snapshot.splits["train"], snapshot.splits["validation"]
+    packed = pack_split(train_split, config.model.max_sequence_length // 2) if settings.positions == "all" else None
     steps_per_epoch = math.ceil(len(train_split) / settings.batch_size)
     total_steps = steps_per_epoch * settings.epochs if settings.max_steps <= 0 else min(settings.max_steps, steps_per_epoch * settings.epochs)
     extra = loss_inputs(train_split, config, model.num_items, device)
@@ -216,7 +237,7 @@ def train(config: RecConfig, snapshot_path: Path, catalog_path: Path, out_dir: P
     bar = tqdm(total=total_steps, initial=run.steps_done, desc="train", unit="step",
                disable=not (progress and context.is_main))
     while run.epoch < settings.epochs and run.steps_done < total_steps:
-        loss = _train_epoch(trained, train_split, extra, query_vectors, optimizer, scheduler, config, context, generator, run,
+        loss = _train_epoch(trained, train_split, packed, extra, query_vectors, optimizer, scheduler, config, context, generator, run,
                             model.num_items, total_steps, bar)
         validation_metrics = ev.metrics_from_ranks(model_ranks(model, validation, query_vectors, device))
         run.curve.append({"epoch": run.epoch + 1, "loss": loss, "logit_scale": extra.temperature().item(),

@@ -1,0 +1,125 @@
+"""Every-position training: packed prediction points see exactly what a per-label forward sees, and nothing later."""
+import numpy as np
+import pytest
+import torch
+
+from recplugin.config import ConfigError, ModelConfig, from_dict
+from recplugin.models.cut_attention import cut_attention_mask
+from recplugin.models.inputs import ScenarioEvents, build_batch
+from recplugin.models.two_tower import TwoTower
+from recplugin.training.dataset import LabelledSplit
+from recplugin.training.packing import batch_of, pack_split, packed_batches
+
+MAX_LENGTH = 8
+CAUSAL = ModelConfig(embedding_dim=16, user_dim=16, user_heads=2, user_layers=2, max_sequence_length=MAX_LENGTH,
+                     interests_per_scenario=2, dropout=0.0, user_attention="causal")
+
+
+def _timeline(seed: int, count: int) -> list[tuple[int, int, int, int]]:
+    """(item, scenario, action, time) events, time-ordered, some sharing a timestamp."""
+    rng = np.random.default_rng(seed)
+    times = np.sort(rng.integers(0, 10, count)) * 3600 + 1_000_000
+    return [(int(rng.integers(0, 30)), int(rng.integers(0, 3)), int(rng.integers(0, 2)), int(t)) for t in times]
+
+
+def _split(timelines: dict[int, list]) -> LabelledSplit:
+    """One label per event; its history is every earlier event (what the point-in-time snapshot holds)."""
+    users, scenarios, queries, targets, user_ids = [], [], [], [], []
+    for user, events in timelines.items():
+        for position, (item, scenario, _, _) in enumerate(events):
+            history = sorted(events[:position], key=lambda e: (e[3], e[1], e[0], e[2]))
+            users.append([ScenarioEvents([e[0] for e in history if e[1] == s], [e[2] for e in history if e[1] == s],
+                                         [e[3] for e in history if e[1] == s]) for s in range(3)])
+            scenarios.append(scenario), targets.append(item), user_ids.append(user)
+            queries.append(position % 3 if scenario == 0 else -1)
+    inputs = build_batch(users, scenarios, queries, MAX_LENGTH, {i: i for i in range(30)})
+    return LabelledSplit(inputs, np.asarray(targets), np.asarray(user_ids), [np.zeros(0, np.int64)] * len(targets))
+
+
+def _model() -> TwoTower:
+    torch.manual_seed(0)
+    return TwoTower(CAUSAL, torch.randn(30, 12), num_scenarios=3, num_actions=2).eval()
+
+
+def test_short_users_pack_into_one_exact_sequence_and_long_ones_keep_half_a_window():
+    split = _split({1: _timeline(1, 6), 2: _timeline(2, 20)})
+    packed = pack_split(split, min_context=MAX_LENGTH // 2)
+    short = packed.cut_row[split.user_ids[packed.label] == 1]
+    assert len(set(short.tolist())) == 1 and packed.exact[split.user_ids[packed.label] == 1].all()
+    assert sorted(packed.label.tolist()) == list(range(len(split)))  # every label exactly once
+    long_points = split.user_ids[packed.label] == 2
+    inexact = long_points & ~packed.exact
+    assert inexact.any() and (packed.cut_length[inexact] >= MAX_LENGTH // 2).all()
+    assert len(set(packed.cut_row[long_points].tolist())) < long_points.sum() / 2  # far fewer forwards than labels
+
+
+@torch.no_grad()
+def test_each_packed_point_equals_the_per_label_forward_of_what_it_sees():
+    split = _split({1: _timeline(1, 6), 2: _timeline(2, 20), 3: _timeline(3, 3)})
+    packed = pack_split(split, min_context=MAX_LENGTH // 2)
+    model, query_text = _model(), torch.randn(3, 12)
+    rows = np.arange(len(packed.events))
+    events, cuts, labels = batch_of(packed, rows)
+    at_points = model.user_vectors_at_cuts(events.to_torch("cpu"), cuts.to_torch("cpu"), query_text)[torch.as_tensor(cuts.valid)]
+    assert at_points.shape == (len(split), 2, 16)
+    exact = packed.exact[np.argsort(packed.label)][labels]
+    per_label = model.user_vectors(split.inputs.take(labels).to_torch("cpu"), query_text)
+    assert torch.allclose(at_points[exact], per_label[exact], atol=1e-5)
+    # a left-truncated point equals a per-label forward over the events it sees: its sequence's first `cut` events
+    order = {label: point for point, label in enumerate(packed.label.tolist())}
+    for position in np.flatnonzero(~exact):
+        point = order[int(labels[position])]
+        source = packed.events.take(np.asarray([packed.cut_row[point]]))
+        keep = np.cumsum(source.mask, axis=1) <= packed.cut_length[point]
+        source.mask = source.mask & keep
+        source.target_scenario = split.inputs.target_scenario[labels[position:position + 1]]
+        source.query_rows = split.inputs.query_rows[labels[position:position + 1]]
+        alone = model.user_vectors(source.to_torch("cpu"), query_text)[0]
+        assert torch.allclose(at_points[position], alone, atol=1e-5)
+
+
+@torch.no_grad()
+def test_a_point_never_sees_events_after_its_cut():
+    split = _split({1: _timeline(4, 7)})
+    packed = pack_split(split, min_context=MAX_LENGTH // 2)
+    model = _model()
+    events, cuts, labels = batch_of(packed, np.arange(len(packed.events)))
+    before = model.user_vectors_at_cuts(events.to_torch("cpu"), cuts.to_torch("cpu"))
+    changed = events.take(np.arange(len(events)))
+    first = int(np.argmax(changed.mask[0]))
+    changed.item_rows[0, first + 3:] = (changed.item_rows[0, first + 3:] + 7) % 30  # every event from the 4th on
+    changed.timestamps[0, first + 3:] += 3600 * 5
+    after = model.user_vectors_at_cuts(changed.to_torch("cpu"), cuts.to_torch("cpu"))
+    sees_three = torch.as_tensor(cuts.valid & (cuts.lengths <= 3))
+    assert sees_three.sum() == 4  # the points after 0, 1, 2 and 3 events
+    assert torch.allclose(before[sees_three], after[sees_three], atol=1e-6)
+    assert not torch.allclose(before[~sees_three & torch.as_tensor(cuts.valid)], after[~sees_three & torch.as_tensor(cuts.valid)])
+
+
+def test_the_mask_lets_every_token_see_itself_and_groups_not_see_each_other():
+    mask = torch.tensor([[False, True, True, True]])
+    blocked = cut_attention_mask(mask, torch.tensor([[1, 3]]), torch.tensor([[[True, True], [False, True]]]))
+    assert not blocked.diagonal(dim1=1, dim2=2).any()
+    assert blocked[0, 0, 1:].all()  # padding sees only itself
+    assert blocked[0, 1, 2] and not blocked[0, 3, 1]  # events: earlier only
+    assert blocked[0, 1:4, 4:].all()  # events never see the readout tokens
+    assert not blocked[0, 4, 1] and blocked[0, 4, 2] and not blocked[0, 5, 4]  # group 0 sees 1 event and itself
+    assert blocked[0, 6].tolist() == [True, True, True, True, True, True, False, True]  # an invalid slot: itself only
+    assert not blocked[0, 7, 1:4].any() and blocked[0, 7, 4:6].all() and blocked[0, 7, 6]  # group 1: 3 events, not group 0
+
+
+def test_batches_hold_about_the_asked_number_of_points_and_cover_every_row():
+    split = _split({user: _timeline(user, 5 + user) for user in range(10)})
+    packed = pack_split(split, min_context=MAX_LENGTH // 2)
+    batches = packed_batches(packed, 12, np.random.default_rng(0))
+    assert sorted(np.concatenate(batches).tolist()) == list(range(len(packed.events)))
+    points = [int(np.isin(packed.cut_row, batch).sum()) for batch in batches]
+    assert all(count >= 12 for count in points[:-1])
+
+
+def test_all_positions_needs_a_causal_interleaved_tower():
+    with pytest.raises(ConfigError, match="causal"):
+        from_dict({"training": {"positions": "all"}})
+    from_dict({"training": {"positions": "all"}, "model": {"user_attention": "causal"}})
+    with pytest.raises(ConfigError, match="interleaved"):
+        from_dict({"training": {"positions": "all"}, "model": {"user_attention": "causal", "mixing": "blocks"}})
