@@ -63,6 +63,24 @@ def test_single_target_loss_is_softmax_with_duplicates_masked():
     assert torch.allclose(loss, expected, atol=1e-5)
 
 
+def test_rows_of_one_owner_are_not_each_others_negatives():
+    """Packed training: the prediction points of one user (owner) exclude each other's targets from their softmax."""
+    torch.manual_seed(3)
+    users = normalize(torch.randn(3, 1, 4), dim=-1)
+    targets = normalize(torch.randn(3, 1, 4), dim=-1)
+    rows = torch.tensor([[1], [2], [3]])
+    negatives = normalize(torch.randn(2, 4), dim=-1)
+    loss = multi_positive_infonce(users, targets, rows, negatives, torch.tensor([8, 9]), torch.tensor(10.0),
+                                  false_negative_cosine=2.0, owners=torch.tensor([0, 0, 1]))
+    logits = users[:, 0] @ torch.cat([targets[:, 0], negatives]).T * 10
+    keep = torch.tensor([[1, 0, 1, 1, 1], [0, 1, 1, 1, 1], [1, 1, 1, 1, 1]], dtype=torch.bool)
+    expected = torch.stack([cross_entropy(logits[i][keep[i]][None], torch.tensor([int(keep[i][:i].sum())])) for i in range(3)]).mean()
+    assert torch.allclose(loss, expected, atol=1e-5)
+    separate = multi_positive_infonce(users, targets, rows, negatives, torch.tensor([8, 9]), torch.tensor(10.0),
+                                      false_negative_cosine=2.0)
+    assert not torch.allclose(loss, separate, atol=1e-4)
+
+
 def test_near_duplicates_are_not_negatives():
     torch.manual_seed(2)
     users = normalize(torch.randn(1, 2, 6), dim=-1)
