@@ -5,7 +5,7 @@ import logging
 from dataclasses import dataclass
 
 import numpy as np
-from pymilvus import MilvusClient
+from pymilvus import MilvusClient, MilvusException
 
 from recplugin.config import IndexConfig
 from recplugin.models.merge import interleaved
@@ -32,16 +32,26 @@ def connect(uri: str, timeout: float | None = None) -> MilvusClient:
     """A client for a Milvus server URI or a Milvus Lite file; `timeout` bounds the connection attempt."""
     if "://" in uri:
         return MilvusClient(uri, grpc_options=IDLE_SAFE_KEEPALIVE, timeout=timeout)
-    return MilvusClient(uri, timeout=timeout)
+    try:
+        return MilvusClient(uri, timeout=timeout)
+    except MilvusException as error:  # Milvus Lite's server can die while starting (its socket never appears): once more
+        logging.getLogger(__name__).warning("Milvus Lite at %s did not start (%s); starting it again", uri, error.message)
+        _release_lite(uri)
+        return MilvusClient(uri, timeout=timeout)
+
+
+def _release_lite(uri: str) -> None:
+    """Stop the in-process Milvus Lite server of a file, which holds the file's lock."""
+    from milvus_lite.server_manager import server_manager_instance
+
+    server_manager_instance.release_server(uri)
 
 
 def disconnect(client: MilvusClient, uri: str) -> None:
-    """Close the client; for a Milvus Lite file also stop its in-process server, which holds the file's lock."""
+    """Close the client; for a Milvus Lite file also stop its in-process server."""
     client.close()
     if "://" not in uri:
-        from milvus_lite.server_manager import server_manager_instance
-
-        server_manager_instance.release_server(uri)
+        _release_lite(uri)
 
 
 def eligibility_field(scenario: str) -> str:

@@ -206,3 +206,28 @@ def test_filter_is_built_from_validated_values_only():
     assert milvus.eligibility_filter("feed") == "in_feed == true"
     with pytest.raises(ValueError):
         milvus.eligibility_filter('feed") or ("1')
+
+
+def test_a_milvus_lite_server_that_dies_while_starting_is_started_again(tmp_path, caplog):
+    """Milvus Lite's server process sometimes exits before its socket appears; connect() starts it once more."""
+    from unittest import mock
+
+    from pymilvus import MilvusClient, MilvusException
+
+    from recplugin.index import milvus as milvus_module
+
+    uri, real, calls = str(tmp_path / "flaky.db"), MilvusClient, []
+
+    def first_start_fails(*args, **kwargs):
+        calls.append(args)
+        if len(calls) == 1:
+            raise MilvusException(message="unix:/tmp/x_flaky.db.sock: connect failed: No such file or directory")
+        return real(*args, **kwargs)
+
+    with mock.patch.object(milvus_module, "MilvusClient", first_start_fails):
+        client = milvus_module.connect(uri, timeout=30)
+    try:
+        assert len(calls) == 2 and client.list_collections() == []
+        assert "did not start" in caplog.text
+    finally:
+        milvus_module.disconnect(client, uri)
