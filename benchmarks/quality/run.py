@@ -15,16 +15,24 @@ benchmarks/results/quality_<label>.{json,md,png}.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
-import platform
+import sys
 import time
 from pathlib import Path
 
-from recplugin.config import RecConfig, load_config, with_overrides
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+from benchmarks.provenance import git_commit, provenance  # noqa: E402
+from recplugin.config import RecConfig, load_config, with_overrides  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parents[1] / "results"
 SCENARIOS = {"generated": ["search", "feed", "discovery"], "ml-1m": ["feed"], "amazon-food-kitchen": ["food", "kitchen"]}
 PROTOCOL = {  # where a dataset's own split replaces "each user's last event" as the test label
+    "ml-1m": "gSASRec's split (gsasrec_split/): test = every user's last item, validation = the second-to-last item of its "
+             "512 validation users (the other users' second-to-last item is neither trained on nor evaluated); every "
+             "other rating is a training label; every item the user rated before the target is filtered.",
     "amazon-food-kitchen": "Test users: the 937 mixed-sequence (food + kitchen) users of test.txt, their last item the target, "
                            "reported per target domain; validation: valid.txt's 960 users; every other event is a training label.",
 }
@@ -97,17 +105,46 @@ def plot(rows: list[dict], path: Path) -> None:
     plt.close(figure)
 
 
-def write_report(rows: list[dict], meta: dict, label: str, dataset: str, sampled_negatives: int) -> None:
-    """benchmarks/results/quality_<label>.{json,md,png}."""
+def _cell(row: dict, metric: str) -> str:
+    """A metric's mean, with its std over seeds when there was more than one."""
+    return f"{row[metric]:.4f}" + (f" +- {row[metric + '_std']:.4f}" if row.get("seeds", 1) > 1 else "")
+
+
+def mean_over_seeds(rows: list[dict]) -> list[dict]:
+    """One row per (model, scenario): every metric's mean and std over the seeds' rows."""
+    groups: dict[tuple, list[dict]] = {}
+    for row in rows:
+        groups.setdefault((row["model"], row["scenario"]), []).append(row)
+    merged = []
+    for (model, scenario), runs in groups.items():
+        metrics = [k for k, v in runs[0].items() if isinstance(v, float) and k != "users"]
+        merged.append({"model": model, "scenario": scenario, "seeds": len(runs), "users": runs[0]["users"],
+                       **{k: float(np.mean([r[k] for r in runs])) for k in metrics},
+                       **{k + "_std": float(np.std([r[k] for r in runs])) for k in metrics}})
+    return merged
+
+
+def side_information(config: RecConfig) -> str:
+    """What the item tower sees besides interactions (baselines such as SASRec see item ids only)."""
+    parts = [name for name, used in (("item text", config.model.use_text), ("item ids", config.model.use_item_ids)) if used]
+    return " + ".join(parts) + f" (base config; variants may change it), scenario and action embeddings, sequence length " \
+        f"{config.model.max_sequence_length}"
+
+
+def write_report(per_seed: list[dict], meta: dict, label: str, dataset: str, sampled_negatives: int) -> None:
+    """benchmarks/results/quality_<label>.{json,md,png}: means over seeds, and every seed's rows in the JSON."""
+    rows = mean_over_seeds(per_seed)
     RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / f"quality_{label}.json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=2))
+    (RESULTS / f"quality_{label}.json").write_text(json.dumps({"meta": meta, "rows": rows, "per_seed": per_seed}, indent=2))
     full = [m for m in ("Recall@10", "NDCG@10", "Recall@50", "NDCG@50", "Recall@200", "NDCG@200", "MRR")]
     sampled = [m for m in ("Recall@1", "Recall@5", "Recall@10", "NDCG@5", "NDCG@10", "MRR")]
-    lines = [f"# Offline quality: {label}\n", f"`{meta['command']}` on {meta['machine']}, {meta['date']}, {meta['seconds']:.0f} s.\n",
-             "Full ranking over all items, the user's earlier items excluded, test = each user's last event.\n",
-             *([PROTOCOL[dataset] + "\n"] if dataset in PROTOCOL else []), *([meta["note"] + "\n"] if "note" in meta else []),
+    lines = [f"# Offline quality: {label}\n", f"`{meta['command']}` at commit {meta['git_commit']} on {meta['machine']}, "
+             f"{meta['date']}, {meta['wall_s']:.0f} s, seeds {meta['seeds']} (mean +- std over seeds where more than one).\n",
+             "Full ranking over all items in fp32, ties counted against the target, the user's earlier items excluded, "
+             "test = each user's last event.\n", *([PROTOCOL[dataset] + "\n"] if dataset in PROTOCOL else []),
+             f"Side information: {meta['side_information']}. The full effective config is in the JSON file.\n",
              "| model | scenario | users | " + " | ".join(full) + " |", "|---|---|---|" + "---|" * len(full)]
-    lines += [f"| {r['model']} | {r['scenario']} | {int(r['users'])} | " + " | ".join(f"{r[m]:.4f}" for m in full) + " |"
+    lines += [f"| {r['model']} | {r['scenario']} | {int(r['users'])} | " + " | ".join(_cell(r, m) for m in full) + " |"
               for r in rows if "sampled" not in r["model"]]
     if dataset in PUBLISHED:
         lines += ["", "Published on the same data and test protocol (sequence length 200, embedding 128), for reference:\n",
@@ -116,7 +153,7 @@ def write_report(rows: list[dict], meta: dict, label: str, dataset: str, sampled
     if any("sampled" in r["model"] for r in rows):
         lines += ["", f"Sampled protocol: the target against {sampled_negatives} random unseen items of its own scenario (HR = Recall).\n",
                   "| model | scenario | users | " + " | ".join(sampled) + " |", "|---|---|---|" + "---|" * len(sampled)]
-        lines += [f"| {r['model']} | {r['scenario']} | {int(r['users'])} | " + " | ".join(f"{r[m]:.4f}" for m in sampled) + " |"
+        lines += [f"| {r['model']} | {r['scenario']} | {int(r['users'])} | " + " | ".join(_cell(r, m) for m in sampled) + " |"
                   for r in rows if "sampled" in r["model"]]
     lines += unified_vs_isolated(rows)
     (RESULTS / f"quality_{label}.md").write_text("\n".join(lines) + "\n")
@@ -152,6 +189,7 @@ def main() -> None:
     parser.add_argument("--max-steps", type=int, default=0, help="override training.max_steps")
     parser.add_argument("--sampled", type=int, default=0, help="also rank against N sampled same-scenario negatives")
     parser.add_argument("--label", help="default: the dataset name")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0], help="training seeds (results: mean +- std)")
     args = parser.parse_args()
     workdir = args.workdir or f".recplugin/quality-{args.dataset}"
     config = load_config(args.config, workdir=workdir) if args.config else load_config(None, workdir=workdir)
@@ -162,23 +200,27 @@ def main() -> None:
         users = max(100, args.events // config.generator.events_per_user)
         config = with_overrides(config, generator={"num_users": users})
     config.validate()
+    began, commit = time.monotonic(), git_commit()
     prepare(config, args.dataset, args.path)
-    started, rows, timings = time.perf_counter(), [], {}
-    for name in args.variants:
-        begin = time.perf_counter()
-        metrics = run_variant(config, name)
-        timings[name] = time.perf_counter() - begin
-        for model, table in metrics.items():
-            if model.startswith("popularity") and any(r["model"] == model for r in rows):
-                continue
-            label = model if model.startswith(("popularity", "isolated")) else model.replace("two-tower", name)
-            rows += [{"model": label, "scenario": scenario, **values} for scenario, values in table.items()]
-        print(f"{name}: {timings[name]:.0f} s", flush=True)
+    rows, timings = [], {}
+    for seed in args.seeds:
+        seeded = with_overrides(config, training={"seed": seed})
+        for name in args.variants:
+            begin = time.perf_counter()
+            metrics = run_variant(seeded, name)
+            timings[f"{name}, seed {seed}"] = time.perf_counter() - begin
+            for model, table in metrics.items():
+                if model.startswith("popularity") and any(r["model"] == model and r["seed"] == seed for r in rows):
+                    continue
+                label = model if model.startswith(("popularity", "isolated")) else model.replace("two-tower", name)
+                rows += [{"model": label, "scenario": scenario, "seed": seed, **values} for scenario, values in table.items()]
+            print(f"{name}, seed {seed}: {timings[f'{name}, seed {seed}']:.0f} s", flush=True)
     label = args.label or args.dataset
-    meta = {"command": "python benchmarks/quality/run.py " + " ".join(f"--{k.replace('_', '-')} {' '.join(map(str, v)) if isinstance(v, list) else v}"
-                                                                     for k, v in vars(args).items() if v),
-            "machine": f"{platform.machine()}, {__import__('os').cpu_count()} cores", "date": time.strftime("%Y-%m-%d"),
-            "seconds": time.perf_counter() - started, "seconds_per_variant": timings}
+    command = "python benchmarks/quality/run.py " + " ".join(
+        f"--{k.replace('_', '-')} {' '.join(map(str, v)) if isinstance(v, list) else v}" for k, v in vars(args).items() if v)
+    meta = {**provenance(command, began, commit), "seeds": args.seeds, "seconds_per_variant": timings,
+            "dataset": args.dataset, "protocol": PROTOCOL.get(args.dataset, "each user's last event"),
+            "side_information": side_information(config), "config": dataclasses.asdict(config)}
     write_report(rows, meta, label, args.dataset, args.sampled)
     print((RESULTS / f"quality_{label}.md").read_text())
 

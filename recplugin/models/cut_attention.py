@@ -1,7 +1,9 @@
-"""Attention masks for causal user sequences read out at several cut points in one forward."""
+"""Causal user sequences read out at several cut points in one forward, without attention a point may not use."""
 from __future__ import annotations
 
 import torch
+from torch import nn
+from torch.nn import functional as F
 
 
 def event_order(mask: torch.Tensor) -> torch.Tensor:
@@ -9,23 +11,60 @@ def event_order(mask: torch.Tensor) -> torch.Tensor:
     return torch.where(mask, mask.long().cumsum(1) - 1, torch.full_like(mask, -1, dtype=torch.long))
 
 
-def cut_attention_mask(mask: torch.Tensor, cut_lengths: torch.Tensor, group_valid: torch.Tensor) -> torch.Tensor:
-    """[B, S, S] True where attention is blocked, S = L + G * T.
-
-    Layout: L event columns (right-aligned, `mask` [B, L]), then G groups of T readout tokens (a search query and the
-    interest queries of one prediction point). An event sees itself and earlier events; a group's valid tokens
-    (`group_valid` [B, G, T]) see the first `cut_lengths` [B, G] events and each other; every token sees itself.
-    """
-    batch, length = mask.shape
-    groups, group_size = group_valid.shape[1:]
+def visibility(mask: torch.Tensor, cut_lengths: torch.Tensor, group_valid: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    """Who may attend to whom: events [B, L, L] (an event sees itself and earlier events), readout tokens to events
+    [B, G, T, L] (a valid token of group g sees the first `cut_lengths[:, g]` events) and to their own group
+    [B, G, T, T] (valid tokens see each other). Every token sees itself, so no row of a softmax is empty."""
+    length = mask.shape[1]
+    group_size = group_valid.shape[2]
     order = event_order(mask)
-    events_to_events = mask[:, None, :] & mask[:, :, None] & (order[:, None, :] <= order[:, :, None])
-    visible = mask[:, None, :] & (order[:, None, :] < cut_lengths[:, :, None])  # [B, G, L]
-    tokens_to_events = (visible[:, :, None, :] & group_valid[..., None]).reshape(batch, groups * group_size, length)
-    same_group = torch.eye(groups, dtype=torch.bool, device=mask.device)[None, :, None, :, None]
-    tokens_to_tokens = (same_group & group_valid[:, :, :, None, None] & group_valid[:, None, None, :, :])
-    tokens_to_tokens = tokens_to_tokens.reshape(batch, groups * group_size, groups * group_size)
-    allowed = torch.cat([torch.cat([events_to_events, mask.new_zeros(batch, length, groups * group_size)], dim=2),
-                         torch.cat([tokens_to_events, tokens_to_tokens], dim=2)], dim=1)
-    allowed |= torch.eye(length + groups * group_size, dtype=torch.bool, device=mask.device)[None]
-    return ~allowed
+    eye = torch.eye(length, dtype=torch.bool, device=mask.device)
+    events = (mask[:, None, :] & mask[:, :, None] & (order[:, None, :] <= order[:, :, None])) | eye
+    seen = mask[:, None, :] & (order[:, None, :] < cut_lengths[:, :, None])  # [B, G, L]
+    to_events = seen[:, :, None, :] & group_valid[..., None]
+    own = group_valid[..., :, None] & group_valid[..., None, :]
+    own = own | torch.eye(group_size, dtype=torch.bool, device=mask.device)
+    return events, to_events, own
+
+
+def _heads(x: torch.Tensor, heads: int) -> torch.Tensor:
+    """[..., N, W] -> [..., heads, N, W / heads]."""
+    return x.unflatten(-1, (heads, -1)).transpose(-3, -2)
+
+
+def _readout_attention(attention: nn.MultiheadAttention, events: torch.Tensor, tokens: torch.Tensor,
+                       masks: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, torch.Tensor]:
+    """One self-attention block: events [B, L, W] attend causally among themselves; readout tokens [B, G, T, W] attend
+    to the events their point sees and to their own group only."""
+    heads = attention.num_heads
+    q_e, k_e, v_e = (_heads(x, heads) for x in F.linear(events, attention.in_proj_weight, attention.in_proj_bias).chunk(3, -1))
+    q_t, k_t, v_t = (_heads(x, heads) for x in F.linear(tokens, attention.in_proj_weight, attention.in_proj_bias).chunk(3, -1))
+    # q_e [B, h, L, d]; q_t [B, G, h, T, d]
+    dropout = attention.dropout if attention.training else 0.0
+    event_out = F.scaled_dot_product_attention(q_e, k_e, v_e, attn_mask=masks[0][:, None], dropout_p=dropout)
+    scale = q_t.shape[-1] ** -0.5
+    to_events = torch.einsum("bghtd,bhld->bghtl", q_t, k_e) * scale
+    to_group = (q_t @ k_t.transpose(-1, -2)) * scale  # [B, G, h, T, T]
+    scores = torch.cat([to_events.masked_fill(~masks[1][:, :, None], float("-inf")),
+                        to_group.masked_fill(~masks[2][:, :, None], float("-inf"))], dim=-1)
+    weights = F.dropout(scores.softmax(dim=-1), dropout, attention.training)
+    length = k_e.shape[2]
+    token_out = torch.einsum("bghtl,bhld->bghtd", weights[..., :length], v_e) + weights[..., length:] @ v_t
+    merge = lambda x: x.transpose(-3, -2).flatten(-2)  # noqa: E731  [..., h, N, d] -> [..., N, W]
+    return attention.out_proj(merge(event_out)), attention.out_proj(merge(token_out))
+
+
+def encode_at_cuts(encoder: nn.TransformerEncoder, events: torch.Tensor, tokens: torch.Tensor, mask: torch.Tensor,
+                   cut_lengths: torch.Tensor, group_valid: torch.Tensor) -> torch.Tensor:
+    """The pre-norm encoder's layers over events [B, L, W] and G readout groups [B, G, T, W]; returns the groups' last
+    hidden states. Equal to running the encoder over events + all groups with a mask that blocks everything but what
+    `visibility` allows, at O(L^2 + G*T*(L+T)) attention instead of O((L+G*T)^2)."""
+    masks = visibility(mask, cut_lengths, group_valid)
+    for layer in encoder.layers:
+        if not layer.norm_first:
+            raise ValueError("encode_at_cuts implements pre-norm (norm_first) encoder layers only")
+        event_update, token_update = _readout_attention(layer.self_attn, layer.norm1(events), layer.norm1(tokens), masks)
+        events, tokens = events + layer.dropout1(event_update), tokens + layer.dropout1(token_update)
+        feed_forward = lambda x: layer.dropout2(layer.linear2(layer.dropout(layer.activation(layer.linear1(layer.norm2(x))))))  # noqa: E731
+        events, tokens = events + feed_forward(events), tokens + feed_forward(tokens)
+    return tokens if encoder.norm is None else encoder.norm(tokens)

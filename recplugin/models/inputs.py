@@ -39,8 +39,13 @@ class SequenceBatch:
                              self.mask[:, cut], self.target_scenario, self.query_rows)
 
     def to_torch(self, device: torch.device) -> dict[str, torch.Tensor]:
-        """Tensors on the device, keyed by field name."""
-        return {f: torch.as_tensor(getattr(self, f), device=device) for f in self.__dataclass_fields__}
+        """Tensors on the device, keyed by field name; compact integer types (a loaded snapshot's) widened to int64."""
+        return {f: _widened(torch.as_tensor(getattr(self, f), device=device)) for f in self.__dataclass_fields__}
+
+
+def _widened(tensor: torch.Tensor) -> torch.Tensor:
+    """int64 for any integer tensor (embedding lookups and time arithmetic), other types unchanged."""
+    return tensor if tensor.dtype in (torch.bool, torch.int64) or tensor.is_floating_point() else tensor.long()
 
 
 @dataclass

@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 from recplugin.config import ModelConfig
-from recplugin.models.cut_attention import cut_attention_mask, event_order
+from recplugin.models.cut_attention import encode_at_cuts, event_order
 
 GAP_BUCKETS = 24  # log2 minutes since the event, up to ~16 years
 HOURS = 24
@@ -134,8 +134,5 @@ class UserTower(nn.Module):
             query_type = self.scenario.weight[self.num_scenarios]
             queries = torch.cat([(self.item_in(query_vectors) + query_type)[:, :, None], queries], dim=2)
             valid = torch.cat([(query_mask & cut_valid)[..., None], valid], dim=2)
-        batch, groups, group_size, width = queries.shape
-        blocked = cut_attention_mask(mask, cut_lengths, valid).repeat_interleave(self.config.user_heads, dim=0)
-        hidden = self.encoder(torch.cat([tokens, queries.reshape(batch, groups * group_size, width)], dim=1), mask=blocked)
-        interests = hidden[:, mask.shape[1]:].reshape(batch, groups, group_size, width)[:, :, -self.queries.shape[1]:]
+        interests = encode_at_cuts(self.encoder, tokens, queries, mask, cut_lengths, valid)[:, :, -self.queries.shape[1]:]
         return nn.functional.normalize(self.out(self.norm(interests)), dim=-1)

@@ -5,9 +5,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from recplugin.models.inputs import NO_QUERY, ScenarioEvents, SequenceBatch, build_batch
+from recplugin.models.inputs import NO_QUERY, SequenceBatch
 
 SPLITS = ("train", "validation", "test")
 
@@ -75,42 +77,114 @@ def load_catalog(path: Path) -> Catalog:
                    np.asarray([str(c) for c in table.column("category").to_pylist()], dtype=object))
 
 
+NO_SEEN = np.zeros(0, dtype=np.int64)
+CHUNK_ROWS = 50_000  # snapshot rows turned into arrays at a time (bounds the loader's extra memory)
+
+
+class RowLookup:
+    """Item id -> catalogue row for whole arrays at once (-1: not in the catalogue)."""
+
+    def __init__(self, id_to_row: dict[int, int]) -> None:
+        ids = np.fromiter(id_to_row.keys(), dtype=np.int64, count=len(id_to_row))
+        rows = np.fromiter(id_to_row.values(), dtype=np.int64, count=len(id_to_row))
+        order = np.argsort(ids)
+        self.ids, self.rows = ids[order], rows[order]
+
+    def __call__(self, ids: np.ndarray) -> np.ndarray:
+        if not len(self.ids):
+            return np.full(len(ids), -1, dtype=np.int64)
+        at = np.searchsorted(self.ids, ids).clip(max=len(self.ids) - 1)
+        return np.where(self.ids[at] == ids, self.rows[at], -1)
+
+
+def _flat(table: pa.Table, column: str) -> tuple[np.ndarray, np.ndarray]:
+    """(row, value) of every element of a list column."""
+    values = table.column(column).combine_chunks()
+    return pc.list_parent_indices(values).to_numpy(), pc.list_flatten(values).to_numpy(zero_copy_only=False).astype(np.int64)
+
+
+def _events(table: pa.Table, scenarios: list[str], lookup: RowLookup) -> tuple[np.ndarray, ...]:
+    """Every known event of every row over all scenarios, sorted by (row, time, scenario, item row, action)."""
+    parts = []
+    for index, name in enumerate(scenarios):
+        row, item_ids = _flat(table, f"{name}_item_ids")
+        actions, times = _flat(table, f"{name}_actions")[1], _flat(table, f"{name}_timestamps")[1]
+        if not len(item_ids) == len(actions) == len(times):
+            raise ValueError(f"snapshot column {name}_item_ids, _actions and _timestamps differ in length")
+        items = lookup(item_ids)
+        known = items >= 0
+        parts.append((row[known], times[known], np.full(int(known.sum()), index), items[known], actions[known]))
+    row, times, scenario, items, actions = (np.concatenate(values) for values in zip(*parts))
+    order = np.lexsort((actions, items, scenario, times, row))
+    return row[order], times[order], scenario[order], items[order], actions[order]
+
+
+def _fill(inputs: SequenceBatch, offset: int, events: tuple[np.ndarray, ...], count: int) -> None:
+    """Right-align each row's last `length` events into `inputs` rows offset.. (the most recent in the last column)."""
+    row, times, scenario, items, actions = events
+    length = inputs.mask.shape[1]
+    from_end = np.cumsum(np.bincount(row, minlength=count))[row] - 1 - np.arange(len(row))
+    keep = from_end < length
+    at, column = row[keep] + offset, length - 1 - from_end[keep]
+    inputs.item_rows[at, column], inputs.scenarios[at, column] = items[keep], scenario[keep]
+    inputs.actions[at, column], inputs.timestamps[at, column], inputs.mask[at, column] = actions[keep], times[keep], True
+
+
+def _empty_inputs(count: int, length: int, target_scenario: np.ndarray, query_rows: np.ndarray) -> SequenceBatch:
+    """Padding-only inputs in compact types (item rows int32, scenarios/actions int8; to_torch widens them)."""
+    return SequenceBatch(np.zeros((count, length), np.int32), np.zeros((count, length), np.int8), np.zeros((count, length), np.int8),
+                         np.zeros((count, length), np.int64), np.zeros((count, length), bool), target_scenario, query_rows)
+
+
 def load_snapshot(path: Path, scenarios: list[str], id_to_row: dict[int, int], max_length: int) -> Snapshot:
-    """Build every split's arrays; a row's seen items are its history, the user's earlier targets and (held-out rows)
-    every item the user rated before it."""
-    table = pq.read_table(path).sort_by([("user_id", "ascending"), ("label_timestamp", "ascending")])
-    columns = {name: table.column(name).to_pylist() for name in table.column_names}
-    scenario_index = {name: index for index, name in enumerate(scenarios)}
+    """Build every split's arrays with pyarrow + numpy, CHUNK_ROWS rows at a time. A held-out row's seen items are its
+    history, the user's earlier targets and every item the user rated before it; training rows carry none (nothing
+    ranks them)."""
+    table = pq.read_table(path)
+    lookup = RowLookup(id_to_row)
+    order = np.lexsort((table.column("label_timestamp").cast(pa.int64()).to_numpy(), table.column("user_id").to_numpy()))
+    users = table.column("user_id").to_numpy()[order]
+    targets = lookup(table.column("target_item_id").to_numpy()[order])
+    split_names = table.column("split").to_numpy(zero_copy_only=False)[order]
+    scenario_codes = pc.index_in(table.column("scenario"), value_set=pa.array(scenarios))
+    if scenario_codes.null_count:
+        unknown = pc.filter(table.column("scenario"), pc.is_null(scenario_codes)).unique().to_pylist()
+        raise ValueError(f"snapshot scenario {unknown[:3]} is not one of config.scenarios {scenarios}")
+    scenario_codes = scenario_codes.to_numpy(zero_copy_only=False)[order].astype(np.int64)
     query_index: dict[str, int] = {}
-    per_split: dict[str, dict[str, list]] = {s: {"users": [], "scen": [], "query": [], "target": [], "uid": [], "seen": []} for s in SPLITS}
-    earlier: list[int] = []
-    previous_user = None
-    rated = columns.get("rated_item_ids", [None] * table.num_rows)  # held-out rows: every item the user rated before
-    for position in range(table.num_rows):
-        user_id = columns["user_id"][position]
-        if user_id != previous_user:
-            earlier, previous_user = [], user_id
-        target = id_to_row.get(int(columns["target_item_id"][position]))
-        histories = [ScenarioEvents(columns[f"{s}_item_ids"][position] or [], columns[f"{s}_actions"][position] or [],
-                                    columns[f"{s}_timestamps"][position] or []) for s in scenarios]
-        query = columns["query"][position]
-        if target is not None:
-            bucket = per_split[columns["split"][position]]
-            bucket["users"].append(histories)
-            bucket["scen"].append(scenario_index[columns["scenario"][position]])
-            bucket["query"].append(query_index.setdefault(query, len(query_index)) if query else NO_QUERY)
-            bucket["target"].append(target)
-            bucket["uid"].append(user_id)
-            history_rows = [id_to_row[int(i)] for h in histories for i in h.item_ids if int(i) in id_to_row]
-            rated_rows = [id_to_row[int(i)] for i in (rated[position] or []) if int(i) in id_to_row]
-            bucket["seen"].append(np.unique(np.asarray(earlier + history_rows + rated_rows, dtype=np.int64)))
-            earlier.append(target)
+    queries = np.full(len(order), NO_QUERY, dtype=np.int64)
+    for position, query in enumerate(table.column("query").to_numpy(zero_copy_only=False)[order]):
+        if query and targets[position] >= 0:
+            queries[position] = query_index.setdefault(query, len(query_index))
+    user_start = np.searchsorted(users, users, side="left")
     splits = {}
-    for name, bucket in per_split.items():
-        inputs = build_batch(bucket["users"], bucket["scen"], bucket["query"], max_length, id_to_row)
-        splits[name] = LabelledSplit(inputs, np.asarray(bucket["target"], dtype=np.int64),
-                                     np.asarray(bucket["uid"], dtype=np.int64), bucket["seen"])
+    for name in SPLITS:
+        positions = np.flatnonzero((split_names == name) & (targets >= 0))
+        inputs = _empty_inputs(len(positions), max_length, scenario_codes[positions], queries[positions])
+        seen: list[np.ndarray] = [NO_SEEN] * len(positions)
+        for start in range(0, len(positions), CHUNK_ROWS):
+            part = positions[start:start + CHUNK_ROWS]
+            chunk = table.take(order[part])
+            events = _events(chunk, scenarios, lookup)
+            _fill(inputs, start, events, len(part))
+            if name != "train":
+                seen[start:start + len(part)] = _seen(chunk, part, events[0], events[3], targets, user_start, lookup)
+        splits[name] = LabelledSplit(inputs, targets[positions], users[positions].astype(np.int64), seen)
     return Snapshot(splits, list(query_index))
+
+
+def _seen(chunk: pa.Table, part: np.ndarray, event_row: np.ndarray, event_item: np.ndarray, targets: np.ndarray,
+          user_start: np.ndarray, lookup: RowLookup) -> list[np.ndarray]:
+    """Per held-out row: its history's items, the user's earlier targets and (rated_item_ids) every item rated before."""
+    rated = [lookup(np.asarray(r or [], dtype=np.int64)) for r in chunk.column("rated_item_ids").to_pylist()] \
+        if "rated_item_ids" in chunk.column_names else [NO_SEEN] * len(part)
+    bounds = np.searchsorted(event_row, np.arange(len(part) + 1))
+    out = []
+    for index, position in enumerate(part):
+        earlier = targets[user_start[position]:position]
+        mine = [earlier[earlier >= 0], event_item[bounds[index]:bounds[index + 1]], rated[index][rated[index] >= 0]]
+        out.append(np.unique(np.concatenate(mine).astype(np.int64)))
+    return out
 
 
 def target_windows(split: LabelledSplit, width: int) -> np.ndarray:

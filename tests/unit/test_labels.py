@@ -73,7 +73,7 @@ def test_a_held_out_row_filters_rated_items_beyond_the_kept_history(tmp_path):
     id_to_row = {item: item - 10 for item in range(10, 14)}
     snapshot = load_snapshot(tmp_path / "snapshot.parquet", ["feed"], id_to_row, max_length=5)
     assert snapshot.splits["test"].seen[0].tolist() == [0, 1, 2]  # 10 (rated only), 11 (history), 12 (earlier target)
-    assert snapshot.splits["train"].seen[0].tolist() == [1]
+    assert snapshot.splits["train"].seen[0].tolist() == []  # nothing ranks training rows
 
 
 def test_the_gsasrec_split_holds_out_every_last_item_and_its_validation_users_second_to_last(tmp_path):

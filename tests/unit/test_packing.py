@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from recplugin.config import ConfigError, ModelConfig, from_dict
-from recplugin.models.cut_attention import cut_attention_mask
+from recplugin.models.cut_attention import encode_at_cuts, visibility
 from recplugin.models.inputs import ScenarioEvents, build_batch
 from recplugin.models.two_tower import TwoTower
 from recplugin.training.dataset import LabelledSplit
@@ -96,16 +96,41 @@ def test_a_point_never_sees_events_after_its_cut():
     assert not torch.allclose(before[~sees_three & torch.as_tensor(cuts.valid)], after[~sees_three & torch.as_tensor(cuts.valid)])
 
 
-def test_the_mask_lets_every_token_see_itself_and_groups_not_see_each_other():
+def test_visibility_lets_every_token_see_itself_and_groups_not_see_each_other():
     mask = torch.tensor([[False, True, True, True]])
-    blocked = cut_attention_mask(mask, torch.tensor([[1, 3]]), torch.tensor([[[True, True], [False, True]]]))
-    assert not blocked.diagonal(dim1=1, dim2=2).any()
-    assert blocked[0, 0, 1:].all()  # padding sees only itself
-    assert blocked[0, 1, 2] and not blocked[0, 3, 1]  # events: earlier only
-    assert blocked[0, 1:4, 4:].all()  # events never see the readout tokens
-    assert not blocked[0, 4, 1] and blocked[0, 4, 2] and not blocked[0, 5, 4]  # group 0 sees 1 event and itself
-    assert blocked[0, 6].tolist() == [True, True, True, True, True, True, False, True]  # an invalid slot: itself only
-    assert not blocked[0, 7, 1:4].any() and blocked[0, 7, 4:6].all() and blocked[0, 7, 6]  # group 1: 3 events, not group 0
+    events, to_events, own = visibility(mask, torch.tensor([[1, 3]]), torch.tensor([[[True, True], [False, True]]]))
+    assert events[0].diagonal().all() and events[0, 0].tolist() == [True, False, False, False]  # padding: itself only
+    assert not events[0, 1, 2] and events[0, 3, 1]  # events: earlier only
+    assert to_events[0, 0].tolist() == [[False, True, False, False]] * 2  # group 0 sees the first event
+    assert not to_events[0, 1, 0].any() and to_events[0, 1, 1].tolist() == [False, True, True, True]  # invalid slot: none
+    assert own[0, 0].all() and own[0, 1].tolist() == [[True, False], [False, True]]  # an invalid slot: itself only
+
+
+def dense_reference(encoder, tokens, queries, mask, cut_lengths, valid):
+    """The encoder over events + every group at once, with a [B, S, S] mask that allows what `visibility` allows."""
+    batch, groups, size, width = queries.shape
+    events, to_events, own = visibility(mask, cut_lengths, valid)
+    same = torch.eye(groups, dtype=torch.bool)[None, :, None, :, None] & own[:, :, :, None, :]
+    allowed = torch.cat([torch.cat([events, mask.new_zeros(batch, mask.shape[1], groups * size)], dim=2),
+                         torch.cat([to_events.reshape(batch, groups * size, -1), same.reshape(batch, groups * size, -1)], dim=2)], 1)
+    hidden = encoder(torch.cat([tokens, queries.reshape(batch, groups * size, width)], dim=1),
+                     mask=(~allowed).repeat_interleave(encoder.layers[0].self_attn.num_heads, dim=0))
+    return hidden[:, mask.shape[1]:].reshape(batch, groups, size, width)
+
+
+def test_grouped_readout_equals_the_dense_masked_encoder():
+    """Same weights, same inputs: the grouped attention gives what the full (L + G*T)^2 masked encoder gives."""
+    torch.manual_seed(0)
+    layer = torch.nn.TransformerEncoderLayer(16, 4, 32, 0.0, activation="gelu", batch_first=True, norm_first=True)
+    encoder = torch.nn.TransformerEncoder(layer, 2, enable_nested_tensor=False).eval()
+    mask = torch.tensor([[False, False, True, True, True, True], [True] * 6])
+    tokens, queries = torch.randn(2, 6, 16), torch.randn(2, 3, 2, 16)
+    cut_lengths = torch.tensor([[0, 2, 4], [6, 1, 3]])
+    valid = torch.tensor([[[True, True], [False, True], [True, True]], [[True, True], [True, True], [False, False]]])
+    grouped = encode_at_cuts(encoder, tokens, queries, mask, cut_lengths, valid)
+    dense = dense_reference(encoder, tokens, queries, mask, cut_lengths, valid)
+    assert torch.allclose(grouped[valid], dense[valid], atol=1e-5)
+    assert torch.isfinite(grouped).all()
 
 
 def test_batches_hold_about_the_asked_number_of_points_and_cover_every_row():
