@@ -98,6 +98,7 @@ class TrainingConfig:
     scenario_ranking: bool = False  # also rank among the target scenario's items only (Amazon: domain-restricted)
     random_negatives: int = 512
     max_steps: int = 0
+    max_minutes: float = 0.0  # wall-clock budget for training steps: the schedule is fitted to it after 20 steps; 0: none
     seed: int = 0
     device: str = "auto"
     checkpoint_dir: str = "checkpoints"

@@ -71,3 +71,12 @@ def gather_other_ranks(vectors: torch.Tensor, rows: torch.Tensor, context: Conte
     gathered = torch.cat([all_vectors[r].reshape(-1, vectors.shape[-1]) for r in others])
     valid = gathered_rows >= 0
     return gathered[valid], gathered_rows[valid]
+
+
+def max_over_ranks(value: float, context: Context) -> float:
+    """The largest of every rank's value (a single process: the value itself)."""
+    if context.world == 1:
+        return value
+    tensor = torch.tensor([value], dtype=torch.float64, device=context.device)
+    dist.all_reduce(tensor, op=dist.ReduceOp.MAX)
+    return float(tensor.item())

@@ -120,17 +120,20 @@ class RunState:
     best_state: dict | None = None
     best_ndcg: float = -1.0
     best_epoch: int = 0
+    planned_steps: int = 0  # the steps the LR schedule spans (fitted to training.max_minutes after FIT_AFTER_STEPS)
+    seconds: float = 0.0  # time spent in training steps
 
 
 def _train_epoch(model: torch.nn.Module, split: LabelledSplit, packed: PackedSplit | None, extra: LossInputs,
                  query_vectors: torch.Tensor, optimizer, scheduler, config: RecConfig, context: dist_.Context,
-                 generator: np.random.Generator, run: RunState, num_items: int, total_steps: int, bar) -> float:
+                 generator: np.random.Generator, run: RunState, num_items: int, bar) -> float:
     """One pass over shuffled training rows (this rank's share of each batch); returns the mean loss."""
     model.train()
     losses = []
     for batch in epoch_batches(split, packed, config.training.batch_size, generator):
-        if run.steps_done >= total_steps:
+        if run.steps_done >= run.planned_steps:
             break
+        began = time.perf_counter()
         index = context.shard(batch)
         if len(index) < (2 if packed is None else 1):
             continue
@@ -142,9 +145,25 @@ def _train_epoch(model: torch.nn.Module, split: LabelledSplit, packed: PackedSpl
         scheduler.step()
         losses.append(loss.item())
         run.steps_done += 1
+        run.seconds += time.perf_counter() - began
+        if run.steps_done == FIT_AFTER_STEPS and config.training.max_minutes > 0:
+            fit_to_budget(run, scheduler, config.training.max_minutes * 60, context)
+            bar.total = run.planned_steps
         bar.update(1)
         bar.set_postfix(loss=f"{np.mean(losses[-20:]):.3f}", scale=f"{extra.temperature().item():.1f}")
     return float(np.mean(losses)) if losses else math.nan
+
+
+FIT_AFTER_STEPS = 20
+
+
+def fit_to_budget(run: RunState, scheduler, budget_s: float, context: dist_.Context) -> None:
+    """Shorten the planned steps (and the LR schedule with them) to what fits the wall-clock budget at the pace of the
+    first steps; every rank takes the slowest rank's figure so they stop together."""
+    pace = dist_.max_over_ranks(run.seconds / run.steps_done, context)
+    run.planned_steps = max(run.steps_done, min(run.planned_steps, int(budget_s / pace)))
+    for schedule in scheduler.lr_lambdas:
+        schedule.total = run.planned_steps
 
 
 def build_model(config: RecConfig, catalog: Catalog, snapshot: Snapshot, device: torch.device,
@@ -180,10 +199,19 @@ def make_optimizer(model: TwoTower, extra: LossInputs, config: RecConfig, total_
     if text_params:
         groups.append({"params": text_params, "lr": settings.llm_learning_rate})
     optimizer = torch.optim.AdamW(groups, lr=settings.learning_rate, weight_decay=settings.weight_decay)
-    warmup = max(1, total_steps // 20)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda step: min(1.0, (step + 1) / warmup) * 0.5 * (1 + math.cos(math.pi * min(step, total_steps) / total_steps)))
-    return optimizer, scheduler
+    return optimizer, torch.optim.lr_scheduler.LambdaLR(optimizer, WarmupCosine(total_steps))
+
+
+@dataclass
+class WarmupCosine:
+    """LR factor: linear warm-up over the first 5% of `total` steps, then cosine to zero at `total` (a callable object,
+    so LambdaLR checkpoints `total` and a budget can shorten it)."""
+
+    total: int
+
+    def __call__(self, step: int) -> float:
+        warmup = max(1, self.total // 20)
+        return min(1.0, (step + 1) / warmup) * 0.5 * (1 + math.cos(math.pi * min(step, self.total) / self.total))
 
 
 def _checkpoint_state(model: TwoTower, extra: LossInputs, optimizer, scheduler, generator: np.random.Generator,
@@ -234,11 +262,15 @@ def train(config: RecConfig, snapshot_path: Path, catalog_path: Path, out_dir: P
     if settings.resume and (saved := load_checkpoint(checkpoint)) is not None:
         run = _restore(saved, model, extra, optimizer, scheduler, generator)
     trained = dist_.wrap(model, context)
-    bar = tqdm(total=total_steps, initial=run.steps_done, desc="train", unit="step",
+    if not (run.planned_steps and settings.max_minutes):  # a resume may change epochs; a fitted budget plan stays
+        run.planned_steps = total_steps
+    for schedule in scheduler.lr_lambdas:
+        schedule.total = run.planned_steps
+    bar = tqdm(total=run.planned_steps, initial=run.steps_done, desc="train", unit="step",
                disable=not (progress and context.is_main))
-    while run.epoch < settings.epochs and run.steps_done < total_steps:
+    while run.epoch < settings.epochs and run.steps_done < run.planned_steps:
         loss = _train_epoch(trained, train_split, packed, extra, query_vectors, optimizer, scheduler, config, context, generator, run,
-                            model.num_items, total_steps, bar)
+                            model.num_items, bar)
         validation_metrics = ev.metrics_from_ranks(model_ranks(model, validation, query_vectors, device))
         run.curve.append({"epoch": run.epoch + 1, "loss": loss, "logit_scale": extra.temperature().item(),
                           **{k: v for k, v in validation_metrics.items() if k != "users"}})

@@ -125,3 +125,18 @@ def test_every_position_training_learns_from_packed_sequences_and_serves(built_p
     assert packed.rows_per_point() < 0.2 and packed.exact.mean() > 0.9  # several labels share a forward, most exactly
     served = RetrievalModel(runs["all"].artifact_dir)
     assert served.config.model.user_attention == "causal" and served.user_tower.causal
+
+
+def test_a_wall_clock_budget_fits_the_schedule_to_the_pace_of_the_first_steps(built_pipeline, tmp_path):
+    """Each step takes 1 s on a fake clock; a 0.5-minute budget leaves 30 steps, and the cosine schedule ends there."""
+    ticks = iter(range(10**6))
+    clock = type("Clock", (), {"perf_counter": staticmethod(lambda: float(next(ticks))),  # a step reads it twice: 1 s
+                               "strftime": staticmethod(__import__("time").strftime)})
+    config = _short(built_pipeline.config, tmp_path, epochs=50, batch_size=16, max_minutes=0.5)
+    with mock.patch.object(train_module, "time", clock):
+        result = train_module.train(config, config.snapshot_path, config.catalog_path, tmp_path / "out", progress=False)
+    saved = torch.load(checkpoint_path(config, config.snapshot_path), weights_only=False)
+    assert saved["run"]["steps_done"] == saved["run"]["planned_steps"] == 30
+    assert saved["scheduler"]["lr_lambdas"][0]["total"] == 30
+    assert saved["scheduler"]["_last_lr"][0] == pytest.approx(0.0, abs=1e-4 * config.training.learning_rate)
+    assert len(result.curve) < 50 and result.metrics["two-tower"]["overall"]["users"] > 0
