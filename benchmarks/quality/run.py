@@ -48,7 +48,7 @@ VARIANTS = {  # name -> {config section: {field: value}}; "isolated" trains one 
     "sasrec-style": {"model": {"interests_per_scenario": 1, "scenario_queries": False}, "training": {"target_window": 1}},
     "no text": {"model": {"use_text": False, "use_item_ids": True}},
     "no ids": {"model": {"use_item_ids": False}},  # the default item tower has no ids: same as unified unless the config adds them
-    "text + ids": {"model": {"use_item_ids": True}},
+    "text + ids": {"model": {"use_text": True, "use_item_ids": True}},
 }
 
 

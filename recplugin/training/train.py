@@ -69,19 +69,20 @@ def loss_inputs(split: LabelledSplit, config: RecConfig, num_items: int, device:
 def batch_loss(model: torch.nn.Module, split: LabelledSplit, index: np.ndarray, extra: LossInputs, query_vectors: torch.Tensor,
                config: RecConfig, context: dist_.Context, generator: np.random.Generator, num_items: int,
                packed: PackedSplit | None = None) -> torch.Tensor:
-    """Multi-positive InfoNCE for one batch: window targets, in-batch (all ranks) + shared random negatives, masks, logQ.
+    """Multi-positive InfoNCE for one batch: window targets, in-batch (all ranks) + shared random negatives, masks, logQ;
+    a user's labels in the batch (its rows, or its prediction points) are not each other's negatives.
 
     `index` holds label rows, or with `packed` packed rows whose prediction points are the labels.
     """
     settings = config.training
     device = context.device
-    cuts = owners = None
+    cuts = None
     if packed is None:
         inputs, labels = split.inputs.take(index), index
     else:
         inputs, cut_batch, labels = batch_of(packed, index)
         cuts = cut_batch.to_torch(device)
-        owners = cuts["valid"].nonzero()[:, 0]  # a user's points do not serve as each other's negatives
+    owners = torch.as_tensor(np.unique(split.user_ids[labels], return_inverse=True)[1].reshape(-1), device=device)
     rows = torch.as_tensor(extra.windows[labels], device=device)
     valid = rows >= 0
     negatives = torch.as_tensor(generator.integers(0, num_items, settings.random_negatives), device=device)

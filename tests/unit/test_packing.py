@@ -148,3 +148,28 @@ def test_all_positions_needs_a_causal_interleaved_tower():
     from_dict({"training": {"positions": "all"}, "model": {"user_attention": "causal"}})
     with pytest.raises(ConfigError, match="interleaved"):
         from_dict({"training": {"positions": "all"}, "model": {"user_attention": "causal", "mixing": "blocks"}})
+
+
+def test_packed_loss_equals_the_loss_of_the_same_labels_as_separate_rows():
+    """Same labels, same negatives: one forward per user with its points gives the per-label rows' loss."""
+    from recplugin.training import distributed as dist_
+    from recplugin.training.train import batch_loss, loss_inputs
+
+    split = _split({user: _timeline(user, 3 + user % 4) for user in range(6)})  # every history fits: all points exact
+    packed = pack_split(split, min_context=MAX_LENGTH // 2)
+    assert packed.exact.all()
+    config = from_dict({"scenarios": ["a", "b", "c"], "actions": ["click", "like"],
+                        "model": {**{k: getattr(CAUSAL, k) for k in ("embedding_dim", "user_dim", "user_heads", "user_layers",
+                                                                    "max_sequence_length", "dropout", "user_attention")}},
+                        "training": {"positions": "all", "random_negatives": 5, "target_window": 2}})
+    model, context = _model(), dist_.setup("cpu")
+    extra = loss_inputs(split, config, 30, torch.device("cpu"))
+    queries = torch.randn(3, 12)
+    rows = np.arange(len(packed.events))
+    labels = batch_of(packed, rows)[2]
+    as_packed = batch_loss(model, split, rows, extra, queries, config, context, np.random.default_rng(4), 30, packed)
+    as_rows = batch_loss(model, split, labels, extra, queries, config, context, np.random.default_rng(4), 30)
+    assert float(as_rows) > 0.1
+    assert torch.allclose(as_packed, as_rows, atol=1e-5)
+    shuffled = batch_loss(model, split, labels[::-1].copy(), extra, queries, config, context, np.random.default_rng(4), 30)
+    assert torch.allclose(shuffled, as_rows, atol=1e-5)  # the order of the rows does not matter
