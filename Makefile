@@ -7,7 +7,7 @@ TORCH_SPEC ?= torch==2.13.0
 UV := $(BIN)/uv
 UV_INSTALL := $(UV) pip install --python $(BIN)/python $(if $(wildcard $(TORCH_WHEELS)),--find-links $(TORCH_WHEELS))
 
-.PHONY: install demo test test-unit bench bench-serving bench-quality bench-quality-ml1m bench-quality-amazon bench-gpu clean
+.PHONY: install demo test test-unit bench bench-serving bench-quality bench-quality-ml1m bench-quality-ml1m-gsasrec bench-quality-amazon bench-gpu clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -43,6 +43,9 @@ bench-quality: install
 # Real data (../shared/data) and the configs of the committed results; best on a GPU box (see benchmarks/README.md).
 bench-quality-ml1m: install
 	$(BIN)/python benchmarks/quality/run.py --dataset ml-1m --path ../shared/data/ml-1m --config benchmarks/quality/configs/ml-1m.yaml --variants unified --label ml-1m-gpu
+
+bench-quality-ml1m-gsasrec: install
+	$(BIN)/python benchmarks/quality/run.py --dataset ml-1m --path ../shared/data/ml-1m --config benchmarks/quality/configs/ml-1m-gsasrec.yaml --workdir .recplugin/quality-ml-1m-gsasrec --variants unified --label ml-1m-gsasrec-ids
 
 bench-quality-amazon: install
 	$(BIN)/python benchmarks/quality/run.py --dataset amazon-food-kitchen --path ../shared/data/amazon-food-kitchen --config benchmarks/quality/configs/amazon-food-kitchen.yaml --variants unified isolated --sampled 999

@@ -66,21 +66,25 @@ def prepare(config: RecConfig, dataset: str, path: str | None) -> None:
     pipeline.build_training_set(config)
 
 
-def run_variant(config: RecConfig, name: str) -> dict:
-    """Train one variant (one model per scenario for `isolated`) and return its test metrics per scenario."""
+def run_variant(config: RecConfig, name: str) -> tuple[dict, dict]:
+    """Train one variant (one model per scenario for `isolated`): its test metrics per scenario, and each model's
+    per-epoch training curve (loss, logit scale, validation metrics)."""
     from recplugin.training.train import train
 
     out = config.path("quality_models")
     if name == "isolated":
         merged: dict = {}
+        curves = {}
         for scenario in config.scenarios:
             single = with_overrides(config, training={"only_scenario": scenario})
-            metrics = train(single, config.snapshot_path, config.catalog_path, out).metrics
-            for model, table in metrics.items():
+            result = train(single, config.snapshot_path, config.catalog_path, out)
+            curves[f"isolated {scenario}"] = result.curve
+            for model, table in result.metrics.items():
                 merged.setdefault(model.replace("two-tower", "isolated"), {})[scenario] = table[scenario]
-        return merged
+        return merged, curves
     variant = with_overrides(config, **VARIANTS[name]) if VARIANTS[name] else config
-    return train(variant, config.snapshot_path, config.catalog_path, out).metrics
+    result = train(variant, config.snapshot_path, config.catalog_path, out)
+    return result.metrics, {name: result.curve}
 
 
 def plot(rows: list[dict], path: Path) -> None:
@@ -131,11 +135,12 @@ def side_information(config: RecConfig) -> str:
         f"{config.model.max_sequence_length}"
 
 
-def write_report(per_seed: list[dict], meta: dict, label: str, dataset: str, sampled_negatives: int) -> None:
+def write_report(per_seed: list[dict], meta: dict, label: str, dataset: str, sampled_negatives: int,
+                 curves: dict[str, list[dict]]) -> None:
     """benchmarks/results/quality_<label>.{json,md,png}: means over seeds, and every seed's rows in the JSON."""
     rows = mean_over_seeds(per_seed)
     RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / f"quality_{label}.json").write_text(json.dumps({"meta": meta, "rows": rows, "per_seed": per_seed}, indent=2))
+    (RESULTS / f"quality_{label}.json").write_text(json.dumps({"meta": meta, "rows": rows, "per_seed": per_seed, "curves": curves}, indent=2))
     full = [m for m in ("Recall@10", "NDCG@10", "Recall@50", "NDCG@50", "Recall@200", "NDCG@200", "MRR")]
     sampled = [m for m in ("Recall@1", "Recall@5", "Recall@10", "NDCG@5", "NDCG@10", "MRR")]
     lines = [f"# Offline quality: {label}\n", f"`{meta['command']}` at commit {meta['git_commit']} on {meta['machine']}, "
@@ -156,6 +161,10 @@ def write_report(per_seed: list[dict], meta: dict, label: str, dataset: str, sam
         lines += [f"| {r['model']} | {r['scenario']} | {int(r['users'])} | " + " | ".join(_cell(r, m) for m in sampled) + " |"
                   for r in rows if "sampled" in r["model"]]
     lines += unified_vs_isolated(rows)
+    lines += ["", "Training curves (validation NDCG@10 after each epoch; loss and logit scale in the JSON file):\n",
+              "| model | " + " | ".join(f"epoch {i + 1}" for i in range(max(map(len, curves.values()), default=0))) + " |",
+              "|---|" + "---|" * max(map(len, curves.values()), default=0)]
+    lines += [f"| {model} | " + " | ".join(f"{row['NDCG@10']:.4f}" for row in curve) + " |" for model, curve in curves.items()]
     (RESULTS / f"quality_{label}.md").write_text("\n".join(lines) + "\n")
     plot(rows, RESULTS / f"quality_{label}.png")
 
@@ -202,12 +211,13 @@ def main() -> None:
     config.validate()
     began, commit = time.monotonic(), git_commit()
     prepare(config, args.dataset, args.path)
-    rows, timings = [], {}
+    rows, timings, curves = [], {}, {}
     for seed in args.seeds:
         seeded = with_overrides(config, training={"seed": seed})
         for name in args.variants:
             begin = time.perf_counter()
-            metrics = run_variant(seeded, name)
+            metrics, variant_curves = run_variant(seeded, name)
+            curves.update({f"{model}, seed {seed}": curve for model, curve in variant_curves.items()})
             timings[f"{name}, seed {seed}"] = time.perf_counter() - begin
             for model, table in metrics.items():
                 if model.startswith("popularity") and any(r["model"] == model and r["seed"] == seed for r in rows):
@@ -221,7 +231,7 @@ def main() -> None:
     meta = {**provenance(command, began, commit), "seeds": args.seeds, "seconds_per_variant": timings,
             "dataset": args.dataset, "protocol": PROTOCOL.get(args.dataset, "each user's last event"),
             "side_information": side_information(config), "config": dataclasses.asdict(config)}
-    write_report(rows, meta, label, args.dataset, args.sampled)
+    write_report(rows, meta, label, args.dataset, args.sampled, curves)
     print((RESULTS / f"quality_{label}.md").read_text())
 
 
