@@ -105,25 +105,28 @@ def _register_back(config, artifact: Path, tmp_path: Path) -> None:
 
 
 def test_every_position_training_learns_from_packed_sequences_and_serves(built_pipeline, tmp_path):
-    """training.positions: all on a causal tower: several labels per forward, a model at least as good as per-label
-    training for the same epochs, and an artifact whose served vectors are the causal tower's."""
+    """training.positions: all on a causal tower: several labels per forward, a model as good as per-label training
+    for the same epochs (mean of 3 seeds: one seed's ratio ranged 0.85-1.14 here), and an artifact whose served
+    vectors are the causal tower's."""
     from recplugin.training.dataset import load_catalog, load_snapshot
     from recplugin.training.packing import pack_split
 
     config = built_pipeline.config
     causal = {"user_attention": "causal"}
-    runs = {mode: train_module.train(with_overrides(config, model=causal, training={"epochs": 3, "max_steps": 0, "positions": mode,
-                                                                                    "checkpoint_dir": str(tmp_path / mode)}),
-                                     config.snapshot_path, config.catalog_path, tmp_path / mode, progress=False)
-            for mode in ("last", "all")}
-    every, last = (runs[m].metrics["two-tower"]["overall"]["NDCG@10"] for m in ("all", "last"))
-    assert every > runs["all"].metrics["popularity"]["overall"]["NDCG@10"] and every >= 0.9 * last, (every, last)
+    runs = {(mode, seed): train_module.train(
+        with_overrides(config, model=causal, training={"epochs": 3, "max_steps": 0, "positions": mode, "seed": seed,
+                                                       "checkpoint_dir": str(tmp_path / f"{mode}{seed}")}),
+        config.snapshot_path, config.catalog_path, tmp_path / f"{mode}{seed}", progress=False)
+        for mode in ("last", "all") for seed in range(3)}
+    every, last = (np.mean([runs[m, s].metrics["two-tower"]["overall"]["NDCG@10"] for s in range(3)]) for m in ("all", "last"))
+    popular = runs["all", 0].metrics["popularity"]["overall"]["NDCG@10"]
+    assert every > 2 * popular and every >= 0.9 * last, (every, last, popular)
     catalog = load_catalog(config.catalog_path)
     train_split = load_snapshot(config.snapshot_path, config.scenarios, catalog.id_to_row,
                                 config.model.max_sequence_length).splits["train"]
     packed = pack_split(train_split, config.model.max_sequence_length // 2)
     assert packed.rows_per_point() < 0.2 and packed.exact.mean() > 0.9  # several labels share a forward, most exactly
-    served = RetrievalModel(runs["all"].artifact_dir)
+    served = RetrievalModel(runs["all", 0].artifact_dir)
     assert served.config.model.user_attention == "causal" and served.user_tower.causal
 
 
