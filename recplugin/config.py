@@ -45,7 +45,7 @@ class FeastConfig:
     history_ttl_days: int = 3650
     max_labels_per_user: int = 0
     state_engine: str = "duckdb"  # duckdb: SQL in the offline engine, out of core | spark: Spark SQL | python: reference
-    state_memory_limit: str = "2GB"  # DuckDB's memory limit for the state build (it spills beyond it)
+    duckdb_memory_limit: str = "2GB"  # DuckDB's memory for the state build and Feast's point-in-time join (spills beyond)
     spark_master: str = "local[2]"  # state_engine spark: local[N], spark://host:7077, yarn, k8s://... (docs/adopting.md)
     training_set_chunk_rows: int = 100_000
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import resource
 import sys
 import time
 from pathlib import Path
@@ -52,10 +53,12 @@ VARIANTS = {  # name -> {config section: {field: value}}; "isolated" trains one 
 }
 
 
-def prepare(config: RecConfig, dataset: str, path: str | None) -> None:
-    """Data -> Feast -> point-in-time snapshot, unless the workdir already has the snapshot."""
+def prepare(config: RecConfig, dataset: str, path: str | None) -> dict | None:
+    """Data -> Feast -> point-in-time snapshot, unless the workdir already has the snapshot; its seconds and the peak
+    RSS of this process so far (None when the snapshot was there already)."""
     if config.snapshot_path.exists():
-        return
+        return None
+    began = time.perf_counter()
     from recplugin import pipeline  # Feast: only where the snapshot is built (a GPU box gets the snapshot carried over)
 
     if dataset == "generated":
@@ -64,6 +67,9 @@ def prepare(config: RecConfig, dataset: str, path: str | None) -> None:
         pipeline.load_dataset(config, dataset, Path(path))
     pipeline.apply(config)
     pipeline.build_training_set(config)
+    peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return {"seconds": time.perf_counter() - began, "peak_rss_mib": peak_mib,
+            "duckdb_memory_limit": config.feast.duckdb_memory_limit}
 
 
 def run_variant(config: RecConfig, name: str) -> tuple[dict, dict]:
@@ -135,6 +141,12 @@ def side_information(config: RecConfig) -> str:
         f"{config.model.max_sequence_length}"
 
 
+def _snapshot_line(build: dict) -> str:
+    """How long data -> Feast -> snapshot took in this run, and its peak memory."""
+    return (f"Snapshot built in this run (load, `feast apply`, Feast's point-in-time join): {build['seconds']:.0f} s, peak "
+            f"RSS {build['peak_rss_mib']:.0f} MiB (DuckDB limited to {build['duckdb_memory_limit']}).\n")
+
+
 def write_report(per_seed: list[dict], meta: dict, label: str, dataset: str, sampled_negatives: int,
                  curves: dict[str, list[dict]]) -> None:
     """benchmarks/results/quality_<label>.{json,md,png}: means over seeds, and every seed's rows in the JSON."""
@@ -148,6 +160,7 @@ def write_report(per_seed: list[dict], meta: dict, label: str, dataset: str, sam
              "Full ranking over all items in fp32, ties counted against the target, the user's earlier items excluded, "
              "test = each user's last event.\n", *([PROTOCOL[dataset] + "\n"] if dataset in PROTOCOL else []),
              f"Side information: {meta['side_information']}. The full effective config is in the JSON file.\n",
+             *([_snapshot_line(meta["snapshot_build"])] if meta.get("snapshot_build") else []),
              "| model | scenario | users | " + " | ".join(full) + " |", "|---|---|---|" + "---|" * len(full)]
     lines += [f"| {r['model']} | {r['scenario']} | {int(r['users'])} | " + " | ".join(_cell(r, m) for m in full) + " |"
               for r in rows if "sampled" not in r["model"]]
@@ -210,7 +223,7 @@ def main() -> None:
         config = with_overrides(config, generator={"num_users": users})
     config.validate()
     began, commit = time.monotonic(), git_commit()
-    prepare(config, args.dataset, args.path)
+    snapshot_build = prepare(config, args.dataset, args.path)
     rows, timings, curves = [], {}, {}
     for seed in args.seeds:
         seeded = with_overrides(config, training={"seed": seed})
@@ -229,6 +242,7 @@ def main() -> None:
     command = "python benchmarks/quality/run.py " + " ".join(
         f"--{k.replace('_', '-')} {' '.join(map(str, v)) if isinstance(v, list) else v}" for k, v in vars(args).items() if v)
     meta = {**provenance(command, began, commit), "seeds": args.seeds, "seconds_per_variant": timings,
+            "snapshot_build": snapshot_build,
             "dataset": args.dataset, "protocol": PROTOCOL.get(args.dataset, "each user's last event"),
             "side_information": side_information(config), "config": dataclasses.asdict(config)}
     write_report(rows, meta, label, args.dataset, args.sampled, curves)

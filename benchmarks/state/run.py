@@ -82,7 +82,7 @@ def markdown(report: dict) -> str:
              f"`{report['command']}` at commit `{report['git_commit']}` on {report['machine']}, {report['date']}, "
              f"{report['wall_s']} s in all. Each row is its own process; peak RSS is that process's (Spark: the Python "
              "driver; its JVM is listed apart), ~0.5 GB of it imports (Feast, pyarrow). DuckDB runs with "
-             f"`feast.state_memory_limit` {report['state_memory_limit']} (it spills beyond it); Spark in local mode "
+             f"`feast.duckdb_memory_limit` {report['duckdb_memory_limit']} (it spills beyond it); Spark in local mode "
              "(`local[2]`). The snapshot is Feast's point-in-time join (DuckDB offline store) of "
              f"{report['config']['labels_per_user']} labels per user. Data generated with seed 1, 40 events per user.", "",
              "| events | stage | engine | rows | seconds | events/s | peak RSS MiB | JVM peak RSS MiB | RSS x (vs smallest) |",
@@ -127,7 +127,7 @@ def main() -> None:
     from recplugin.config import FeastConfig
 
     report = {**provenance(" ".join(["python", "benchmarks/state/run.py", *sys.argv[1:]]), began, commit),
-              "config": vars(args), "state_memory_limit": FeastConfig().state_memory_limit, "rows": rows}
+              "config": vars(args), "duckdb_memory_limit": FeastConfig().duckdb_memory_limit, "rows": rows}
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "state.json").write_text(json.dumps(report, indent=2))
     (RESULTS / "state.md").write_text(markdown(report))

@@ -89,3 +89,18 @@ def test_no_history_timestamp_reaches_its_label_on_generated_data(built_pipeline
         assert (latest < label_seconds).all()
         own = [t in set(items) for t, items in zip(frame["target_item_id"], frame[f"{scenario}_item_ids"])]
         assert not any(own)
+
+
+def test_feasts_duckdb_join_runs_under_the_configured_memory_limit(snapshot, request):
+    if request.node.callspec.params["snapshot"] == "spark":
+        pytest.skip("Spark's join has its own memory settings (spark.driver.memory)")
+    import duckdb
+    import ibis
+
+    configured = tiny_config(request.config.rootpath).feast.duckdb_memory_limit
+    setting = "SELECT current_setting('memory_limit'), current_setting('temp_directory')"
+    expected = duckdb.connect(config={"memory_limit": configured}).execute(setting).fetchone()[0]
+    default = duckdb.connect().execute(setting).fetchone()[0]
+    actual, spill = ibis.get_backend().raw_sql(setting).fetchone()
+    assert actual == expected != default
+    assert spill.endswith("spill")
