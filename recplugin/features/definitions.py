@@ -23,6 +23,8 @@ class FeastNames:
     user_state_source: str = "user_state_source"
     user_state_push: str = "user_state_push"
     user_history: str = "user_history"
+    user_state: str = "user_state"
+    user_history_at_state: str = "user_history_at_state"
     user_counts: str = "user_counts"
     item_source: str = "item_source"
     item_features: str = "item_features"
@@ -86,6 +88,8 @@ def build_objects(config: RecConfig, data_dir: Path, sources: dict[str, DataSour
                   description="A person who acts in any scenario")
     item = Entity(name=n.item, join_keys=["item_id"], value_type=ValueType.INT64, tags=MANAGED_BY,
                   description="A recommendable item")
+    state = Entity(name=n.user_state, join_keys=["state_time"], value_type=ValueType.INT64, tags=MANAGED_BY,
+                   description="One row of the user-state table, by its time in microseconds (with the user id)")
     ttl = timedelta(days=config.feast.history_ttl_days)
     user_state_push = PushSource(name=n.user_state_push, batch_source=batch["user_state_source"], tags=MANAGED_BY,
                                  description="Live behaviour: the new user state after an event")
@@ -94,8 +98,12 @@ def build_objects(config: RecConfig, data_dir: Path, sources: dict[str, DataSour
         tags=MANAGED_BY, description=f"Last {config.feast.history_length} behaviours per scenario, time-ordered")
     user_counts = FeatureView(
         name=n.user_counts, entities=[user], ttl=ttl, tags=MANAGED_BY,
-        schema=[Field(name=f"{name}_count", dtype=Int64) for name in config.scenarios], source=user_state_push,
-        description="All-time behaviour counts per scenario")
+        schema=[*(Field(name=f"{name}_count", dtype=Int64) for name in config.scenarios), Field(name="state_time", dtype=Int64)],
+        source=user_state_push, description="All-time behaviour counts per scenario, and the state row's time (microseconds)")
+    user_history_at_state = FeatureView(
+        name=n.user_history_at_state, entities=[user, state], ttl=ttl, schema=history_fields(config.scenarios),
+        source=batch["user_state_source"], tags=MANAGED_BY, online=False,
+        description="The history lists of one state row, by (user_id, state_time): the snapshot's second, exact-key join")
     item_features = FeatureView(
         name=n.item_features, entities=[item], ttl=timedelta(0), tags=MANAGED_BY,
         schema=[Field(name="title", dtype=String), Field(name="text", dtype=String), Field(name="category", dtype=String)],
@@ -107,13 +115,15 @@ def build_objects(config: RecConfig, data_dir: Path, sources: dict[str, DataSour
     return {
         **batch,
         "user": user,
+        "user_state": state,
         "item": item,
         "user_state_push": user_state_push,
         "user_history": user_history,
+        "user_history_at_state": user_history_at_state,
         "user_counts": user_counts,
         "item_features": item_features,
         "item_embedding": item_embedding,
-        "user_training": FeatureService(name=n.user_training, features=[user_history, user_counts], tags=MANAGED_BY),
+        "user_training": FeatureService(name=n.user_training, features=[user_counts, user_history_at_state], tags=MANAGED_BY),
         "user_serving": FeatureService(name=n.user_serving, features=[user_history, user_counts], tags=MANAGED_BY),
         "item_serving": FeatureService(name=n.item_serving, features=[item_features, item_embedding], tags=MANAGED_BY),
     }

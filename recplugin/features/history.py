@@ -14,7 +14,7 @@ from tqdm import tqdm
 
 def state_schema(scenarios: list[str]) -> pa.Schema:
     """The arrow schema of the user-state table (the batch source behind the user feature views)."""
-    fields = [("user_id", pa.int64()), ("event_timestamp", pa.timestamp("us", tz="UTC"))]
+    fields = [("user_id", pa.int64()), ("event_timestamp", pa.timestamp("us", tz="UTC")), ("state_time", pa.int64())]
     for name in scenarios:
         fields += [
             (f"{name}_item_ids", pa.list_(pa.int64())),
@@ -63,7 +63,7 @@ class UserState:
 
     def row(self, user_id: int, timestamp: pd.Timestamp) -> dict:
         """The feature row describing this state as of `timestamp`."""
-        row: dict = {"user_id": int(user_id), "event_timestamp": timestamp}
+        row: dict = {"user_id": int(user_id), "event_timestamp": timestamp, "state_time": epoch_micros(timestamp)}
         for name, history in self.histories.items():
             row[f"{name}_item_ids"] = list(history.item_ids)
             row[f"{name}_actions"] = list(history.actions)
@@ -80,6 +80,11 @@ class UserState:
                 limit, features.get(f"{name}_item_ids"), features.get(f"{name}_actions"),
                 features.get(f"{name}_timestamps"), features.get(f"{name}_count"))
         return state
+
+
+def epoch_micros(timestamp: pd.Timestamp) -> int:
+    """Microseconds since the epoch: the state row's key next to the user id (`state_time`)."""
+    return int(pd.Timestamp(timestamp).value // 1000)
 
 
 def epoch_seconds(timestamps: pd.Series) -> np.ndarray:

@@ -1,8 +1,9 @@
 """The user-state table in SQL, run by the offline engine (DuckDB here; the same query on Spark SQL).
 
 One output row per (user, distinct event time): per scenario the last N item ids, action codes and epoch seconds up to
-and including that time, and the all-time count. Bounded window lists per (user, scenario), then each scenario's
-latest state carried forward along the user's timeline: linear in the events, no per-user Python loop.
+and including that time, and the all-time count; and the row's time in microseconds (`state_time`, its key beside the
+user id). Bounded window lists per (user, scenario), then each scenario's latest state carried forward along the user's
+timeline: linear in the events, no per-user Python loop.
 """
 from __future__ import annotations
 
@@ -21,10 +22,12 @@ class Dialect:
     struct: str  # "{fields}" -> a struct value with named fields
     carry: str  # "{value}" -> its last non-null value over the frame
     empty_list: str
+    micros: str  # "{value}" -> a timestamp's microseconds since the epoch
 
 
-DUCKDB = Dialect("list", "struct_pack({fields})", "last_value({value} IGNORE NULLS)", "[]::BIGINT[]")
-SPARK = Dialect("collect_list", "named_struct({fields})", "last({value}, true)", "CAST(array() AS ARRAY<BIGINT>)")
+DUCKDB = Dialect("list", "struct_pack({fields})", "last_value({value} IGNORE NULLS)", "[]::BIGINT[]", "epoch_us({value})")
+SPARK = Dialect("collect_list", "named_struct({fields})", "last({value}, true)", "CAST(array() AS ARRAY<BIGINT>)",
+                "unix_micros({value})")
 
 
 def _field(dialect: Dialect, name: str, value: str) -> str:
@@ -60,14 +63,14 @@ WITH per_scenario AS (
   FROM per_scenario
   WINDOW timeline AS (PARTITION BY user_id ORDER BY event_timestamp, seq ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW)
 )
-SELECT user_id, event_timestamp,
+SELECT user_id, event_timestamp, CAST({dialect.micros.format(value="event_timestamp")} AS BIGINT) AS state_time,
   {columns}
 FROM carried WHERE newest_first = 1"""
 
 
 def state_columns(scenarios: list[str]) -> list[str]:
     """The state table's column order (as history.state_schema)."""
-    return ["user_id", "event_timestamp"] + [f"{name}_{part}" for name in scenarios
+    return ["user_id", "event_timestamp", "state_time"] + [f"{name}_{part}" for name in scenarios
                                              for part in ("item_ids", "actions", "timestamps", "count")]
 
 

@@ -166,16 +166,25 @@ def rated_before(events: pd.DataFrame, rows: pd.Index, wanted) -> list[list[int]
     return [items[row - first_of_user[row]:row].tolist() if flag else [] for row, flag in zip(rows, wanted)]
 
 
-def historical_features(store: FeatureStore, labels: pd.DataFrame, service: str) -> pd.DataFrame:
-    """Join each label with the user's features as of strictly before its timestamp (list columns of the labels, which
-    the entity dataframe cannot carry, are joined back by row)."""
+def historical_features(store: FeatureStore, labels: pd.DataFrame, names: defs.FeastNames) -> pd.DataFrame:
+    """Join each label with the user's features as of strictly before its timestamp, in two of Feast's point-in-time
+    joins: the scalar view (counts and the state row's `state_time`) along the user's timeline, then the history lists
+    by that row's exact (user_id, state_time) key. (One join with the lists carried them through every (label, earlier
+    state row) pair of a user: 21.5 GB on ML-1M.) The labels' list columns are joined back by row."""
+    service = store.get_feature_service(names.user_training)
+    refs = {p.name: [f"{p.name}:{f.name}" for f in p.features] for p in service.feature_view_projections}
     entity_df = labels.drop(columns=["rated_item_ids"], errors="ignore").assign(label_row=np.arange(len(labels)))
     entity_df["event_timestamp"] = entity_df["label_timestamp"] - pd.Timedelta(microseconds=1)
-    features = store.get_feature_service(service)
-    joined = store.get_historical_features(entity_df=entity_df, features=features).to_df()
+    joined = store.get_historical_features(entity_df=entity_df, features=refs[names.user_counts]).to_df()
+    known = joined[joined["state_time"].notna()]
+    keys = known[["user_id", "event_timestamp", "label_row"]].assign(state_time=known["state_time"].astype("int64"))
+    lists = (store.get_historical_features(entity_df=keys, features=refs[names.user_history_at_state]).to_df()
+             if len(keys) else pd.DataFrame(columns=["label_row", *(r.split(":")[1] for r in refs[names.user_history_at_state])]))
+    joined = joined.merge(lists.drop(columns=["user_id", "event_timestamp", "state_time"], errors="ignore"), on="label_row",
+                          how="left")
     if "rated_item_ids" in labels:
         joined["rated_item_ids"] = labels["rated_item_ids"].to_numpy()[joined["label_row"].to_numpy()]
-    return (joined.drop(columns=["event_timestamp", "label_row"]).sort_values(["user_id", "label_timestamp"], kind="stable")
+    return (joined.drop(columns=["event_timestamp", "label_row", "state_time"]).sort_values(["user_id", "label_timestamp"], kind="stable")
             .reset_index(drop=True))
 
 
@@ -194,7 +203,7 @@ def build_training_set(config: RecConfig, progress: bool = True) -> Path:
     try:
         for start in tqdm(range(0, len(users), step), desc="point-in-time join", unit="chunk", disable=not progress):
             chunk = labels[labels["user_id"].isin(users[start:start + step])]
-            table = pa.Table.from_pandas(_tidy_snapshot(historical_features(store, chunk, defs.names(config).user_training), config.scenarios), preserve_index=False)
+            table = pa.Table.from_pandas(_tidy_snapshot(historical_features(store, chunk, defs.names(config)), config.scenarios), preserve_index=False)
             if writer is None:
                 schema = snapshot_schema(table.schema, config.scenarios)
                 writer = pq.ParquetWriter(config.snapshot_path, schema, compression="zstd")
@@ -227,11 +236,11 @@ def snapshot_schema(first_chunk: pa.Schema, scenarios: list[str]) -> pa.Schema:
 
 
 def _tidy_snapshot(snapshot: pd.DataFrame, scenarios: list[str]) -> pd.DataFrame:
-    """Missing histories become empty lists and missing counts zero."""
+    """Missing histories (None, or NaN from the exact-key join) become empty lists and missing counts zero."""
     for name in scenarios:
         for suffix in ("item_ids", "actions", "timestamps"):
             column = f"{name}_{suffix}"
-            snapshot[column] = snapshot[column].map(lambda value: [] if value is None else list(value))
+            snapshot[column] = snapshot[column].map(lambda value: list(value) if hasattr(value, "__len__") else [])
         snapshot[f"{name}_count"] = snapshot[f"{name}_count"].fillna(0).astype("int64")
     return snapshot
 

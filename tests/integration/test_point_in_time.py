@@ -104,3 +104,28 @@ def test_feasts_duckdb_join_runs_under_the_configured_memory_limit(snapshot, req
     actual, spill = ibis.get_backend().raw_sql(setting).fetchone()
     assert actual == expected != default
     assert spill.endswith("spill")
+
+
+def test_the_two_step_join_equals_one_join_of_the_lists_on_generated_data(built_pipeline):
+    """The snapshot (scalar point-in-time join, then the lists by (user_id, state_time)) equals Feast's single
+    point-in-time join of user_history + user_counts for the same labels, row for row."""
+    from recplugin.features.store import label_events, open_store
+
+    config = built_pipeline.config
+    snapshot = pd.read_parquet(config.snapshot_path)
+    labels = label_events(pd.read_parquet(config.events_path), config.feast.max_labels_per_user)
+    entity_df = labels.drop(columns=["rated_item_ids"]).assign(event_timestamp=labels["label_timestamp"] - pd.Timedelta(microseconds=1))
+    store = open_store(config)
+    refs = [f"{view.name}:{field.name}" for view in (store.get_feature_view("user_history"), store.get_feature_view("user_counts"))
+            for field in view.features if field.name != "state_time"]
+    single = store.get_historical_features(entity_df=entity_df, features=refs).to_df()
+    single = single.sort_values(["user_id", "label_timestamp", "target_item_id"], kind="stable").reset_index(drop=True)
+    ours = snapshot.sort_values(["user_id", "label_timestamp", "target_item_id"], kind="stable").reset_index(drop=True)
+    assert len(ours) == len(single) == len(labels) > 1000
+    for name in config.scenarios:
+        assert (ours[f"{name}_count"].to_numpy() == single[f"{name}_count"].fillna(0).to_numpy()).all()
+        for suffix in ("item_ids", "actions", "timestamps"):
+            column = f"{name}_{suffix}"
+            expected = [list(v) if v is not None else [] for v in single[column]]
+            assert [list(v) for v in ours[column]] == expected, column
+    assert "state_time" not in ours.columns
