@@ -18,6 +18,7 @@ import argparse
 import dataclasses
 import json
 import resource
+import shlex
 import sys
 import time
 from pathlib import Path
@@ -240,7 +241,8 @@ def main() -> None:
             print(f"{name}, seed {seed}: {timings[f'{name}, seed {seed}']:.0f} s", flush=True)
     label = args.label or args.dataset
     command = "python benchmarks/quality/run.py " + " ".join(
-        f"--{k.replace('_', '-')} {' '.join(map(str, v)) if isinstance(v, list) else v}" for k, v in vars(args).items() if v)
+        f"--{k.replace('_', '-')} {' '.join(shlex.quote(str(x)) for x in (v if isinstance(v, list) else [v]))}"
+        for k, v in vars(args).items() if v)
     meta = {**provenance(command, began, commit), "seeds": args.seeds, "seconds_per_variant": timings,
             "snapshot_build": snapshot_build,
             "dataset": args.dataset, "protocol": PROTOCOL.get(args.dataset, "each user's last event"),
