@@ -160,7 +160,8 @@ def write_report(per_seed: list[dict], meta: dict, label: str, dataset: str, sam
              f"{meta['date']}, {meta['wall_s']:.0f} s, seeds {meta['seeds']} (mean +- std over seeds where more than one).\n",
              "Full ranking over all items in fp32, ties counted against the target, the user's earlier items excluded, "
              "test = each user's last event.\n", *([PROTOCOL[dataset] + "\n"] if dataset in PROTOCOL else []),
-             f"Side information: {meta['side_information']}. The full effective config is in the JSON file.\n",
+             f"Side information: {meta['side_information']}. The full base config and each variant's overrides "
+             f"({json.dumps(meta['variant_overrides'])}) are in the JSON file.\n",
              *([_snapshot_line(meta["snapshot_build"])] if meta.get("snapshot_build") else []),
              "| model | scenario | users | " + " | ".join(full) + " |", "|---|---|---|" + "---|" * len(full)]
     lines += [f"| {r['model']} | {r['scenario']} | {int(r['users'])} | " + " | ".join(_cell(r, m) for m in full) + " |"
@@ -246,7 +247,8 @@ def main() -> None:
     meta = {**provenance(command, began, commit), "seeds": args.seeds, "seconds_per_variant": timings,
             "snapshot_build": snapshot_build,
             "dataset": args.dataset, "protocol": PROTOCOL.get(args.dataset, "each user's last event"),
-            "side_information": side_information(config), "config": dataclasses.asdict(config)}
+            "side_information": side_information(config), "config": dataclasses.asdict(config),
+            "variant_overrides": {name: VARIANTS[name] for name in args.variants}}
     write_report(rows, meta, label, args.dataset, args.sampled, curves)
     print((RESULTS / f"quality_{label}.md").read_text())
 
