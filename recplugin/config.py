@@ -97,6 +97,7 @@ class TrainingConfig:
     sampled_negatives: int = 0
     scenario_ranking: bool = False  # also rank among the target scenario's items only (Amazon: domain-restricted)
     random_negatives: int = 512
+    negatives: str = "global"  # global: candidates from the whole catalogue | scenario: only items sharing the target's scenario
     max_steps: int = 0
     max_minutes: float = 0.0  # wall-clock budget for training steps: the schedule is fitted to it after 20 steps; 0: none
     seed: int = 0
@@ -243,6 +244,8 @@ class RecConfig:
                               "decoder: its events already see only earlier ones)")
         if self.training.positions not in ("last", "all"):
             raise ConfigError(f"training.positions must be last or all, got {self.training.positions!r}")
+        if self.training.negatives not in ("global", "scenario"):
+            raise ConfigError(f"training.negatives must be global or scenario, got {self.training.negatives!r}")
         if self.training.positions == "all" and (self.model.user_attention != "causal" or self.model.mixing != "interleaved"
                                                  or self.model.user_llm):
             raise ConfigError("training.positions: all needs model.user_attention: causal, model.mixing: interleaved and the "

@@ -27,7 +27,8 @@ from recplugin.models.text_model import ItemTextModel
 from recplugin.models.two_tower import TwoTower
 from recplugin.training import distributed as dist_
 from recplugin.training.dataset import LabelledSplit
-from recplugin.training.train import batch_loss, loss_inputs, make_optimizer
+from recplugin.training.objective import batch_loss, loss_inputs
+from recplugin.training.train import make_optimizer
 
 RESULTS = Path(__file__).resolve().parents[1] / "results"
 QWEN2_05B = dict(vocab_size=151936, hidden_size=896, intermediate_size=4864, num_hidden_layers=24, num_attention_heads=14,

@@ -51,6 +51,11 @@ VARIANTS = {  # name -> {config section: {field: value}}; "isolated" trains one 
     "no text": {"model": {"use_text": False, "use_item_ids": True}},
     "no ids": {"model": {"use_item_ids": False}},  # the default item tower has no ids: same as unified unless the config adds them
     "text + ids": {"model": {"use_text": True, "use_item_ids": True}},
+    "scenario negatives": {"training": {"negatives": "scenario"}},
+    "global negatives": {"training": {"negatives": "global"}},
+    "window 1": {"training": {"target_window": 1}},
+    "window 10": {"training": {"target_window": 10}},
+    "K=3": {"model": {"interests_per_scenario": 3}},
 }
 
 

@@ -33,7 +33,8 @@ from recplugin.training import evaluate as ev  # noqa: E402
 from recplugin.training.assess import model_ranks, popularity_ranks  # noqa: E402
 from recplugin.training.dataset import LabelledSplit  # noqa: E402
 from recplugin.training.packing import pack_split  # noqa: E402
-from recplugin.training.train import batch_loss, epoch_batches, loss_inputs, make_optimizer  # noqa: E402
+from recplugin.training.objective import batch_loss, loss_inputs  # noqa: E402
+from recplugin.training.train import epoch_batches, make_optimizer  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parents[1] / "results"
 MODES = {  # name -> (model.user_attention, training.positions)

@@ -61,7 +61,7 @@ def match_clusters(points: torch.Tensor, assignment: torch.Tensor, interests: to
 def multi_positive_infonce(interests: torch.Tensor, targets: torch.Tensor, target_rows: torch.Tensor,
                            negatives: torch.Tensor, negative_rows: torch.Tensor, scale: torch.Tensor,
                            log_q: torch.Tensor | None = None, false_negative_cosine: float = 0.98,
-                           owners: torch.Tensor | None = None) -> torch.Tensor:
+                           owners: torch.Tensor | None = None, item_groups: torch.Tensor | None = None) -> torch.Tensor:
     """InfoNCE for every valid target of a window, each scored by the interest its cluster was matched to.
 
     interests [B, K, E]; targets [B, W, E] with rows [B, W] (-1 = padding); negatives [N, E] with rows [N].
@@ -69,6 +69,7 @@ def multi_positive_infonce(interests: torch.Tensor, targets: torch.Tensor, targe
     elsewhere, the user's other window targets, and near-duplicates (cosine > `false_negative_cosine`).
     `log_q` [M + N] is subtracted from the candidates' logits (sampling-bias correction), M = valid targets.
     `owners` [B] (default: every row its own): rows of one owner (a user's prediction points) exclude each other's targets.
+    `item_groups` [num_items] scenario bitmask per item row: a candidate sharing no scenario with the target is excluded.
     """
     batch, width, _ = targets.shape
     valid = target_rows >= 0
@@ -88,6 +89,8 @@ def multi_positive_infonce(interests: torch.Tensor, targets: torch.Tensor, targe
     own = torch.arange(len(positives), device=targets.device)
     excluded = (candidate_rows[None, :] == target_rows[valid][:, None]) | (candidate_owners[None, :] == owners[:, None])
     excluded |= (positives @ candidates.T).detach() > false_negative_cosine
+    if item_groups is not None:
+        excluded |= (item_groups[target_rows[valid]][:, None] & item_groups[candidate_rows][None, :]) == 0
     excluded[own, own] = False
     logits = logits.masked_fill(excluded, torch.finfo(logits.dtype).min)
     return nn.functional.cross_entropy(logits, own)

@@ -81,11 +81,23 @@ def pack_split(split: LabelledSplit, min_context: int) -> PackedSplit:
                        np.asarray(exact, dtype=bool))
 
 
-def packed_batches(packed: PackedSplit, points_per_batch: int, generator: np.random.Generator) -> list[np.ndarray]:
-    """Shuffled packed rows grouped so each batch holds about `points_per_batch` prediction points (a row is never split)."""
+def packed_batches(packed: PackedSplit, points_per_batch: int, generator: np.random.Generator,
+                   pool_batches: int = 32) -> list[np.ndarray]:
+    """Shuffled packed rows grouped so each batch holds about `points_per_batch` prediction points (a row is never split).
+
+    Rows of similar length share a batch, so its padding stays small (short sequences would otherwise be padded to the
+    longest in a random batch): the shuffled rows are sorted by length within pools of about `pool_batches` batches,
+    as Hugging Face's group_by_length does, and the batches' order is shuffled (`pool_batches` 0: no grouping).
+    """
     counts = np.bincount(packed.cut_row, minlength=len(packed.events))
+    lengths = packed.events.mask.sum(axis=1)
+    order = generator.permutation(len(packed.events))
+    pool = max(1, int(pool_batches * points_per_batch / max(1.0, counts.mean())))
+    for start in range(0, len(order), pool):
+        chunk = order[start:start + pool]
+        order[start:start + pool] = chunk[np.argsort(lengths[chunk], kind="stable")]
     batches, current, filled = [], [], 0
-    for row in generator.permutation(len(packed.events)):
+    for row in order:
         current.append(row)
         filled += counts[row]
         if filled >= points_per_batch:
@@ -93,7 +105,7 @@ def packed_batches(packed: PackedSplit, points_per_batch: int, generator: np.ran
             current, filled = [], 0
     if current:
         batches.append(np.asarray(current, dtype=np.int64))
-    return batches
+    return [batches[index] for index in generator.permutation(len(batches))]
 
 
 def batch_of(packed: PackedSplit, rows: np.ndarray) -> tuple[SequenceBatch, CutBatch, np.ndarray]:

@@ -16,14 +16,14 @@ from recplugin.config import RecConfig
 from recplugin.models.artifact import save_artifact
 from recplugin.models.item_tower import TextEncoder, cached_encode, resolve_encoder_path
 from recplugin.models.text_model import ItemTextModel
-from recplugin.models.losses import LearnableTemperature, multi_positive_infonce
 from recplugin.models.two_tower import TwoTower
 from recplugin.training import distributed as dist_
 from recplugin.training import evaluate as ev
 from recplugin.training.assess import evaluate_model, model_ranks
 from recplugin.training.checkpoint import checkpoint_path, load_checkpoint, save_checkpoint
-from recplugin.training.dataset import Catalog, LabelledSplit, Snapshot, load_catalog, load_snapshot, target_windows
-from recplugin.training.packing import PackedSplit, batch_of, pack_split, packed_batches
+from recplugin.training.dataset import Catalog, LabelledSplit, Snapshot, load_catalog, load_snapshot
+from recplugin.training.objective import LossInputs, autocast, batch_loss, loss_inputs
+from recplugin.training.packing import PackedSplit, pack_split, packed_batches
 from recplugin.training.plots import plot_curves
 
 
@@ -41,65 +41,6 @@ class TrainResult:
 def new_version() -> str:
     """A sortable, unique model version name."""
     return time.strftime("v%Y%m%d_%H%M%S_") + secrets.token_hex(2)
-
-
-def autocast(device: torch.device):
-    """bf16 autocast on CUDA, a no-op elsewhere."""
-    return torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else torch.autocast("cpu", enabled=False)
-
-
-@dataclass
-class LossInputs:
-    """What the loss needs besides the batch: target windows, item popularity for logQ, the temperature."""
-
-    windows: np.ndarray
-    log_popularity: torch.Tensor
-    temperature: LearnableTemperature
-
-
-def loss_inputs(split: LabelledSplit, config: RecConfig, num_items: int, device: torch.device) -> LossInputs:
-    """Target windows of the training rows, log item popularity among training targets, a fresh temperature."""
-    settings = config.training
-    counts = np.bincount(split.target_rows, minlength=num_items) + 1.0
-    return LossInputs(target_windows(split, settings.target_window),
-                      torch.as_tensor(np.log(counts / counts.sum()), dtype=torch.float32, device=device),
-                      LearnableTemperature(settings.temperature, settings.max_logit_scale, settings.learn_temperature).to(device))
-
-
-def batch_loss(model: torch.nn.Module, split: LabelledSplit, index: np.ndarray, extra: LossInputs, query_vectors: torch.Tensor,
-               config: RecConfig, context: dist_.Context, generator: np.random.Generator, num_items: int,
-               packed: PackedSplit | None = None) -> torch.Tensor:
-    """Multi-positive InfoNCE for one batch: window targets, in-batch (all ranks) + shared random negatives, masks, logQ;
-    a user's labels in the batch (its rows, or its prediction points) are not each other's negatives.
-
-    `index` holds label rows, or with `packed` packed rows whose prediction points are the labels.
-    """
-    settings = config.training
-    device = context.device
-    cuts = None
-    if packed is None:
-        inputs, labels = split.inputs.take(index), index
-    else:
-        inputs, cut_batch, labels = batch_of(packed, index)
-        cuts = cut_batch.to_torch(device)
-    owners = torch.as_tensor(np.unique(split.user_ids[labels], return_inverse=True)[1].reshape(-1), device=device)
-    rows = torch.as_tensor(extra.windows[labels], device=device)
-    valid = rows >= 0
-    negatives = torch.as_tensor(generator.integers(0, num_items, settings.random_negatives), device=device)
-    with autocast(device):
-        users, vectors = model(inputs.to_torch(device), torch.cat([rows[valid], negatives]), query_vectors, cuts)
-    users, vectors = users.float(), vectors.float()
-    count = int(valid.sum())
-    targets = vectors.new_zeros(*rows.shape, vectors.shape[1]).masked_scatter(valid[..., None], vectors[:count])
-    other_vectors, other_rows = dist_.gather_other_ranks(targets, torch.where(valid, rows, -1), context)
-    log_q = None
-    if settings.logq_correction:  # in-batch targets are drawn by popularity, the shared pool uniformly
-        in_batch = math.log(count * context.world)
-        log_q = torch.cat([in_batch + extra.log_popularity[rows[valid]], in_batch + extra.log_popularity[other_rows],
-                           torch.full((len(negatives),), math.log(len(negatives) / num_items), device=device)])
-    return multi_positive_infonce(users, targets, rows, torch.cat([other_vectors, vectors[count:]]),
-                                  torch.cat([other_rows, negatives]), extra.temperature(), log_q, settings.false_negative_cosine,
-                                  owners)
 
 
 def epoch_batches(split: LabelledSplit, packed: PackedSplit | None, batch_size: int,
@@ -256,7 +197,7 @@ def train(config: RecConfig, snapshot_path: Path, catalog_path: Path, out_dir: P
     packed = pack_split(train_split, config.model.max_sequence_length // 2) if settings.positions == "all" else None
     steps_per_epoch = math.ceil(len(train_split) / settings.batch_size)
     total_steps = steps_per_epoch * settings.epochs if settings.max_steps <= 0 else min(settings.max_steps, steps_per_epoch * settings.epochs)
-    extra = loss_inputs(train_split, config, model.num_items, device)
+    extra = loss_inputs(train_split, config, model.num_items, device, catalog.scenarios)
     optimizer, scheduler = make_optimizer(model, extra, config, total_steps)
     run = RunState()
     checkpoint = checkpoint_path(config, snapshot_path)

@@ -163,3 +163,22 @@ def test_an_isolated_split_keeps_one_scenarios_rows_and_events_right_aligned():
     only = split.only_scenario(0)
     assert len(only) == 1 and only.user_ids.tolist() == [7] and only.target_rows.tolist() == [5]
     assert only.inputs.item_rows[0].tolist() == [0, 1] and only.inputs.mask[0].tolist() == [True, True]  # event 3 (scenario 1) gone
+
+
+def test_scenario_groups_keep_only_candidates_that_share_the_targets_scenario():
+    torch.manual_seed(3)
+    users = normalize(torch.randn(2, 1, 4), dim=-1)
+    targets = normalize(torch.randn(2, 1, 4), dim=-1)
+    rows = torch.tensor([[0], [1]])  # item 0 in scenario A (bit 1), item 1 in B (bit 2)
+    negatives = normalize(torch.randn(3, 4), dim=-1)
+    negatives[0], negatives[1] = users[1, 0], users[0, 0]  # each user's strongest competitor is in the other scenario
+    negative_rows = torch.tensor([2, 3, 4])  # 2 in A, 3 in B, 4 in both
+    groups = torch.tensor([1, 2, 1, 2, 3])
+    loss = multi_positive_infonce(users, targets, rows, negatives, negative_rows, torch.tensor(10.0),
+                                  false_negative_cosine=2.0, item_groups=groups)
+    logits = users[:, 0] @ torch.cat([targets[:, 0], negatives]).T * 10
+    keep = torch.tensor([[1, 0, 1, 0, 1], [0, 1, 0, 1, 1]], dtype=torch.bool)  # own target, same-scenario and shared items
+    expected = torch.stack([cross_entropy(logits[i][keep[i]][None], torch.tensor([int(keep[i][:i].sum())])) for i in range(2)]).mean()
+    assert torch.allclose(loss, expected, atol=1e-5)
+    everything = multi_positive_infonce(users, targets, rows, negatives, negative_rows, torch.tensor(10.0), false_negative_cosine=2.0)
+    assert float(everything) > float(loss) + 1.0  # the other scenario's strong competitors weigh only without the groups

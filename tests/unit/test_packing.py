@@ -138,8 +138,25 @@ def test_batches_hold_about_the_asked_number_of_points_and_cover_every_row():
     packed = pack_split(split, min_context=MAX_LENGTH // 2)
     batches = packed_batches(packed, 12, np.random.default_rng(0))
     assert sorted(np.concatenate(batches).tolist()) == list(range(len(packed.events)))
-    points = [int(np.isin(packed.cut_row, batch).sum()) for batch in batches]
-    assert all(count >= 12 for count in points[:-1])
+    points = sorted(int(np.isin(packed.cut_row, batch).sum()) for batch in batches)
+    assert all(count >= 12 for count in points[1:])  # only the last batch filled may be short
+
+
+def test_batches_group_rows_of_similar_length_in_a_shuffled_order():
+    """Short and long users mixed: grouped batches pad far less than random ones, and their order still varies."""
+    split = _split({user: _timeline(user, 2 if user % 2 else MAX_LENGTH) for user in range(64)})
+    packed = pack_split(split, min_context=MAX_LENGTH // 2)
+    lengths = packed.events.mask.sum(axis=1)
+
+    def padded(batches):
+        return sum(len(batch) * lengths[batch].max() for batch in batches)
+
+    grouped = packed_batches(packed, 8, np.random.default_rng(0))
+    ungrouped = packed_batches(packed, 8, np.random.default_rng(0), pool_batches=0)
+    assert sorted(np.concatenate(grouped).tolist()) == list(range(len(lengths)))
+    assert padded(grouped) < 0.7 * padded(ungrouped)
+    again = packed_batches(packed, 8, np.random.default_rng(1))
+    assert [b.tolist() for b in again] != [b.tolist() for b in grouped]
 
 
 def test_all_positions_needs_a_causal_interleaved_tower():
@@ -150,10 +167,11 @@ def test_all_positions_needs_a_causal_interleaved_tower():
         from_dict({"training": {"positions": "all"}, "model": {"user_attention": "causal", "mixing": "blocks"}})
 
 
-def test_packed_loss_equals_the_loss_of_the_same_labels_as_separate_rows():
+@pytest.mark.parametrize("negatives", ["global", "scenario"])
+def test_packed_loss_equals_the_loss_of_the_same_labels_as_separate_rows(negatives):
     """Same labels, same negatives: one forward per user with its points gives the per-label rows' loss."""
     from recplugin.training import distributed as dist_
-    from recplugin.training.train import batch_loss, loss_inputs
+    from recplugin.training.objective import batch_loss, loss_inputs
 
     split = _split({user: _timeline(user, 3 + user % 4) for user in range(6)})  # every history fits: all points exact
     packed = pack_split(split, min_context=MAX_LENGTH // 2)
@@ -161,9 +179,9 @@ def test_packed_loss_equals_the_loss_of_the_same_labels_as_separate_rows():
     config = from_dict({"scenarios": ["a", "b", "c"], "actions": ["click", "like"],
                         "model": {**{k: getattr(CAUSAL, k) for k in ("embedding_dim", "user_dim", "user_heads", "user_layers",
                                                                     "max_sequence_length", "dropout", "user_attention")}},
-                        "training": {"positions": "all", "random_negatives": 5, "target_window": 2}})
+                        "training": {"positions": "all", "random_negatives": 6, "target_window": 2, "negatives": negatives}})
     model, context = _model(), dist_.setup("cpu")
-    extra = loss_inputs(split, config, 30, torch.device("cpu"))
+    extra = loss_inputs(split, config, 30, torch.device("cpu"), [[("a", "b", "c")[item % 3]] for item in range(30)])
     queries = torch.randn(3, 12)
     rows = np.arange(len(packed.events))
     labels = batch_of(packed, rows)[2]
