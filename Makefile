@@ -52,7 +52,7 @@ bench-quality-amazon: install
 	$(BIN)/python benchmarks/quality/run.py --dataset amazon-food-kitchen --path ../shared/data/amazon-food-kitchen --config benchmarks/quality/configs/amazon-food-kitchen.yaml --variants unified isolated --sampled 999
 
 bench-quality-amazon-cpu: install
-	$(BIN)/python benchmarks/quality/run.py --dataset amazon-food-kitchen --path ../shared/data/amazon-food-kitchen --config benchmarks/quality/configs/amazon-food-kitchen-cpu.yaml --workdir .recplugin/quality-amazon-cpu --variants unified isolated "global negatives" "window 10" --sampled 999 --seeds 0 --label amazon-food-kitchen-cpu
+	$(BIN)/python benchmarks/quality/run.py --dataset amazon-food-kitchen --path ../shared/data/amazon-food-kitchen --config benchmarks/quality/configs/amazon-food-kitchen-cpu.yaml --workdir .recplugin/quality-amazon-cpu --variants unified isolated "unified, equal total budget" "global negatives" "window 10" --sampled 999 --seeds 0 --label amazon-food-kitchen-cpu
 
 bench-gpu: install
 	$(BIN)/python benchmarks/gpu/run.py

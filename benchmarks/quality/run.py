@@ -56,6 +56,7 @@ VARIANTS = {  # name -> {config section: {field: value}}; "isolated" trains one 
     "window 1": {"training": {"target_window": 1}},
     "window 10": {"training": {"target_window": 10}},
     "K=3": {"model": {"interests_per_scenario": 3}},
+    "unified, equal total budget": {},  # training.max_minutes times the scenarios: the isolated models' total
 }
 
 
@@ -78,6 +79,13 @@ def prepare(config: RecConfig, dataset: str, path: str | None) -> dict | None:
             "duckdb_memory_limit": config.feast.duckdb_memory_limit}
 
 
+def variant_overrides(config: RecConfig, name: str) -> dict:
+    """The config fields a variant changes (the equal-budget unified model: the isolated models' minutes together)."""
+    if name == "unified, equal total budget":
+        return {"training": {"max_minutes": config.training.max_minutes * len(config.scenarios)}}
+    return VARIANTS[name]
+
+
 def run_variant(config: RecConfig, name: str) -> tuple[dict, dict]:
     """Train one variant (one model per scenario for `isolated`): its test metrics per scenario, and each model's
     per-epoch training curve (loss, logit scale, validation metrics)."""
@@ -94,7 +102,8 @@ def run_variant(config: RecConfig, name: str) -> tuple[dict, dict]:
             for model, table in result.metrics.items():
                 merged.setdefault(model.replace("two-tower", "isolated"), {})[scenario] = table[scenario]
         return merged, curves
-    variant = with_overrides(config, **VARIANTS[name]) if VARIANTS[name] else config
+    overrides = variant_overrides(config, name)
+    variant = with_overrides(config, **overrides) if overrides else config
     result = train(variant, config.snapshot_path, config.catalog_path, out)
     return result.metrics, {name: result.curve}
 
@@ -253,7 +262,7 @@ def main() -> None:
             "snapshot_build": snapshot_build,
             "dataset": args.dataset, "protocol": PROTOCOL.get(args.dataset, "each user's last event"),
             "side_information": side_information(config), "config": dataclasses.asdict(config),
-            "variant_overrides": {name: VARIANTS[name] for name in args.variants}}
+            "variant_overrides": {name: variant_overrides(config, name) for name in args.variants}}
     write_report(rows, meta, label, args.dataset, args.sampled, curves)
     print((RESULTS / f"quality_{label}.md").read_text())
 
