@@ -171,7 +171,9 @@ def write_report(per_seed: list[dict], meta: dict, label: str, dataset: str, sam
     full = [m for m in ("Recall@10", "NDCG@10", "Recall@50", "NDCG@50", "Recall@200", "NDCG@200", "MRR")]
     sampled = [m for m in ("Recall@1", "Recall@5", "Recall@10", "NDCG@5", "NDCG@10", "MRR")]
     lines = [f"# Offline quality: {label}\n", f"`{meta['command']}` at commit {meta['git_commit']} on {meta['machine']}, "
-             f"{meta['date']}, {meta['wall_s']:.0f} s, seeds {meta['seeds']} (mean +- std over seeds where more than one).\n",
+             f"{meta['date']}, {meta['wall_s']:.0f} s, seeds {meta['seeds']} (mean +- std over seeds where more than one)"
+             + (f"; report re-rendered from the recorded rows at commit {meta['rendered']['git_commit']}, {meta['rendered']['date']}"
+                if meta.get("rendered") else "") + ".\n",
              "Full ranking over all items in fp32, ties counted against the target, the user's earlier items excluded, "
              "test = each user's last event.\n", *([PROTOCOL[dataset] + "\n"] if dataset in PROTOCOL else []),
              f"Side information: {meta['side_information']}. The full base config and each variant's overrides "
@@ -199,20 +201,32 @@ def write_report(per_seed: list[dict], meta: dict, label: str, dataset: str, sam
 
 
 def unified_vs_isolated(rows: list[dict]) -> list[str]:
-    """Per scenario and protocol: NDCG@10 of the unified model, the isolated one, and the relative difference."""
+    """Per unified model, scenario and protocol: NDCG@10 of the unified model, the isolated ones, the relative difference
+    (the merge comparisons are left out: they are not a protocol)."""
+    protocols = {"": "full ranking, all items", "in-scenario": "full ranking, own domain"}
     pairs = []
     for row in rows:
-        if row["model"].startswith("unified") and row["scenario"] != "overall":
-            twin = next((r for r in rows if r["model"] == row["model"].replace("unified", "isolated")
-                         and r["scenario"] == row["scenario"]), None)
-            if twin:
-                protocol = "sampled" if "sampled" in row["model"] else "full ranking"
-                pairs.append(f"| {row['scenario']} | {protocol} | {row['NDCG@10']:.4f} | {twin['NDCG@10']:.4f} | "
-                             f"{row['NDCG@10'] / max(twin['NDCG@10'], 1e-12) - 1:+.1%} |")
+        name, _, suffix = row["model"].partition(" (")
+        suffix = suffix.rstrip(")")
+        if not name.startswith("unified") or row["scenario"] == "overall" or "merge" in suffix:
+            continue
+        twin = next((r for r in rows if r["model"] == "isolated" + (f" ({suffix})" if suffix else "")
+                     and r["scenario"] == row["scenario"]), None)
+        if twin:
+            pairs.append(f"| {name} | {row['scenario']} | {protocols.get(suffix, suffix)} | {_cell(row, 'NDCG@10')} | "
+                         f"{_cell(twin, 'NDCG@10')} | {row['NDCG@10'] / max(twin['NDCG@10'], 1e-12) - 1:+.1%} |")
     if not pairs:
         return []
-    return ["", "Unified cross-scenario model vs isolated per-scenario models, NDCG@10:\n",
-            "| scenario | protocol | unified | isolated | unified vs isolated |", "|---|---|---|---|---|", *pairs]
+    return ["", "Unified cross-scenario models vs isolated per-scenario models, NDCG@10:\n",
+            "| model | scenario | protocol | unified | isolated | unified vs isolated |", "|---|---|---|---|---|---|", *pairs]
+
+
+def render(path: Path) -> None:
+    """A results file's report again from its recorded rows (after a fix to the report); the JSON notes the re-render."""
+    recorded = json.loads(path.read_text())
+    meta = {**recorded["meta"], "rendered": {"git_commit": git_commit(), "date": time.strftime("%Y-%m-%d %H:%M")}}
+    write_report(recorded["per_seed"], meta, path.stem.removeprefix("quality_"), meta["dataset"],
+                 meta["config"]["training"]["sampled_negatives"], recorded["curves"])
 
 
 def main() -> None:
@@ -228,7 +242,11 @@ def main() -> None:
     parser.add_argument("--sampled", type=int, default=0, help="also rank against N sampled same-scenario negatives")
     parser.add_argument("--label", help="default: the dataset name")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0], help="training seeds (results: mean +- std)")
+    parser.add_argument("--render", help="rewrite the markdown (and PNG) of this results JSON with this script's report; no training")
     args = parser.parse_args()
+    if args.render:
+        render(Path(args.render))
+        return
     workdir = args.workdir or f".recplugin/quality-{args.dataset}"
     config = load_config(args.config, workdir=workdir) if args.config else load_config(None, workdir=workdir)
     config = with_overrides(config, training={k: v for k, v in {"epochs": args.epochs, "max_steps": args.max_steps,
