@@ -68,7 +68,7 @@ class ModelConfig:
     interests_per_scenario: int = 2
     scenario_queries: bool = True
     mixing: str = "interleaved"
-    user_attention: str = "bidirectional"  # bidirectional | causal (each event sees only earlier ones; needed to train at every position)
+    user_attention: str = "causal"  # causal: each event sees only earlier ones (trains at every position) | bidirectional
     use_time_gap: bool = True
     use_hour: bool = True
     use_text: bool = True
@@ -80,7 +80,7 @@ class ModelConfig:
 class TrainingConfig:
     """Optimisation settings for the two towers."""
 
-    epochs: int = 2
+    epochs: int = 30  # at most: training stops when validation NDCG@10 has not improved for `patience` epochs
     batch_size: int = 256
     learning_rate: float = 3e-3
     llm_learning_rate: float = 5e-5
@@ -89,15 +89,15 @@ class TrainingConfig:
     learn_temperature: bool = True
     max_logit_scale: float = 100.0
     target_window: int = 1
-    positions: str = "last"  # last: one forward per label | all: every label of a user's sequence in one forward (causal towers)
+    positions: str = "all"  # all: every label of a user's sequence in one forward (causal tower) | last: one forward per label
     false_negative_cosine: float = 0.98
     logq_correction: bool = True
     only_scenario: str = ""
-    patience: int = 0
+    patience: int = 3
     sampled_negatives: int = 0
     scenario_ranking: bool = False  # also rank among the target scenario's items only (Amazon: domain-restricted)
     random_negatives: int = 512
-    negatives: str = "global"  # global: candidates from the whole catalogue | scenario: only items sharing the target's scenario
+    negatives: str = "scenario"  # scenario: only items sharing the target's scenario compete | global: the whole catalogue
     max_steps: int = 0
     max_minutes: float = 0.0  # wall-clock budget for training steps: the schedule is fitted to it after 20 steps; 0: none
     seed: int = 0
@@ -239,9 +239,9 @@ class RecConfig:
             raise ConfigError(f"model.mixing must be 'interleaved' or 'blocks', got {self.model.mixing!r}")
         if self.model.user_attention not in ("bidirectional", "causal"):
             raise ConfigError(f"model.user_attention must be bidirectional or causal, got {self.model.user_attention!r}")
-        if self.model.user_attention == "causal" and self.model.user_llm:
-            raise ConfigError("model.user_attention: causal applies to the built-in user encoder (a model.user_llm is a "
-                              "decoder: its events already see only earlier ones)")
+        if self.model.user_attention == "causal" and self.model.mixing == "blocks":
+            raise ConfigError("model.mixing: blocks needs model.user_attention: bidirectional and training.positions: last "
+                              "(a causal tower reads events in time order)")
         if self.training.positions not in ("last", "all"):
             raise ConfigError(f"training.positions must be last or all, got {self.training.positions!r}")
         if self.training.negatives not in ("global", "scenario"):
@@ -249,7 +249,7 @@ class RecConfig:
         if self.training.positions == "all" and (self.model.user_attention != "causal" or self.model.mixing != "interleaved"
                                                  or self.model.user_llm):
             raise ConfigError("training.positions: all needs model.user_attention: causal, model.mixing: interleaved and the "
-                              "built-in user encoder (no model.user_llm): each prediction point may only see earlier events")
+                              "built-in user encoder (no model.user_llm); set training.positions: last otherwise")
         if not (self.model.use_text or self.model.use_item_ids):
             raise ConfigError("the item tower needs model.use_text or model.use_item_ids (or both)")
         if self.training.only_scenario and self.training.only_scenario not in self.scenarios:

@@ -38,7 +38,7 @@ from recplugin.training.train import epoch_batches, make_optimizer  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parents[1] / "results"
 MODES = {  # name -> (model.user_attention, training.positions)
-    "per label, bidirectional (default)": ("bidirectional", "last"),
+    "per label, bidirectional": ("bidirectional", "last"),
     "per label, causal": ("causal", "last"),
     "every position, causal": ("causal", "all"),
 }
@@ -144,7 +144,7 @@ def popularity(train: LabelledSplit, test: LabelledSplit, num_items: int) -> dic
 
 
 def summarise(rows: list[dict]) -> list[dict]:
-    """Mean and std over seeds per mode, and each mode's labels/s relative to the default."""
+    """Mean and std over seeds per mode, and each mode's labels/s relative to the first (per label, bidirectional)."""
     table = []
     for mode in MODES:
         mine = [r for r in rows if r["mode"] == mode]

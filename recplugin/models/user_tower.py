@@ -44,7 +44,7 @@ class UserTower(nn.Module):
         width = int(self.llm.config.hidden_size) if self.llm is not None else config.user_dim
         self.config = config
         self.num_scenarios = num_scenarios
-        self.causal = config.user_attention == "causal"
+        self.causal = config.user_attention == "causal" and self.llm is None  # a decoder LLM is causal by itself
         self.item_in = nn.Linear(config.embedding_dim, width)
         self.scenario = nn.Embedding(num_scenarios + 1, width)
         self.action = nn.Embedding(num_actions, width)

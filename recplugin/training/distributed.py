@@ -58,10 +58,16 @@ def wrap(model: torch.nn.Module, context: Context) -> torch.nn.Module:
 
 
 def gather_other_ranks(vectors: torch.Tensor, rows: torch.Tensor, context: Context) -> tuple[torch.Tensor, torch.Tensor]:
-    """Every other rank's [B, W, E] target vectors (gradients flow back to their owners) and [B, W] rows, flattened."""
+    """Every other rank's [B, W, E] target vectors (gradients flow back to their owners) and [B, W] rows, flattened.
+    B may differ between ranks (every-position batches hold a varying number of labels): shorter ones are padded."""
     if context.world == 1:
         return vectors.new_zeros(0, vectors.shape[-1]), rows.new_zeros(0)
     from torch.distributed.nn.functional import all_gather
+
+    missing = int(max_over_ranks(float(len(rows)), context)) - len(rows)
+    if missing:
+        vectors = torch.cat([vectors, vectors.new_zeros(missing, *vectors.shape[1:])])
+        rows = torch.cat([rows, rows.new_full((missing, *rows.shape[1:]), -1)])
 
     all_vectors = all_gather(vectors.contiguous())
     all_rows = [torch.empty_like(rows) for _ in range(context.world)]

@@ -160,11 +160,19 @@ def test_batches_group_rows_of_similar_length_in_a_shuffled_order():
 
 
 def test_all_positions_needs_a_causal_interleaved_tower():
-    with pytest.raises(ConfigError, match="causal"):
-        from_dict({"training": {"positions": "all"}})
-    from_dict({"training": {"positions": "all"}, "model": {"user_attention": "causal"}})
+    defaults = from_dict({})
+    assert (defaults.training.positions, defaults.model.user_attention, defaults.model.mixing) == ("all", "causal", "interleaved")
+    with pytest.raises(ConfigError, match="positions: all needs model.user_attention: causal"):
+        from_dict({"model": {"user_attention": "bidirectional"}})
+    from_dict({"training": {"positions": "last"}, "model": {"user_attention": "bidirectional"}})
+    with pytest.raises(ConfigError, match="blocks needs model.user_attention: bidirectional"):
+        from_dict({"model": {"mixing": "blocks"}})
     with pytest.raises(ConfigError, match="interleaved"):
-        from_dict({"training": {"positions": "all"}, "model": {"user_attention": "causal", "mixing": "blocks"}})
+        from_dict({"model": {"user_attention": "bidirectional", "mixing": "blocks"}})
+    from_dict({"training": {"positions": "last"}, "model": {"user_attention": "bidirectional", "mixing": "blocks"}})
+    with pytest.raises(ConfigError, match="set training.positions: last"):
+        from_dict({"model": {"user_llm": "/models/qwen"}})
+    from_dict({"training": {"positions": "last"}, "model": {"user_llm": "/models/qwen"}})  # a decoder is causal by itself
 
 
 @pytest.mark.parametrize("negatives", ["global", "scenario"])

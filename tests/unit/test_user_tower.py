@@ -32,8 +32,8 @@ def test_scenario_blocks_group_events_by_scenario_then_time_and_keep_padding_fir
 
 
 def test_the_two_mixing_layouts_read_the_history_differently():
-    interleaved = _model(mixing="interleaved").user_vectors(_batch([1]))
-    blocks = _model(mixing="blocks").user_vectors(_batch([1]))
+    interleaved = _model(mixing="interleaved", user_attention="bidirectional").user_vectors(_batch([1]))
+    blocks = _model(mixing="blocks", user_attention="bidirectional").user_vectors(_batch([1]))
     assert interleaved.shape == blocks.shape == (1, 2, 16)
     assert not torch.allclose(interleaved, blocks, atol=1e-4)
 
@@ -64,7 +64,7 @@ def test_item_vectors_from_ids_only_and_text_plus_ids():
 
 
 def test_every_variant_learns_on_a_tiny_batch():
-    for changes in ({}, {"mixing": "blocks"}, {"scenario_queries": False, "interests_per_scenario": 1},
+    for changes in ({}, {"user_attention": "bidirectional"}, {"mixing": "blocks", "user_attention": "bidirectional"}, {"scenario_queries": False, "interests_per_scenario": 1},
                     {"use_text": False, "use_item_ids": True}):
         model = _model(**changes).train()
         optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)

@@ -1,0 +1,133 @@
+"""The default config, untuned, on every dataset here: does it beat popularity by >= 2x NDCG@10 within a training
+budget on this machine (training stops on validation NDCG@10: `training.patience`, not a fixed epoch count)?
+
+    python benchmarks/quality/defaults.py --minutes 30 --seeds 0
+
+Each dataset goes through the real pipeline (load or generate -> `feast apply` -> point-in-time snapshot) in its own
+workdir, then one `train()` with the built-in defaults; only the dataset's scenarios, the budget, the seed and the
+evaluation protocol are set (Amazon: also the domain-restricted full ranking and 999 sampled same-domain negatives).
+A dataset whose folder is missing is reported as skipped. Writes benchmarks/results/quality_defaults.{json,md}.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+from benchmarks.provenance import git_commit, provenance  # noqa: E402
+from benchmarks.quality.run import PROTOCOL, RESULTS, SCENARIOS, prepare  # noqa: E402
+from recplugin.config import RecConfig, load_config, with_overrides  # noqa: E402
+
+SHARED = Path(__file__).resolve().parents[3] / "shared" / "data"
+FOLDERS = {"generated": None, "ml-1m": SHARED / "ml-1m", "amazon-food-kitchen": SHARED / "amazon-food-kitchen"}
+AMAZON_PROTOCOL = {"scenario_ranking": True, "sampled_negatives": 999}  # LLMCDSR's: ranked within the target domain
+
+
+def dataset_config(dataset: str, minutes: float, seed: int) -> RecConfig:
+    """The built-in defaults with only the dataset's scenarios, the budget, the seed and its evaluation protocol set."""
+    config = load_config(None, workdir=f".recplugin/defaults-{dataset}")
+    evaluation = {"max_minutes": minutes, "seed": seed, **(AMAZON_PROTOCOL if dataset == "amazon-food-kitchen" else {})}
+    config = with_overrides(config, training=evaluation)
+    config.scenarios = SCENARIOS[dataset]
+    return config.validate()
+
+
+def stopped_by(curve: list[dict], config: RecConfig) -> str:
+    """Why training ended: validation (no better NDCG@10 for `patience` epochs), the time budget, or the epoch cap."""
+    best = 1 + int(np.argmax([point["NDCG@10"] for point in curve]))
+    if len(curve) < config.training.epochs and len(curve) - best >= config.training.patience:
+        return "validation"
+    return "time budget" if len(curve) < config.training.epochs else "epoch cap"
+
+
+def protocol_name(model: str) -> str:
+    """The evaluation a metrics key stands for."""
+    suffix = model.partition(" (")[2].rstrip(")")
+    return {"": "full ranking, all items", "in-scenario": "full ranking, own domain"}.get(suffix, suffix)
+
+
+def run_dataset(dataset: str, minutes: float, seed: int) -> tuple[list[dict], list[dict], dict | None]:
+    """Train the defaults on one dataset: rows of (protocol, scenario) vs popularity, the curve, the snapshot build."""
+    from recplugin.training.train import train
+
+    config = dataset_config(dataset, minutes, seed)
+    build = prepare(config, dataset, str(FOLDERS[dataset]) if FOLDERS[dataset] else None)
+    began = time.perf_counter()
+    result = train(config, config.snapshot_path, config.catalog_path, config.path("quality_models"))
+    seconds = time.perf_counter() - began
+    best = 1 + int(np.argmax([point["NDCG@10"] for point in result.curve]))
+    run = {"epochs": len(result.curve), "best_epoch": best, "stopped_by": stopped_by(result.curve, config),
+           "train_seconds": round(seconds, 1)}
+    rows = []
+    for model, table in result.metrics.items():
+        twin = model.replace("two-tower", "popularity")
+        if not model.startswith("two-tower") or twin not in result.metrics:
+            continue
+        for scenario, values in table.items():
+            baseline = result.metrics[twin][scenario]["NDCG@10"]
+            rows.append({"dataset": dataset, "seed": seed, "protocol": protocol_name(model), "scenario": scenario,
+                         "users": int(values["users"]), "NDCG@10": values["NDCG@10"], "popularity NDCG@10": baseline,
+                         "ratio": values["NDCG@10"] / max(baseline, 1e-12), **run})
+    return rows, result.curve, build
+
+
+def write_report(rows: list[dict], meta: dict, curves: dict[str, list[dict]]) -> None:
+    """benchmarks/results/quality_defaults.{json,md}."""
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / "quality_defaults.json").write_text(json.dumps({"meta": meta, "rows": rows, "curves": curves}, indent=2))
+    lines = ["# The default config on every dataset here\n",
+             f"`{meta['command']}` at commit {meta['git_commit']} on {meta['machine']}, {meta['date']}, {meta['wall_s']:.0f} s.\n",
+             f"Built-in defaults, untuned; set per dataset: its scenarios, `training.max_minutes: {meta['minutes']:g}` "
+             "(the training steps' budget), the seed, and the evaluation protocol. NDCG@10 in fp32, ties counted against "
+             "the target, the user's earlier items filtered. Target: >= 2x popularity on every row.\n",
+             *[f"- {name}: {text}" for name, text in meta["protocols"].items()],
+             *[f"- {name}: skipped ({why})" for name, why in meta["skipped"].items()], "",
+             "| dataset | seed | protocol | scenario | users | popularity | default model | ratio | >= 2x | epochs (best) | stopped by | train() s |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    lines += [f"| {r['dataset']} | {r['seed']} | {r['protocol']} | {r['scenario']} | {r['users']} | {r['popularity NDCG@10']:.4f} | "
+              f"{r['NDCG@10']:.4f} | {r['ratio']:.2f}x | {'yes' if r['ratio'] >= 2 else 'no'} | {r['epochs']} ({r['best_epoch']}) | "
+              f"{r['stopped_by']} | {r['train_seconds']:.0f} |" for r in rows]
+    lines += ["", "Validation NDCG@10 after each epoch (loss and logit scale in the JSON file):\n"]
+    lines += [f"- {name}: " + ", ".join(f"{point['NDCG@10']:.4f}" for point in curve) for name, curve in curves.items()]
+    (RESULTS / "quality_defaults.md").write_text("\n".join(lines) + "\n")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--datasets", nargs="+", default=list(FOLDERS), choices=list(FOLDERS))
+    parser.add_argument("--minutes", type=float, default=30.0, help="training.max_minutes for each model")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0])
+    args = parser.parse_args()
+    began, commit = time.monotonic(), git_commit()
+    rows, curves, builds, skipped = [], {}, {}, {}
+    for dataset in args.datasets:
+        folder = FOLDERS[dataset]
+        if folder is not None and not folder.exists():
+            skipped[dataset] = f"{folder} not found"
+            continue
+        for seed in args.seeds:
+            dataset_rows, curve, build = run_dataset(dataset, args.minutes, seed)
+            rows += dataset_rows
+            curves[f"{dataset}, seed {seed}"] = curve
+            builds[dataset] = build or builds.get(dataset)
+            print(f"{dataset}, seed {seed}: {dataset_rows[0]['epochs']} epochs, stopped by {dataset_rows[0]['stopped_by']}", flush=True)
+    command = f"python benchmarks/quality/defaults.py --datasets {' '.join(args.datasets)} --minutes {args.minutes:g} " \
+              f"--seeds {' '.join(map(str, args.seeds))}"
+    defaults = dataclasses.asdict(load_config(None))
+    meta = {**provenance(command, began, commit), "minutes": args.minutes, "seeds": args.seeds, "skipped": skipped,
+            "protocols": {d: PROTOCOL.get(d, "each user's last event, full ranking over all items")
+                          + (" Also ranked within the target's domain and against 999 sampled same-domain negatives."
+                             if d == "amazon-food-kitchen" else "") for d in args.datasets if d not in skipped},
+            "default_config": defaults, "amazon_overrides": AMAZON_PROTOCOL, "snapshot_builds": builds}
+    write_report(rows, meta, curves)
+    print((RESULTS / "quality_defaults.md").read_text())
+
+
+if __name__ == "__main__":
+    main()
