@@ -181,7 +181,7 @@ def write_report(per_seed: list[dict], meta: dict, label: str, dataset: str, sam
              *([_snapshot_line(meta["snapshot_build"])] if meta.get("snapshot_build") else []),
              "| model | scenario | users | " + " | ".join(full) + " |", "|---|---|---|" + "---|" * len(full)]
     lines += [f"| {r['model']} | {r['scenario']} | {int(r['users'])} | " + " | ".join(_cell(r, m) for m in full) + " |"
-              for r in rows if "sampled" not in r["model"]]
+              for r in rows if "sampled" not in r["model"] and "merge)" not in r["model"]]
     if dataset in PUBLISHED:
         lines += ["", "Published on the same data and test protocol (sequence length 200, embedding 128), for reference:\n",
                   "| model | Recall@10 | NDCG@10 |", "|---|---|---|"]
@@ -191,7 +191,7 @@ def write_report(per_seed: list[dict], meta: dict, label: str, dataset: str, sam
                   "| model | scenario | users | " + " | ".join(sampled) + " |", "|---|---|---|" + "---|" * len(sampled)]
         lines += [f"| {r['model']} | {r['scenario']} | {int(r['users'])} | " + " | ".join(_cell(r, m) for m in sampled) + " |"
                   for r in rows if "sampled" in r["model"]]
-    lines += unified_vs_isolated(rows)
+    lines += unified_vs_isolated(rows) + merge_coverage(rows)
     lines += ["", "Training curves (validation NDCG@10 after each epoch; loss and logit scale in the JSON file):\n",
               "| model | " + " | ".join(f"epoch {i + 1}" for i in range(max(map(len, curves.values()), default=0))) + " |",
               "|---|" + "---|" * max(map(len, curves.values()), default=0)]
@@ -219,6 +219,24 @@ def unified_vs_isolated(rows: list[dict]) -> list[str]:
         return []
     return ["", "Unified cross-scenario models vs isolated per-scenario models, NDCG@10:\n",
             "| model | scenario | protocol | unified | isolated | unified vs isolated |", "|---|---|---|---|---|---|", *pairs]
+
+
+def merge_coverage(rows: list[dict]) -> list[str]:
+    """Max-score vs interleaved merging of the K interests at equal k: NDCG@10 next to how many answers draw on more
+    than one interest and how many distinct categories the top 10 holds."""
+    merged = [r for r in rows if "merge)" in r["model"]]
+    if not merged:
+        return []
+    lines = ["", "Merging the K interest vectors into one answer at equal k (full ranking, all items): max score vs "
+             "interleaved (each interest in turn adds its best item not taken). multi-interest@10: the share of top-10 "
+             "answers holding items from more than one interest; categories@10: distinct item categories in the top 10.\n",
+             "| model | scenario | merge | NDCG@10 | Recall@10 | multi-interest@10 | categories@10 |", "|---|---|---|---|---|---|---|"]
+    for row in merged:
+        name, _, merge = row["model"].partition(" (")
+        lines.append(f"| {name} | {row['scenario']} | {merge.removesuffix(' merge)')} | {_cell(row, 'NDCG@10')} | "
+                     f"{_cell(row, 'Recall@10')} | {_cell(row, 'multi_interest@10')} | "
+                     + (_cell(row, "categories@10") if "categories@10" in row else "-") + " |")
+    return lines
 
 
 def render(path: Path) -> None:
