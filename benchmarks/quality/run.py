@@ -177,7 +177,7 @@ def write_report(per_seed: list[dict], meta: dict, label: str, dataset: str, sam
              "Full ranking over all items in fp32, ties counted against the target, the user's earlier items excluded, "
              "test = each user's last event.\n", *([PROTOCOL[dataset] + "\n"] if dataset in PROTOCOL else []),
              f"Side information: {meta['side_information']}. The full base config and each variant's overrides "
-             f"({json.dumps(meta['variant_overrides'])}) are in the JSON file.\n",
+             f"({json.dumps(meta.get('variant_overrides', {}))}) are in the JSON file.\n",
              *([_snapshot_line(meta["snapshot_build"])] if meta.get("snapshot_build") else []),
              "| model | scenario | users | " + " | ".join(full) + " |", "|---|---|---|" + "---|" * len(full)]
     lines += [f"| {r['model']} | {r['scenario']} | {int(r['users'])} | " + " | ".join(_cell(r, m) for m in full) + " |"
@@ -244,7 +244,7 @@ def render(path: Path) -> None:
     recorded = json.loads(path.read_text())
     meta = {**recorded["meta"], "rendered": {"git_commit": git_commit(), "date": time.strftime("%Y-%m-%d %H:%M")}}
     write_report(recorded["per_seed"], meta, path.stem.removeprefix("quality_"), meta["dataset"],
-                 meta["config"]["training"]["sampled_negatives"], recorded["curves"])
+                 meta["config"]["training"]["sampled_negatives"], recorded.get("curves", {}))
 
 
 def main() -> None:
