@@ -15,6 +15,12 @@ from recplugin.typed_config import ConfigError, build
 DEFAULT_SCENARIOS = ("search", "feed", "discovery")
 DEFAULT_ACTIONS = ("click", "like", "share", "purchase")
 INDEX_TYPES = ("auto", "FLAT", "IVF_FLAT", "HNSW")
+CHOICES = {  # section.field -> the values it may take
+    "model.item_finetune": ("frozen", "full", "lora"), "model.mixing": ("interleaved", "blocks"),
+    "model.user_attention": ("causal", "bidirectional"), "training.positions": ("all", "last"),
+    "training.negatives": ("scenario", "global"), "serving.merge": ("max", "interleave"), "index.index_type": INDEX_TYPES,
+    "feast.state_engine": ("duckdb", "spark", "python"),
+}
 
 
 @dataclass
@@ -233,19 +239,13 @@ class RecConfig:
             raise ConfigError("model.user_dim must be divisible by model.user_heads")
         if self.serving.max_k <= 0 or not 0 < self.serving.default_k <= self.serving.max_k:
             raise ConfigError("serving.default_k must be in 1..serving.max_k")
-        if self.model.item_finetune not in ("frozen", "full", "lora"):
-            raise ConfigError(f"model.item_finetune must be 'frozen', 'full' or 'lora', got {self.model.item_finetune!r}")
-        if self.model.mixing not in ("interleaved", "blocks"):
-            raise ConfigError(f"model.mixing must be 'interleaved' or 'blocks', got {self.model.mixing!r}")
-        if self.model.user_attention not in ("bidirectional", "causal"):
-            raise ConfigError(f"model.user_attention must be bidirectional or causal, got {self.model.user_attention!r}")
+        for path, allowed in CHOICES.items():
+            section, name = path.split(".")
+            if (value := getattr(getattr(self, section), name)) not in allowed:
+                raise ConfigError(f"{path} must be one of {list(allowed)}, got {value!r}")
         if self.model.user_attention == "causal" and self.model.mixing == "blocks":
             raise ConfigError("model.mixing: blocks needs model.user_attention: bidirectional and training.positions: last "
                               "(a causal tower reads events in time order)")
-        if self.training.positions not in ("last", "all"):
-            raise ConfigError(f"training.positions must be last or all, got {self.training.positions!r}")
-        if self.training.negatives not in ("global", "scenario"):
-            raise ConfigError(f"training.negatives must be global or scenario, got {self.training.negatives!r}")
         if self.training.positions == "all" and (self.model.user_attention != "causal" or self.model.mixing != "interleaved"
                                                  or self.model.user_llm):
             raise ConfigError("training.positions: all needs model.user_attention: causal, model.mixing: interleaved and the "
@@ -258,8 +258,6 @@ class RecConfig:
             raise ConfigError("training.target_window must be at least 1 (the next target)")
         if not 1 <= self.model.interests_per_scenario <= 6:
             raise ConfigError("model.interests_per_scenario must be 1..6 (clusters are matched to interests exactly)")
-        if self.serving.merge not in ("max", "interleave"):
-            raise ConfigError(f"serving.merge must be max or interleave, got {self.serving.merge!r}")
         if self.serving.workers < 1:
             raise ConfigError("serving.workers must be at least 1")
         if self.serving.workers > 1 and "://" not in self.index.uri:
@@ -267,10 +265,6 @@ class RecConfig:
                               "`recplugin milvus-server` and set index.uri: http://127.0.0.1:19530 (or use Milvus standalone)")
         if min(self.index.ivf_nprobe, self.index.insert_batch, self.index.hnsw_m, self.index.hnsw_ef, self.index.keep_versions) < 1:
             raise ConfigError("index.ivf_nprobe, insert_batch, hnsw_m, hnsw_ef and keep_versions must be positive")
-        if self.index.index_type not in INDEX_TYPES:
-            raise ConfigError(f"index.index_type must be one of {list(INDEX_TYPES)}, got {self.index.index_type!r}")
-        if self.feast.state_engine not in ("duckdb", "spark", "python"):
-            raise ConfigError(f"feast.state_engine must be duckdb, spark or python, got {self.feast.state_engine!r}")
         if not re.fullmatch(r"[A-Za-z0-9_]*", self.feast.prefix):
             raise ConfigError(f"feast.prefix may hold letters, digits and _ only, got {self.feast.prefix!r}")
         if self.feast.online_timeout_s <= 0:

@@ -64,8 +64,14 @@ def test_merge_and_state_engine_and_prefix_are_validated():
 
     from recplugin.config import ConfigError, from_dict
 
+    from recplugin.config import CHOICES
+
     for raw, field in (({"serving": {"merge": "sum"}}, "serving.merge"), ({"feast": {"state_engine": "pandas"}}, "feast.state_engine"),
                        ({"feast": {"prefix": "rec-"}}, "feast.prefix")):
         with pytest.raises(ConfigError, match=field):
             from_dict(raw)
+    for path, allowed in CHOICES.items():  # every choice field names itself and what it allows
+        section, name = path.split(".")
+        with pytest.raises(ConfigError, match=rf"{path} must be one of \[{', '.join(repr(v) for v in allowed)}\], got 'nope'"):
+            from_dict({section: {name: "nope"}})
     assert from_dict({"serving": {"merge": "interleave"}}).serving.merge == "interleave"

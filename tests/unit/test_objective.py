@@ -33,5 +33,5 @@ def test_the_draw_splits_the_pool_evenly_and_its_logq_is_the_expected_count_of_e
 
 def test_negatives_setting_is_validated():
     with_overrides(RecConfig(), training={"negatives": "scenario"}).validate()
-    with pytest.raises(ConfigError, match="training.negatives must be global or scenario"):
+    with pytest.raises(ConfigError, match=r"training.negatives must be one of \['scenario', 'global'\]"):
         with_overrides(RecConfig(), training={"negatives": "domain"}).validate()
