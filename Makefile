@@ -7,7 +7,7 @@ TORCH_SPEC ?= torch==2.13.0
 UV := $(BIN)/uv
 UV_INSTALL := $(UV) pip install --python $(BIN)/python $(if $(wildcard $(TORCH_WHEELS)),--find-links $(TORCH_WHEELS))
 
-.PHONY: install demo test test-unit bench bench-serving bench-quality bench-quality-ml1m bench-quality-ml1m-gsasrec bench-quality-amazon bench-quality-amazon-cpu bench-gpu clean
+.PHONY: install demo test test-unit bench bench-serving bench-quality bench-quality-ml1m bench-quality-ml1m-gsasrec bench-quality-amazon bench-quality-amazon-cpu bench-quality-defaults bench-gpu clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -53,6 +53,10 @@ bench-quality-amazon: install
 
 bench-quality-amazon-cpu: install
 	$(BIN)/python benchmarks/quality/run.py --dataset amazon-food-kitchen --path ../shared/data/amazon-food-kitchen --config benchmarks/quality/configs/amazon-food-kitchen-cpu.yaml --workdir .recplugin/quality-amazon-cpu --variants unified isolated "unified, equal total budget" "global negatives" "window 10" --sampled 999 --seeds 0 --label amazon-food-kitchen-cpu
+
+# The built-in defaults, untuned, on every dataset here (generated; ML-1M and Amazon when ../shared/data has them), 30 minutes each at most.
+bench-quality-defaults: install
+	$(BIN)/python benchmarks/quality/defaults.py --minutes 30 --seeds 0
 
 bench-gpu: install
 	$(BIN)/python benchmarks/gpu/run.py
