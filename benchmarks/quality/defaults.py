@@ -105,6 +105,8 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0])
     args = parser.parse_args()
     began, commit = time.monotonic(), git_commit()
+    command = f"python benchmarks/quality/defaults.py --datasets {' '.join(args.datasets)} --minutes {args.minutes:g} " \
+              f"--seeds {' '.join(map(str, args.seeds))}"
     rows, curves, builds, skipped = [], {}, {}, {}
     for dataset in args.datasets:
         folder = FOLDERS[dataset]
@@ -117,16 +119,16 @@ def main() -> None:
             curves[f"{dataset}, seed {seed}"] = curve
             builds[dataset] = build or builds.get(dataset)
             print(f"{dataset}, seed {seed}: {dataset_rows[0]['epochs']} epochs, stopped by {dataset_rows[0]['stopped_by']}", flush=True)
-    command = f"python benchmarks/quality/defaults.py --datasets {' '.join(args.datasets)} --minutes {args.minutes:g} " \
-              f"--seeds {' '.join(map(str, args.seeds))}"
-    defaults = dataclasses.asdict(load_config(None))
-    meta = {**provenance(command, began, commit), "minutes": args.minutes, "seeds": args.seeds, "skipped": skipped,
-            "protocols": {d: PROTOCOL.get(d, "each user's last event, full ranking over all items")
-                          + (" Also ranked within the target's domain and against 999 sampled same-domain negatives."
-                             if d == "amazon-food-kitchen" else "") for d in args.datasets if d not in skipped},
-            "default_config": defaults, "amazon_overrides": AMAZON_PROTOCOL, "snapshot_builds": builds}
-    write_report(rows, meta, curves)
-    print((RESULTS / "quality_defaults.md").read_text())
+            done = [d for d in args.datasets if d in builds]  # the report so far, rewritten after every model
+            meta = {**provenance(command, began, commit), "minutes": args.minutes, "seeds": args.seeds, "skipped": skipped,
+                    "finished": done, "protocols": {d: PROTOCOL.get(d, "each user's last event, full ranking over all items")
+                    + (" Also ranked within the target's domain and against 999 sampled same-domain negatives."
+                       if d == "amazon-food-kitchen" else "") for d in done},
+                    "default_config": dataclasses.asdict(load_config(None)), "amazon_overrides": AMAZON_PROTOCOL,
+                    "snapshot_builds": builds}
+            write_report(rows, meta, curves)
+    if rows:
+        print((RESULTS / "quality_defaults.md").read_text())
 
 
 if __name__ == "__main__":

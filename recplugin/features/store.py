@@ -222,9 +222,16 @@ def bound_duckdb_offline_store(store: FeatureStore, config: RecConfig) -> None:
         return
     import ibis
 
+    import duckdb
+
     spill = config.data_dir / "spill"
     spill.mkdir(parents=True, exist_ok=True)
-    ibis.get_backend().raw_sql(f"SET memory_limit = '{config.feast.duckdb_memory_limit}'; SET temp_directory = '{spill}'")
+    backend = ibis.get_backend()
+    backend.raw_sql(f"SET memory_limit = '{config.feast.duckdb_memory_limit}'")
+    try:
+        backend.raw_sql(f"SET temp_directory = '{spill}'")
+    except duckdb.NotImplementedException:  # this process has spilled already (another workdir): DuckDB keeps that directory
+        Path(backend.raw_sql("SELECT current_setting('temp_directory')").fetchone()[0]).mkdir(parents=True, exist_ok=True)
 
 
 def snapshot_schema(first_chunk: pa.Schema, scenarios: list[str]) -> pa.Schema:
