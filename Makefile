@@ -54,7 +54,7 @@ bench-quality-amazon: install
 bench-quality-amazon-cpu: install
 	$(BIN)/python benchmarks/quality/run.py --dataset amazon-food-kitchen --path ../shared/data/amazon-food-kitchen --config benchmarks/quality/configs/amazon-food-kitchen-cpu.yaml --workdir .recplugin/quality-amazon-cpu --variants unified isolated "unified, equal total budget" "global negatives" "window 10" --sampled 999 --seeds 0 --label amazon-food-kitchen-cpu
 
-# The built-in defaults, untuned, on every dataset here (generated; ML-1M and Amazon when ../shared/data has them), 30 minutes each at most.
+# The built-in defaults, untuned, on every dataset here (generated; ML-1M and Amazon when ../shared/data has them), 20 minutes of training each at most (the target: within 30).
 bench-quality-defaults: install
 	$(BIN)/python benchmarks/quality/defaults.py --datasets amazon-food-kitchen ml-1m generated --minutes 20 --seeds 0
 
