@@ -21,7 +21,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 from benchmarks.provenance import git_commit, provenance  # noqa: E402
-from benchmarks.quality.run import PROTOCOL, RESULTS, SCENARIOS, prepare  # noqa: E402
+from benchmarks.quality.run import PROTOCOL, RESULTS, SCENARIOS, prepare, protocol_name  # noqa: E402
 from recplugin.config import RecConfig, load_config, with_overrides  # noqa: E402
 
 SHARED = Path(__file__).resolve().parents[3] / "shared" / "data"
@@ -38,18 +38,11 @@ def dataset_config(dataset: str, minutes: float, seed: int) -> RecConfig:
     return config.validate()
 
 
-def stopped_by(curve: list[dict], config: RecConfig) -> str:
-    """Why training ended: validation (no better NDCG@10 for `patience` epochs), the time budget, or the epoch cap."""
-    best = 1 + int(np.argmax([point["NDCG@10"] for point in curve]))
+def stopped_by(curve: list[dict], best: int, config: RecConfig) -> str:
+    """Why training ended: validation (no better NDCG@10 for `patience` epochs after `best`), the time budget, or the epoch cap."""
     if len(curve) < config.training.epochs and len(curve) - best >= config.training.patience:
         return "validation"
     return "time budget" if len(curve) < config.training.epochs else "epoch cap"
-
-
-def protocol_name(model: str) -> str:
-    """The evaluation a metrics key stands for."""
-    suffix = model.partition(" (")[2].rstrip(")")
-    return {"": "full ranking, all items", "in-scenario": "full ranking, own domain"}.get(suffix, suffix)
 
 
 def run_dataset(dataset: str, minutes: float, seed: int) -> tuple[list[dict], list[dict], dict | None]:
@@ -62,7 +55,7 @@ def run_dataset(dataset: str, minutes: float, seed: int) -> tuple[list[dict], li
     result = train(config, config.snapshot_path, config.catalog_path, config.path("quality_models"))
     seconds = time.perf_counter() - began
     best = 1 + int(np.argmax([point["NDCG@10"] for point in result.curve]))
-    run = {"epochs": len(result.curve), "best_epoch": best, "stopped_by": stopped_by(result.curve, config),
+    run = {"epochs": len(result.curve), "best_epoch": best, "stopped_by": stopped_by(result.curve, best, config),
            "train_seconds": round(seconds, 1)}
     rows = []
     for model, table in result.metrics.items():

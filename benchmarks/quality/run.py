@@ -200,10 +200,15 @@ def write_report(per_seed: list[dict], meta: dict, label: str, dataset: str, sam
     plot(rows, RESULTS / f"quality_{label}.png")
 
 
+def protocol_name(model: str) -> str:
+    """The evaluation a model's row stands for, from the suffix of its name ("unified (in-scenario)" -> own domain)."""
+    suffix = model.partition(" (")[2].rstrip(")")
+    return {"": "full ranking, all items", "in-scenario": "full ranking, own domain"}.get(suffix, suffix)
+
+
 def unified_vs_isolated(rows: list[dict]) -> list[str]:
     """Per unified model, scenario and protocol: NDCG@10 of the unified model, the isolated ones, the relative difference
     (the merge comparisons are left out: they are not a protocol)."""
-    protocols = {"": "full ranking, all items", "in-scenario": "full ranking, own domain"}
     pairs = []
     for row in rows:
         name, _, suffix = row["model"].partition(" (")
@@ -213,7 +218,7 @@ def unified_vs_isolated(rows: list[dict]) -> list[str]:
         twin = next((r for r in rows if r["model"] == "isolated" + (f" ({suffix})" if suffix else "")
                      and r["scenario"] == row["scenario"]), None)
         if twin:
-            pairs.append(f"| {name} | {row['scenario']} | {protocols.get(suffix, suffix)} | {_cell(row, 'NDCG@10')} | "
+            pairs.append(f"| {name} | {row['scenario']} | {protocol_name(row['model'])} | {_cell(row, 'NDCG@10')} | "
                          f"{_cell(twin, 'NDCG@10')} | {row['NDCG@10'] / max(twin['NDCG@10'], 1e-12) - 1:+.1%} |")
     if not pairs:
         return []
