@@ -18,7 +18,7 @@ INDEX_TYPES = ("auto", "FLAT", "IVF_FLAT", "HNSW")
 CHOICES = {  # section.field -> the values it may take
     "model.item_finetune": ("frozen", "full", "lora"), "model.mixing": ("interleaved", "blocks"),
     "model.user_attention": ("causal", "bidirectional"), "training.positions": ("all", "last"),
-    "training.negatives": ("scenario", "global"), "serving.merge": ("max", "interleave"), "index.index_type": INDEX_TYPES,
+    "training.negatives": ("scenario", "global"), "training.sampling": ("natural", "balanced"), "serving.merge": ("max", "interleave"), "index.index_type": INDEX_TYPES,
     "feast.state_engine": ("duckdb", "spark", "python"),
 }
 
@@ -104,6 +104,7 @@ class TrainingConfig:
     scenario_ranking: bool = False  # also rank among the target scenario's items only (Amazon: domain-restricted)
     random_negatives: int = 512
     negatives: str = "scenario"  # scenario: only items sharing the target's scenario compete | global: the whole catalogue
+    sampling: str = "natural"  # natural: each row once per epoch | balanced: rows drawn so every scenario's labels weigh equally
     max_steps: int = 0
     max_minutes: float = 0.0  # wall-clock budget for training steps: the schedule is fitted to it after 20 steps; 0: none
     seed: int = 0

@@ -56,8 +56,11 @@ VARIANTS = {  # name -> {config section: {field: value}}; "isolated" trains one 
     "window 1": {"training": {"target_window": 1}},
     "window 10": {"training": {"target_window": 10}},
     "K=3": {"model": {"interests_per_scenario": 3}},
-    "unified, equal total budget": {},  # training.max_minutes times the scenarios: the isolated models' total
+    "balanced sampling": {"training": {"sampling": "balanced"}},
+    "unified, equal total budget": {},  # ", equal total budget": training.max_minutes times the scenarios (the isolated
+    "balanced sampling, equal total budget": {"training": {"sampling": "balanced"}},  # models' minutes together)
 }
+EQUAL_BUDGET = ", equal total budget"
 
 
 def prepare(config: RecConfig, dataset: str, path: str | None) -> dict | None:
@@ -81,8 +84,9 @@ def prepare(config: RecConfig, dataset: str, path: str | None) -> dict | None:
 
 def variant_overrides(config: RecConfig, name: str) -> dict:
     """The config fields a variant changes (the equal-budget unified model: the isolated models' minutes together)."""
-    if name == "unified, equal total budget":
-        return {"training": {"max_minutes": config.training.max_minutes * len(config.scenarios)}}
+    if name.endswith(EQUAL_BUDGET):
+        training = VARIANTS[name].get("training", {}) | {"max_minutes": config.training.max_minutes * len(config.scenarios)}
+        return VARIANTS[name] | {"training": training}
     return VARIANTS[name]
 
 
@@ -262,6 +266,7 @@ def main() -> None:
     parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
     parser.add_argument("--epochs", type=int, default=0, help="override training.epochs")
     parser.add_argument("--max-steps", type=int, default=0, help="override training.max_steps")
+    parser.add_argument("--minutes", type=float, default=0, help="override training.max_minutes (each isolated model's)")
     parser.add_argument("--sampled", type=int, default=0, help="also rank against N sampled same-scenario negatives")
     parser.add_argument("--label", help="default: the dataset name")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0], help="training seeds (results: mean +- std)")
@@ -272,8 +277,8 @@ def main() -> None:
         return
     workdir = args.workdir or f".recplugin/quality-{args.dataset}"
     config = load_config(args.config, workdir=workdir) if args.config else load_config(None, workdir=workdir)
-    config = with_overrides(config, training={k: v for k, v in {"epochs": args.epochs, "max_steps": args.max_steps,
-                                                                         "sampled_negatives": args.sampled}.items() if v})
+    overrides = {"epochs": args.epochs, "max_steps": args.max_steps, "max_minutes": args.minutes, "sampled_negatives": args.sampled}
+    config = with_overrides(config, training={k: v for k, v in overrides.items() if v})
     config.scenarios = SCENARIOS[args.dataset]
     if args.dataset == "generated" and args.events:
         users = max(100, args.events // config.generator.events_per_user)
@@ -282,6 +287,10 @@ def main() -> None:
     began, commit = time.monotonic(), git_commit()
     snapshot_build = prepare(config, args.dataset, args.path)
     rows, timings, curves = [], {}, {}
+    label = args.label or args.dataset
+    command = "python benchmarks/quality/run.py " + " ".join(
+        f"--{k.replace('_', '-')} {' '.join(shlex.quote(str(x)) for x in (v if isinstance(v, list) else [v]))}"
+        for k, v in vars(args).items() if v)
     for seed in args.seeds:
         seeded = with_overrides(config, training={"seed": seed})
         for name in args.variants:
@@ -295,16 +304,13 @@ def main() -> None:
                 label = model if model.startswith(("popularity", "isolated")) else model.replace("two-tower", name)
                 rows += [{"model": label, "scenario": scenario, "seed": seed, **values} for scenario, values in table.items()]
             print(f"{name}, seed {seed}: {timings[f'{name}, seed {seed}']:.0f} s", flush=True)
-    label = args.label or args.dataset
-    command = "python benchmarks/quality/run.py " + " ".join(
-        f"--{k.replace('_', '-')} {' '.join(shlex.quote(str(x)) for x in (v if isinstance(v, list) else [v]))}"
-        for k, v in vars(args).items() if v)
-    meta = {**provenance(command, began, commit), "seeds": args.seeds, "seconds_per_variant": timings,
-            "snapshot_build": snapshot_build,
-            "dataset": args.dataset, "protocol": PROTOCOL.get(args.dataset, "each user's last event"),
-            "side_information": side_information(config), "config": dataclasses.asdict(config),
-            "variant_overrides": {name: variant_overrides(config, name) for name in args.variants}}
-    write_report(rows, meta, label, args.dataset, args.sampled, curves)
+        finished = args.seeds[:args.seeds.index(seed) + 1]  # the report so far: a cut-off run keeps its finished seeds
+        meta = {**provenance(command, began, commit), "seeds": finished, "seconds_per_variant": timings,
+                "snapshot_build": snapshot_build,
+                "dataset": args.dataset, "protocol": PROTOCOL.get(args.dataset, "each user's last event"),
+                "side_information": side_information(config), "config": dataclasses.asdict(config),
+                "variant_overrides": {name: variant_overrides(config, name) for name in args.variants}}
+        write_report(rows, meta, label, args.dataset, args.sampled, curves)
     print((RESULTS / f"quality_{label}.md").read_text())
 
 

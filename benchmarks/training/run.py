@@ -90,7 +90,7 @@ def _step(model: TwoTower, train: LabelledSplit, index: np.ndarray, parts: tuple
 def planned_steps(train: LabelledSplit, packed, config: RecConfig, num_items: int, args: argparse.Namespace) -> int:
     """The steps this mode will take: its epochs' batches, or what the budget allows at the speed of two timed steps
     (on a throwaway model), so that every mode gets a whole warm-up + cosine schedule."""
-    batches = epoch_batches(train, packed, config.training.batch_size, np.random.default_rng(0))
+    batches = epoch_batches(train, packed, config.training, np.random.default_rng(0))
     if args.budget_s <= 0:
         return len(batches) * args.epochs
     model = TwoTower(config.model, torch.zeros(num_items, 1), 1, len(config.actions))
@@ -120,7 +120,7 @@ def run_mode(mode: str, train: LabelledSplit, test: LabelledSplit, num_items: in
     model.train()
     started = time.monotonic()
     while steps < steps_planned and not (args.budget_s > 0 and time.monotonic() - started >= args.budget_s):
-        for index in epoch_batches(train, packed, config.training.batch_size, generator):
+        for index in epoch_batches(train, packed, config.training, generator):
             labels += _step(model, train, index, parts, config, packed)
             steps += 1
             if steps >= steps_planned or (args.budget_s > 0 and time.monotonic() - started >= args.budget_s):

@@ -81,17 +81,28 @@ def pack_split(split: LabelledSplit, min_context: int) -> PackedSplit:
                        np.asarray(exact, dtype=bool))
 
 
+def scenario_balanced_rows(point_scenario: np.ndarray, point_row: np.ndarray, num_rows: int,
+                           generator: np.random.Generator) -> np.ndarray:
+    """`num_rows` rows drawn with replacement so that every scenario's labels are equally many in expectation: a row's
+    chance is the mean over its labels (prediction points) of 1 / (the labels of that label's scenario)."""
+    scenario_labels = np.bincount(point_scenario)
+    weight = np.bincount(point_row, weights=1.0 / scenario_labels[point_scenario], minlength=num_rows)
+    weight /= np.maximum(np.bincount(point_row, minlength=num_rows), 1)
+    return generator.choice(num_rows, size=num_rows, p=weight / weight.sum())
+
+
 def packed_batches(packed: PackedSplit, points_per_batch: int, generator: np.random.Generator,
-                   pool_batches: int = 32) -> list[np.ndarray]:
+                   pool_batches: int = 32, rows: np.ndarray | None = None) -> list[np.ndarray]:
     """Shuffled packed rows grouped so each batch holds about `points_per_batch` prediction points (a row is never split).
 
     Rows of similar length share a batch, so its padding stays small (short sequences would otherwise be padded to the
     longest in a random batch): the shuffled rows are sorted by length within pools of about `pool_batches` batches,
     as Hugging Face's group_by_length does, and the batches' order is shuffled (`pool_batches` 0: no grouping).
+    `rows`: the epoch's rows in random order (default: every row once).
     """
     counts = np.bincount(packed.cut_row, minlength=len(packed.events))
     lengths = packed.events.mask.sum(axis=1)
-    order = generator.permutation(len(packed.events))
+    order = generator.permutation(len(packed.events)) if rows is None else rows.copy()
     pool = max(1, int(pool_batches * points_per_batch / max(1.0, counts.mean())))
     for start in range(0, len(order), pool):
         chunk = order[start:start + pool]

@@ -12,7 +12,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from recplugin.config import RecConfig
+from recplugin.config import RecConfig, TrainingConfig
 from recplugin.models.artifact import save_artifact
 from recplugin.models.item_tower import TextEncoder, cached_encode, resolve_encoder_path
 from recplugin.models.text_model import ItemTextModel
@@ -23,7 +23,7 @@ from recplugin.training.assess import evaluate_model, model_ranks
 from recplugin.training.checkpoint import checkpoint_path, load_checkpoint, save_checkpoint
 from recplugin.training.dataset import Catalog, LabelledSplit, Snapshot, load_catalog, load_snapshot
 from recplugin.training.objective import LossInputs, autocast, batch_loss, loss_inputs
-from recplugin.training.packing import PackedSplit, pack_split, packed_batches
+from recplugin.training.packing import PackedSplit, pack_split, packed_batches, scenario_balanced_rows
 from recplugin.training.plots import plot_curves
 
 
@@ -43,12 +43,16 @@ def new_version() -> str:
     return time.strftime("v%Y%m%d_%H%M%S_") + secrets.token_hex(2)
 
 
-def epoch_batches(split: LabelledSplit, packed: PackedSplit | None, batch_size: int,
+def epoch_batches(split: LabelledSplit, packed: PackedSplit | None, settings: TrainingConfig,
                   generator: np.random.Generator) -> list[np.ndarray]:
-    """One epoch's shuffled batches: label rows, or packed rows holding about `batch_size` labels."""
+    """One epoch's shuffled batches: label rows, or packed rows holding about `batch_size` labels; with
+    `training.sampling: balanced`, rows drawn so that every scenario's labels weigh equally."""
+    batch_size, balanced = settings.batch_size, settings.sampling == "balanced"
     if packed is not None:
-        return packed_batches(packed, batch_size, generator)
-    order = generator.permutation(len(split))
+        rows = scenario_balanced_rows(packed.cut_scenario, packed.cut_row, len(packed.events), generator) if balanced else None
+        return packed_batches(packed, batch_size, generator, rows=rows)
+    order = (scenario_balanced_rows(split.inputs.target_scenario, np.arange(len(split)), len(split), generator) if balanced
+             else generator.permutation(len(split)))
     return [order[start:start + batch_size] for start in range(0, len(order), batch_size)]
 
 
@@ -72,7 +76,7 @@ def _train_epoch(model: torch.nn.Module, split: LabelledSplit, packed: PackedSpl
     """One pass over shuffled training rows (this rank's share of each batch); returns the mean loss."""
     model.train()
     losses = []
-    for batch in epoch_batches(split, packed, config.training.batch_size, generator):
+    for batch in epoch_batches(split, packed, config.training, generator):
         if run.steps_done >= run.planned_steps:
             break
         began = time.perf_counter()

@@ -9,6 +9,7 @@ from recplugin.models.inputs import ScenarioEvents, build_batch
 from recplugin.models.two_tower import TwoTower
 from recplugin.training.dataset import LabelledSplit
 from recplugin.training.packing import batch_of, pack_split, packed_batches
+from recplugin.training.train import epoch_batches
 
 MAX_LENGTH = 8
 CAUSAL = ModelConfig(embedding_dim=16, user_dim=16, user_heads=2, user_layers=2, max_sequence_length=MAX_LENGTH,
@@ -199,3 +200,27 @@ def test_packed_loss_equals_the_loss_of_the_same_labels_as_separate_rows(negativ
     assert torch.allclose(as_packed, as_rows, atol=1e-5)
     shuffled = batch_loss(model, split, labels[::-1].copy(), extra, queries, config, context, np.random.default_rng(4), 30)
     assert torch.allclose(shuffled, as_rows, atol=1e-5)  # the order of the rows does not matter
+
+
+@pytest.mark.parametrize("positions", ["all", "last"])
+def test_balanced_sampling_gives_each_scenario_an_equal_share_of_the_labels(positions):
+    """Scenario 0 holds 84% of the labels, in users shorter than scenario 1's: balanced epochs still hold each
+    scenario's labels about equally often; natural epochs keep the mix."""
+    rng = np.random.default_rng(0)
+    timelines = {user: [(int(rng.integers(0, 30)), 0 if user < 90 else 1, 0, 1_000_000 + 60 * step)
+                        for step in range(3 if user < 90 else 3 + user % 5)] for user in range(100)}
+    split = _split(timelines)
+    packed = pack_split(split, min_context=MAX_LENGTH // 2) if positions == "all" else None
+
+    def share_of_scenario_one(sampling: str) -> float:
+        settings = from_dict({"training": {"sampling": sampling, "batch_size": 16, "positions": positions},
+                              "model": {"user_attention": "causal"}}).training
+        generator = np.random.default_rng(1)
+        labels = np.concatenate([batch_of(packed, batch)[2] if packed is not None else batch
+                                 for _ in range(20) for batch in epoch_batches(split, packed, settings, generator)])
+        return float(np.mean(split.inputs.target_scenario[labels] == 1))
+
+    natural_share = float(np.mean(split.inputs.target_scenario == 1))
+    assert natural_share < 0.2
+    assert share_of_scenario_one("natural") == pytest.approx(natural_share)
+    assert 0.45 < share_of_scenario_one("balanced") < 0.55
