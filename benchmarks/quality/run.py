@@ -211,13 +211,13 @@ def protocol_name(model: str) -> str:
 
 
 def unified_vs_isolated(rows: list[dict]) -> list[str]:
-    """Per unified model, scenario and protocol: NDCG@10 of the unified model, the isolated ones, the relative difference
+    """Per unified model (every variant but the isolated one), scenario and protocol: NDCG@10 of the unified model, the isolated ones, the relative difference
     (the merge comparisons are left out: they are not a protocol)."""
     pairs = []
     for row in rows:
         name, _, suffix = row["model"].partition(" (")
         suffix = suffix.rstrip(")")
-        if not name.startswith("unified") or row["scenario"] == "overall" or "merge" in suffix:
+        if name.startswith(("isolated", "popularity")) or row["scenario"] == "overall" or "merge" in suffix:
             continue
         twin = next((r for r in rows if r["model"] == "isolated" + (f" ({suffix})" if suffix else "")
                      and r["scenario"] == row["scenario"]), None)
