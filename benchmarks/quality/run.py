@@ -24,6 +24,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 from benchmarks.provenance import git_commit, provenance  # noqa: E402
@@ -267,6 +268,7 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=0, help="override training.epochs")
     parser.add_argument("--max-steps", type=int, default=0, help="override training.max_steps")
     parser.add_argument("--minutes", type=float, default=0, help="override training.max_minutes (each isolated model's)")
+    parser.add_argument("--set", nargs="+", default=[], metavar="SECTION.FIELD=VALUE", help="override base config fields")
     parser.add_argument("--sampled", type=int, default=0, help="also rank against N sampled same-scenario negatives")
     parser.add_argument("--label", help="default: the dataset name")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0], help="training seeds (results: mean +- std)")
@@ -279,6 +281,8 @@ def main() -> None:
     config = load_config(args.config, workdir=workdir) if args.config else load_config(None, workdir=workdir)
     overrides = {"epochs": args.epochs, "max_steps": args.max_steps, "max_minutes": args.minutes, "sampled_negatives": args.sampled}
     config = with_overrides(config, training={k: v for k, v in overrides.items() if v})
+    for path, value in (item.split("=", 1) for item in args.set):  # section.field=YAML value
+        config = with_overrides(config, **{path.split(".")[0]: {path.split(".")[1]: yaml.safe_load(value)}})
     config.scenarios = SCENARIOS[args.dataset]
     if args.dataset == "generated" and args.events:
         users = max(100, args.events // config.generator.events_per_user)
