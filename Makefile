@@ -7,7 +7,7 @@ TORCH_SPEC ?= torch==2.13.0
 UV := $(BIN)/uv
 UV_INSTALL := $(UV) pip install --python $(BIN)/python $(if $(wildcard $(TORCH_WHEELS)),--find-links $(TORCH_WHEELS))
 
-.PHONY: install demo test test-unit bench bench-serving bench-quality bench-quality-ml1m bench-quality-ml1m-gsasrec bench-quality-amazon bench-quality-amazon-cpu bench-quality-amazon-seeds bench-quality-amazon-interests bench-quality-defaults bench-gpu clean
+.PHONY: install demo test test-unit bench bench-serving bench-quality bench-quality-ml1m bench-quality-ml1m-gsasrec bench-quality-amazon bench-quality-amazon-cpu bench-quality-amazon-seeds bench-quality-amazon-ablations bench-quality-defaults bench-gpu clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -58,9 +58,10 @@ bench-quality-amazon-cpu: install
 bench-quality-amazon-seeds: install
 	$(BIN)/python benchmarks/quality/run.py --dataset amazon-food-kitchen --path ../shared/data/amazon-food-kitchen --config benchmarks/quality/configs/amazon-food-kitchen-cpu.yaml --workdir .recplugin/quality-amazon-cpu --variants isolated "unified, equal total budget" "balanced sampling, equal total budget" --minutes 4 --sampled 999 --seeds 0 1 2 --label amazon-food-kitchen-seeds
 
-# K = 1 / 2 / 3 interest vectors per scenario, unified models with scenario-balanced sampling, 3 seeds, 4 minutes each.
-bench-quality-amazon-interests: install
-	$(BIN)/python benchmarks/quality/run.py --dataset amazon-food-kitchen --path ../shared/data/amazon-food-kitchen --config benchmarks/quality/configs/amazon-food-kitchen-cpu.yaml --workdir .recplugin/quality-amazon-cpu --set training.sampling=balanced --variants unified K=1 K=3 --minutes 4 --sampled 999 --seeds 0 1 2 --label amazon-food-kitchen-interests
+# Target 3, ablations on Amazon (unified models, scenario-balanced sampling, 4 minutes each, 3 seeds): K = 1 / 2 / 3, window
+# 1 vs 10, per-scenario vs shared queries, in-scenario vs global negatives, text / ids / both.
+bench-quality-amazon-ablations: install
+	$(BIN)/python benchmarks/quality/run.py --dataset amazon-food-kitchen --path ../shared/data/amazon-food-kitchen --config benchmarks/quality/configs/amazon-food-kitchen-cpu.yaml --workdir .recplugin/quality-amazon-cpu --set training.sampling=balanced --variants unified K=1 K=3 "window 10" "no scenario queries" "global negatives" "no text" "text + ids" --minutes 4 --sampled 999 --seeds 0 1 2 --label amazon-food-kitchen-ablations
 
 # The built-in defaults, untuned, on every dataset here (generated; ML-1M and Amazon when ../shared/data has them), 20 minutes of training each at most (the target: within 30).
 bench-quality-defaults: install
