@@ -58,10 +58,10 @@ bench-quality-amazon-cpu: install
 bench-quality-amazon-seeds: install
 	$(BIN)/python benchmarks/quality/run.py --dataset amazon-food-kitchen --path ../shared/data/amazon-food-kitchen --config benchmarks/quality/configs/amazon-food-kitchen-cpu.yaml --workdir .recplugin/quality-amazon-cpu --variants isolated "unified, equal total budget" "balanced sampling, equal total budget" --minutes 4 --sampled 999 --seeds 0 1 2 --label amazon-food-kitchen-seeds
 
-# Target 3, ablations on Amazon (unified models, scenario-balanced sampling, 4 minutes each, 3 seeds): K = 1 / 2 / 3, window
-# 1 vs 10, per-scenario vs shared queries, in-scenario vs global negatives, text / ids / both.
+# Target 3, ablations on Amazon (unified models, scenario-balanced sampling, 4 minutes each, 3 seeds): K = 1 / 2 / 3,
+# per-scenario vs shared queries, text / ids / both (window 10 and global negatives: bench-quality-amazon-cpu, seed 0).
 bench-quality-amazon-ablations: install
-	$(BIN)/python benchmarks/quality/run.py --dataset amazon-food-kitchen --path ../shared/data/amazon-food-kitchen --config benchmarks/quality/configs/amazon-food-kitchen-cpu.yaml --workdir .recplugin/quality-amazon-cpu --set training.sampling=balanced --variants unified K=1 K=3 "window 10" "no scenario queries" "global negatives" "no text" "text + ids" --minutes 4 --sampled 999 --seeds 0 1 2 --label amazon-food-kitchen-ablations
+	$(BIN)/python benchmarks/quality/run.py --dataset amazon-food-kitchen --path ../shared/data/amazon-food-kitchen --config benchmarks/quality/configs/amazon-food-kitchen-cpu.yaml --workdir .recplugin/quality-amazon-cpu --set training.sampling=balanced --variants unified K=1 K=3 "no scenario queries" "no text" "text + ids" --minutes 4 --sampled 999 --seeds 0 1 2 --label amazon-food-kitchen-ablations
 
 # The built-in defaults, untuned, on every dataset here (generated; ML-1M and Amazon when ../shared/data has them), 20 minutes of training each at most (the target: within 30).
 bench-quality-defaults: install
