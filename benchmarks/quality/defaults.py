@@ -21,7 +21,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 from benchmarks.provenance import git_commit, provenance  # noqa: E402
-from benchmarks.quality.run import PROTOCOL, RESULTS, SCENARIOS, prepare, protocol_name  # noqa: E402
+from benchmarks.quality.report import PROTOCOL, RESULTS, protocol_name  # noqa: E402
+from benchmarks.quality.run import SCENARIOS, prepare  # noqa: E402
 from recplugin.config import RecConfig, load_config, with_overrides  # noqa: E402
 
 SHARED = Path(__file__).resolve().parents[3] / "shared" / "data"
