@@ -72,8 +72,9 @@ def evaluate_model(model: TwoTower, snapshot: Snapshot, query_vectors: torch.Ten
             items = model.all_item_vectors().float()
             model_scores = lambda index: max_interest_scores(  # noqa: E731
                 model.user_vectors(test.inputs.take(index).to_torch(device), query_vectors).float(), items)
-            sampled = ev.sampled_ranks(model_scores, test.target_rows, test.seen, row_pools, negatives)
-        popular_sampled = ev.sampled_ranks(lambda index: popularity[scenario_ids[index]], test.target_rows, test.seen, row_pools, negatives)
+            sampled = ev.sampled_ranks(model_scores, test.target_rows, test.seen, row_pools, test.user_ids, negatives)
+        popular_sampled = ev.sampled_ranks(lambda index: popularity[scenario_ids[index]], test.target_rows, test.seen, row_pools,
+                                           test.user_ids, negatives)
         results[f"two-tower ({negatives} sampled)"] = ev.per_scenario(sampled, scenario_ids, config.scenarios, ev.SAMPLED_KS)
         results[f"popularity ({negatives} sampled)"] = ev.per_scenario(popular_sampled, scenario_ids, config.scenarios, ev.SAMPLED_KS)
     return results, popularity

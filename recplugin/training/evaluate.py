@@ -4,6 +4,7 @@ Scores are fp32 and ties count against the target: an item scoring exactly as mu
 (the pessimistic rank), so a model that gives many items the same score gains nothing from it."""
 from __future__ import annotations
 
+import zlib
 from typing import Callable
 
 import numpy as np
@@ -43,15 +44,16 @@ def ranks_for(score_fn: ScoreFn, targets: np.ndarray, seen: list[np.ndarray], ch
 
 
 def sampled_ranks(score_fn: ScoreFn, targets: np.ndarray, seen: list[np.ndarray], pools: list[np.ndarray],
-                  negatives: int = 999, seed: int = 0, chunk: int = 512) -> np.ndarray:
-    """0-based rank of each target among `negatives` random items of its pool (its domain), never seen ones."""
-    rng = np.random.default_rng(seed)
+                  users: np.ndarray, negatives: int = 999, seed: int = 0, chunk: int = 512) -> np.ndarray:
+    """0-based rank of each target among `negatives` random items of its pool (its domain), never seen ones. Each row's
+    draw depends only on (seed, its user, its target), so every model ranks a user's target against the same items."""
     out = np.empty(len(targets), dtype=np.int64)
     for start in range(0, len(targets), chunk):
         index = np.arange(start, min(start + chunk, len(targets)))
         scores = score_fn(index).float()
         for offset, row in enumerate(index):
             pool = np.setdiff1d(pools[row], np.append(seen[row], targets[row]), assume_unique=False)
+            rng = np.random.default_rng([seed, zlib.crc32(str(users[row]).encode()), int(targets[row])])
             drawn = rng.choice(pool, size=min(negatives, len(pool)), replace=False)
             row_scores = scores[offset]
             out[row] = int((row_scores[torch.as_tensor(drawn, device=row_scores.device)] >= row_scores[int(targets[row])]).sum())

@@ -35,8 +35,25 @@ def test_sampled_protocol_ranks_against_negatives_from_the_pool_only():
 
     scores = torch.tensor([[0.0, 9.0, 5.0, 1.0, 8.0, 7.0]])  # item 2 is the target
     pools = [np.array([0, 1, 2, 3])]  # its domain: items 4 and 5 (scored higher) are another domain's
-    assert sampled_ranks(lambda index: scores[index], np.array([2]), [np.array([], dtype=np.int64)], pools, negatives=3).tolist() == [1]
-    assert sampled_ranks(lambda index: scores[index], np.array([2]), [np.array([1])], pools, negatives=3).tolist() == [0]
+    assert sampled_ranks(lambda index: scores[index], np.array([2]), [np.array([], dtype=np.int64)], pools, np.array(["u"]), negatives=3).tolist() == [1]
+    assert sampled_ranks(lambda index: scores[index], np.array([2]), [np.array([1])], pools, np.array(["u"]), negatives=3).tolist() == [0]
+
+
+def test_sampled_negatives_of_a_user_do_not_depend_on_the_other_users_in_the_split():
+    """An isolated model's test split holds one scenario's users; it must rank each user against the same negatives."""
+    from recplugin.training.evaluate import sampled_ranks
+
+    generator = torch.Generator().manual_seed(0)
+    scores = torch.rand(6, 200, generator=generator)
+    targets, users = np.arange(6), np.array([f"user{i}" for i in range(6)])
+    seen = [np.array([], dtype=np.int64)] * 6
+    pools = [np.arange(200)] * 6
+    everyone = sampled_ranks(lambda index: scores[index], targets, seen, pools, users, negatives=20)
+    odd = np.arange(1, 6, 2)  # the same users alone, in another split
+    alone = sampled_ranks(lambda index: scores[odd[index]], targets[odd], [seen[i] for i in odd], [pools[i] for i in odd],
+                          users[odd], negatives=20)
+    assert alone.tolist() == everyone[odd].tolist()
+    assert len(set(everyone.tolist())) > 1  # the ranks are not all alike (the draws are random, not one fixed set)
 
 
 def test_ties_count_against_the_target():
@@ -52,7 +69,7 @@ def test_sampled_ties_count_against_the_target():
 
     scores = torch.tensor([[0.5, 0.5, 0.5, 0.1]])
     assert sampled_ranks(lambda index: scores[index], np.array([2]), [np.array([], dtype=np.int64)],
-                         [np.array([0, 1, 2, 3])], negatives=3).tolist() == [2]
+                         [np.array([0, 1, 2, 3])], np.array(["u"]), negatives=3).tolist() == [2]
 
 
 def test_in_scenario_ranking_counts_only_allowed_items_and_never_ranks_worse():
