@@ -20,22 +20,28 @@ PUBLISHED = {  # ../shared/data/README.md: same data and split, full ranking, se
 }
 
 def plot(rows: list[dict], path: Path) -> None:
-    """Grouped bars: NDCG@10 per scenario for every variant."""
+    """NDCG@10 (full ranking) per model as horizontal bars, one panel per scenario, names on the axis, std as error bars."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    scenarios = sorted({r["scenario"] for r in rows}, key=lambda s: (s == "overall", s))
-    models = list(dict.fromkeys(r["model"] for r in rows if "sampled" not in r["model"]))
-    figure, axis = plt.subplots(figsize=(max(6, 1.6 * len(scenarios) * len(models) / 3), 3.8))
-    width = 0.8 / len(models)
-    for offset, model in enumerate(models):
-        values = [next((r["NDCG@10"] for r in rows if r["model"] == model and r["scenario"] == s), 0.0) for s in scenarios]
-        axis.bar([i + offset * width for i in range(len(scenarios))], values, width, label=model)
-    axis.set_xticks([i + 0.4 - width / 2 for i in range(len(scenarios))], scenarios)
-    axis.set(ylabel="NDCG@10 (full ranking)", title=path.stem)
-    axis.legend(fontsize=7)
+    shown = [r for r in rows if "sampled" not in r["model"] and "merge)" not in r["model"]]
+    scenarios = sorted({r["scenario"] for r in shown}, key=lambda s: (s == "overall", s))
+    models = list(dict.fromkeys(r["model"] for r in shown))
+    figure, axes = plt.subplots(1, len(scenarios), sharey=True, squeeze=False,
+                                figsize=(2.2 + 3.2 * len(scenarios), 0.8 + 0.28 * len(models)))
+    for axis, scenario in zip(axes[0], scenarios):
+        cells = [next((r for r in shown if r["model"] == m and r["scenario"] == scenario), None) for m in models]
+        values = [c["NDCG@10"] if c else 0.0 for c in cells]
+        errors = [c.get("NDCG@10_std", 0.0) if c else 0.0 for c in cells]
+        axis.barh(range(len(models)), values, xerr=errors, color=["tab:gray" if m.startswith("popularity") else
+                  "tab:orange" if m.startswith("isolated") else "tab:blue" for m in models], capsize=2)
+        axis.set(title=scenario, xlabel="NDCG@10")
+        axis.grid(axis="x", alpha=0.3)
+    axes[0][0].set_yticks(range(len(models)), models, fontsize=8)
+    axes[0][0].invert_yaxis()
+    figure.suptitle(f"{path.stem} (error bars: std over seeds)", fontsize=10)
     figure.tight_layout()
     figure.savefig(path, dpi=100)
     plt.close(figure)
