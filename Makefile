@@ -7,7 +7,7 @@ TORCH_SPEC ?= torch==2.13.0
 UV := $(BIN)/uv
 UV_INSTALL := $(UV) pip install --python $(BIN)/python $(if $(wildcard $(TORCH_WHEELS)),--find-links $(TORCH_WHEELS))
 
-.PHONY: install demo test test-unit bench bench-serving bench-quality bench-quality-ml1m bench-quality-ml1m-gsasrec bench-quality-amazon bench-quality-amazon-cpu bench-quality-amazon-seeds bench-quality-amazon-budget bench-quality-amazon-ablations bench-quality-defaults bench-gpu clean
+.PHONY: install demo test test-unit bench bench-serving bench-quality bench-quality-ml1m bench-quality-ml1m-gsasrec bench-quality-amazon bench-quality-amazon-cpu bench-quality-amazon-seeds bench-quality-amazon-seeds-ids bench-quality-amazon-budget bench-quality-amazon-ablations bench-quality-defaults bench-gpu clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -57,6 +57,10 @@ bench-quality-amazon-cpu: install
 # Target 2 over 3 seeds: isolated models (4 minutes each) vs unified ones at their total budget, natural vs scenario-balanced sampling.
 bench-quality-amazon-seeds: install
 	$(BIN)/python benchmarks/quality/run.py --dataset amazon-food-kitchen --path ../shared/data/amazon-food-kitchen --config benchmarks/quality/configs/amazon-food-kitchen-cpu.yaml --workdir .recplugin/quality-amazon-cpu --variants isolated "unified, equal total budget" "balanced sampling, equal total budget" --minutes 4 --sampled 999 --seeds 0 1 2 --label amazon-food-kitchen-seeds
+
+# Target 2 with item ids next to the text (the ablations' strongest item tower), 3 seeds, 4 minutes per isolated model.
+bench-quality-amazon-seeds-ids: install
+	$(BIN)/python benchmarks/quality/run.py --dataset amazon-food-kitchen --path ../shared/data/amazon-food-kitchen --config benchmarks/quality/configs/amazon-food-kitchen-cpu.yaml --workdir .recplugin/quality-amazon-cpu --set model.use_item_ids=true --variants isolated "balanced sampling, equal total budget" --minutes 4 --sampled 999 --seeds 0 1 2 --label amazon-food-kitchen-seeds-text-ids
 
 # Target 2 at twice the budget, seed 0: isolated models with 8 minutes each vs a balanced unified model with their 16.
 bench-quality-amazon-budget: install
