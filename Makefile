@@ -67,9 +67,11 @@ bench-quality-amazon-budget: install
 	$(BIN)/python benchmarks/quality/run.py --dataset amazon-food-kitchen --path ../shared/data/amazon-food-kitchen --config benchmarks/quality/configs/amazon-food-kitchen-cpu.yaml --workdir .recplugin/quality-amazon-cpu --variants isolated "balanced sampling, equal total budget" --minutes 8 --sampled 999 --seeds 0 --label amazon-food-kitchen-budget-16
 
 # Target 3, ablations on Amazon (unified models, scenario-balanced sampling, 4 minutes each, 3 seeds): K = 1 / 2 / 3,
-# per-scenario vs shared queries, text / ids / both (window 10 and global negatives: bench-quality-amazon-cpu, seed 0).
+# per-scenario vs shared queries, text / ids / both, window 1 vs 10, in-domain vs whole-catalogue negatives, scenario
+# blocks vs interleaved (both on the bidirectional tower, one forward per label). About 2.5 hours on 2 cores; a cut-off
+# run continues with `--resume benchmarks/results/quality_amazon-food-kitchen-ablations.json` (as the committed one did).
 bench-quality-amazon-ablations: install
-	$(BIN)/python benchmarks/quality/run.py --dataset amazon-food-kitchen --path ../shared/data/amazon-food-kitchen --config benchmarks/quality/configs/amazon-food-kitchen-cpu.yaml --workdir .recplugin/quality-amazon-cpu --set training.sampling=balanced --variants unified K=1 K=3 "no scenario queries" "no text" "text + ids" --minutes 4 --sampled 999 --seeds 0 1 2 --label amazon-food-kitchen-ablations
+	$(BIN)/python benchmarks/quality/run.py --dataset amazon-food-kitchen --path ../shared/data/amazon-food-kitchen --config benchmarks/quality/configs/amazon-food-kitchen-cpu.yaml --workdir .recplugin/quality-amazon-cpu --set training.sampling=balanced --variants unified K=1 K=3 "no scenario queries" "no text" "text + ids" "window 10" "global negatives" bidirectional blocks --minutes 4 --sampled 999 --seeds 0 1 2 --label amazon-food-kitchen-ablations
 
 # The built-in defaults, untuned, on every dataset here (generated; ML-1M and Amazon when ../shared/data has them), 20 minutes of training each at most (the target: within 30).
 bench-quality-defaults: install

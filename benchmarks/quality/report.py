@@ -83,7 +83,10 @@ def write_report(per_seed: list[dict], meta: dict, label: str, dataset: str, sam
     lines = [f"# Offline quality: {label}\n", f"`{meta['command']}` at commit {meta['git_commit']} on {meta['machine']}, "
              f"{meta['date']}, {meta['wall_s']:.0f} s, seeds {meta['seeds']} (mean +- std over seeds where more than one)"
              + (f"; report re-rendered from the recorded rows at commit {meta['rendered']['git_commit']}, {meta['rendered']['date']}"
-                if meta.get("rendered") else "") + ".\n",
+                if meta.get("rendered") else "") + (
+                 f"; the (variant, seed) pairs of seeds {meta['resumed_from']['seeds']} it did not run come from "
+                 f"`{meta['resumed_from']['command']}` at commit {meta['resumed_from']['git_commit']}, "
+                 f"{meta['resumed_from']['date']} (`--resume`)" if meta.get("resumed_from") else "") + ".\n",
              "Full ranking over all items in fp32, ties counted against the target, the user's earlier items excluded, "
              "test = each user's last event.\n", *([PROTOCOL[dataset] + "\n"] if dataset in PROTOCOL else []),
              f"Side information: {meta['side_information']}. The full base config and each variant's overrides "
@@ -116,36 +119,47 @@ def protocol_name(model: str) -> str:
     return {"": "full ranking, all items", "in-scenario": "full ranking, own domain"}.get(suffix, suffix)
 
 
-def versus(rows: list[dict], per_seed: list[dict], reference: str) -> list[str]:
-    """Per model (not popularity, not the reference), scenario and protocol: its NDCG@10, the reference model's, the
-    relative difference and in how many seeds it was ahead (the merge comparisons are left out: they are not a protocol)."""
+def versus(rows: list[dict], per_seed: list[dict], reference: str, only: tuple[str, ...] = ()) -> list[str]:
+    """Per model (not popularity, not the reference; only those named in `only` when given), scenario and protocol: its
+    NDCG@10, the reference model's, the relative difference and in how many seeds it was ahead (the merge comparisons
+    are left out: they are not a protocol)."""
     pairs = []
     for row in rows:
         name, _, suffix = row["model"].partition(" (")
         suffix = suffix.rstrip(")")
         if name == reference or name.startswith(("isolated", "popularity")) or row["scenario"] == "overall" or "merge" in suffix:
             continue
+        if only and name not in only:
+            continue
         twin_name = reference + (f" ({suffix})" if suffix else "")
-        twin = next((r for r in rows if r["model"] == twin_name and r["scenario"] == row["scenario"]), None)
-        if twin:
-            ours = {r.get("seed", 0): r["NDCG@10"] for r in per_seed if r["model"] == row["model"] and r["scenario"] == row["scenario"]}
-            theirs = {r.get("seed", 0): r["NDCG@10"] for r in per_seed if r["model"] == twin_name and r["scenario"] == row["scenario"]}
-            ahead = sum(ours[seed] > theirs[seed] for seed in ours if seed in theirs)
-            pairs.append(f"| {name} | {row['scenario']} | {protocol_name(row['model'])} | {_cell(row, 'NDCG@10')} | "
-                         f"{_cell(twin, 'NDCG@10')} | {row['NDCG@10'] / max(twin['NDCG@10'], 1e-12) - 1:+.1%} | "
-                         f"{ahead}/{len(ours.keys() & theirs.keys())} |")
+        ours = {r.get("seed", 0): r["NDCG@10"] for r in per_seed if r["model"] == row["model"] and r["scenario"] == row["scenario"]}
+        theirs = {r.get("seed", 0): r["NDCG@10"] for r in per_seed if r["model"] == twin_name and r["scenario"] == row["scenario"]}
+        common = sorted(ours.keys() & theirs.keys())  # both means over the seeds both models ran
+        if common:
+            first, second = np.array([ours[seed] for seed in common]), np.array([theirs[seed] for seed in common])
+            pairs.append(f"| {name} | {row['scenario']} | {protocol_name(row['model'])} | {_spread(first)} | {_spread(second)} | "
+                         f"{first.mean() / max(second.mean(), 1e-12) - 1:+.1%} | {int((first > second).sum())}/{len(common)} |")
     return pairs
 
 
+def _spread(values: np.ndarray) -> str:
+    """Mean, with the std when there is more than one value."""
+    return f"{values.mean():.4f}" + (f" +- {values.std():.4f}" if len(values) > 1 else "")
+
+
 def comparisons(rows: list[dict], per_seed: list[dict]) -> list[str]:
-    """Unified models against the isolated ones, and variants against the base unified model, where the run has them."""
+    """Unified models against the isolated ones, variants against the base unified model, and scenario blocks against
+    interleaved mixing, where the run has them."""
     lines = []
-    for reference, title, header in (
-            ("isolated", "Unified cross-scenario models vs isolated per-scenario models", "unified | isolated | unified vs isolated"),
-            ("unified", "Variants vs the base unified model (ablations)", "variant | unified | variant vs unified")):
-        pairs = versus(rows, per_seed, reference)
+    for reference, only, title, header in (
+            ("isolated", (), "Unified cross-scenario models vs isolated per-scenario models", "unified | isolated | unified vs isolated"),
+            ("unified", (), "Variants vs the base unified model (ablations)", "variant | unified | variant vs unified"),
+            ("bidirectional", ("blocks",), "Scenario blocks vs interleaved mixing, both on the bidirectional tower (one "
+             "forward per label)", "blocks | interleaved | blocks vs interleaved")):
+        pairs = versus(rows, per_seed, reference, only)
         if pairs:
-            lines += ["", f"{title}, NDCG@10 (seeds ahead: in how many seeds the first model scored higher):\n",
+            lines += ["", f"{title}, NDCG@10 (means over the seeds both models ran; seeds ahead: in how many of them the "
+                      "first model scored higher):\n",
                       f"| model | scenario | protocol | {header} | seeds ahead |", "|---|---|---|---|---|---|---|", *pairs]
     return lines
 

@@ -46,10 +46,13 @@ VARIANTS = {  # name -> {config section: {field: value}}; "isolated" trains one 
     "window 10": {"training": {"target_window": 10}},
     "K=3": {"model": {"interests_per_scenario": 3}},
     "balanced sampling": {"training": {"sampling": "balanced"}},
+    "bidirectional": {"model": {"user_attention": "bidirectional"}, "training": {"positions": "last"}},  # interleaved
+    "blocks": {"model": {"user_attention": "bidirectional", "mixing": "blocks"}, "training": {"positions": "last"}},
     "unified, equal total budget": {},  # ", equal total budget": training.max_minutes times the scenarios (the isolated
     "balanced sampling, equal total budget": {"training": {"sampling": "balanced"}},  # models' minutes together)
 }
 EQUAL_BUDGET = ", equal total budget"
+SAMPLED_DRAW = "each row's negatives from (seed, user, target)"  # earlier runs drew one sequence over the test split
 
 
 def prepare(config: RecConfig, dataset: str, path: str | None) -> dict | None:
@@ -108,6 +111,22 @@ def side_information(config: RecConfig) -> str:
         f"{config.model.max_sequence_length}"
 
 
+def resumed(path: Path, config: RecConfig) -> tuple[list[dict], dict, dict, dict]:
+    """An earlier run's rows, timings, curves and record, to add the (variant, seed) pairs it lacks; refused when its
+    base config differs from this run's (its variants would not be comparable)."""
+    earlier = json.loads(path.read_text())
+    ours, theirs = json.loads(json.dumps(dataclasses.asdict(config), default=str)), earlier["meta"]["config"]
+    changed = sorted(f"{section}.{name}" for section in ours for name in ours[section] if isinstance(ours[section], dict)
+                     and ours[section][name] != theirs.get(section, {}).get(name))
+    if changed or any(ours[k] != theirs.get(k) for k in ours if not isinstance(ours[k], dict)):
+        raise SystemExit(f"--resume {path}: its base config differs from this run's ({', '.join(changed) or 'top-level fields'})")
+    record = {k: earlier["meta"][k] for k in ("command", "git_commit", "machine", "date", "wall_s", "seeds")}
+    rows = earlier["per_seed"]
+    if earlier["meta"].get("sampled_draw") != SAMPLED_DRAW:  # kept apart: only rows of one draw are compared
+        rows = [{**r, "model": r["model"].replace(" sampled)", " sampled, earlier draw)")} for r in rows]
+    return rows, earlier["meta"]["seconds_per_variant"], earlier.get("curves", {}), record
+
+
 def render(path: Path) -> None:
     """A results file's report again from its recorded rows (after a fix to the report); the JSON notes the re-render."""
     recorded = json.loads(path.read_text())
@@ -131,6 +150,8 @@ def main() -> None:
     parser.add_argument("--sampled", type=int, default=0, help="also rank against N sampled same-scenario negatives")
     parser.add_argument("--label", help="default: the dataset name")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0], help="training seeds (results: mean +- std)")
+    parser.add_argument("--resume", help="a results JSON of the same base config: keep its rows, run only the "
+                        "(variant, seed) pairs it lacks and record both runs")
     parser.add_argument("--render", help="rewrite the markdown (and PNG) of this results JSON with this script's report; no training")
     args = parser.parse_args()
     if args.render:
@@ -148,8 +169,8 @@ def main() -> None:
         config = with_overrides(config, generator={"num_users": users})
     config.validate()
     began, commit = time.monotonic(), git_commit()
+    rows, timings, curves, earlier = resumed(Path(args.resume), config) if args.resume else ([], {}, {}, None)
     snapshot_build = prepare(config, args.dataset, args.path)
-    rows, timings, curves = [], {}, {}
     label = args.label or args.dataset
     command = "python benchmarks/quality/run.py " + " ".join(
         f"--{k.replace('_', '-')} {' '.join(shlex.quote(str(x)) for x in (v if isinstance(v, list) else [v]))}"
@@ -157,6 +178,8 @@ def main() -> None:
     for seed in args.seeds:
         seeded = with_overrides(config, training={"seed": seed})
         for name in args.variants:
+            if f"{name}, seed {seed}" in timings:  # done in the resumed run
+                continue
             begin = time.perf_counter()
             metrics, variant_curves = run_variant(seeded, name)
             curves.update({f"{model}, seed {seed}": curve for model, curve in variant_curves.items()})
@@ -170,9 +193,10 @@ def main() -> None:
         finished = args.seeds[:args.seeds.index(seed) + 1]  # the report so far: a cut-off run keeps its finished seeds
         meta = {**provenance(command, began, commit), "seeds": finished, "seconds_per_variant": timings,
                 "snapshot_build": snapshot_build,
-                "dataset": args.dataset, "protocol": PROTOCOL.get(args.dataset, "each user's last event"),
+                "dataset": args.dataset, "sampled_draw": SAMPLED_DRAW, "protocol": PROTOCOL.get(args.dataset, "each user's last event"),
                 "side_information": side_information(config), "config": dataclasses.asdict(config),
-                "variant_overrides": {name: variant_overrides(config, name) for name in args.variants}}
+                "variant_overrides": {name: variant_overrides(config, name) for name in args.variants},
+                **({"resumed_from": earlier} if earlier else {})}
         write_report(rows, meta, label, args.dataset, args.sampled, curves)
     print((RESULTS / f"quality_{label}.md").read_text())
 
