@@ -138,8 +138,13 @@ def versus(rows: list[dict], per_seed: list[dict], reference: str, only: tuple[s
         if common:
             first, second = np.array([ours[seed] for seed in common]), np.array([theirs[seed] for seed in common])
             pairs.append(f"| {name} | {row['scenario']} | {protocol_name(row['model'])} | {_spread(first)} | {_spread(second)} | "
-                         f"{first.mean() / max(second.mean(), 1e-12) - 1:+.1%} | {int((first > second).sum())}/{len(common)} |")
+                         f"{_relative(first.mean(), second.mean())} | {int((first > second).sum())}/{len(common)} |")
     return pairs
+
+
+def _relative(value: float, reference: float) -> str:
+    """The relative difference, or n/a where the reference scored zero (no ratio exists)."""
+    return f"{value / reference - 1:+.1%}" if reference > 0 else "n/a (reference 0)"
 
 
 def _spread(values: np.ndarray) -> str:
