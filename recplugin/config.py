@@ -18,7 +18,7 @@ INDEX_TYPES = ("auto", "FLAT", "IVF_FLAT", "HNSW")
 CHOICES = {  # section.field -> the values it may take
     "model.item_finetune": ("frozen", "full", "lora"), "model.mixing": ("interleaved", "blocks"),
     "model.user_attention": ("causal", "bidirectional"), "training.positions": ("all", "last"),
-    "training.negatives": ("scenario", "global"), "training.sampling": ("natural", "balanced"), "serving.merge": ("max", "interleave"), "index.index_type": INDEX_TYPES,
+    "training.negatives": ("scenario", "global"), "training.softmax": ("sampled", "full"), "training.sampling": ("natural", "balanced"), "serving.merge": ("max", "interleave"), "index.index_type": INDEX_TYPES,
     "feast.state_engine": ("duckdb", "spark", "python"),
 }
 
@@ -104,6 +104,7 @@ class TrainingConfig:
     scenario_ranking: bool = False  # also rank among the target scenario's items only (Amazon: domain-restricted)
     random_negatives: int = 512
     negatives: str = "scenario"  # scenario: only items sharing the target's scenario compete | global: the whole catalogue
+    softmax: str = "sampled"  # sampled: in-batch + random_negatives with logQ | full: every item each step (small catalogues)
     sampling: str = "natural"  # natural: each row once per epoch | balanced: rows drawn so every scenario's labels weigh equally
     max_steps: int = 0
     max_minutes: float = 0.0  # wall-clock budget for training steps: the schedule is fitted to it after 20 steps; 0: none
@@ -251,6 +252,8 @@ class RecConfig:
                                                  or self.model.user_llm):
             raise ConfigError("training.positions: all needs model.user_attention: causal, model.mixing: interleaved and the "
                               "built-in user encoder (no model.user_llm); set training.positions: last otherwise")
+        if self.training.softmax == "full" and self.model.item_finetune != "frozen":
+            raise ConfigError("training.softmax: full needs model.item_finetune: frozen (it encodes every item each step)")
         if not (self.model.use_text or self.model.use_item_ids):
             raise ConfigError("the item tower needs model.use_text or model.use_item_ids (or both)")
         if self.training.only_scenario and self.training.only_scenario not in self.scenarios:

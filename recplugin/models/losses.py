@@ -58,17 +58,29 @@ def match_clusters(points: torch.Tensor, assignment: torch.Tensor, interests: to
     return permutations[scores.argmax(dim=-1)]
 
 
+def _owners_targets(owners: torch.Tensor, target_rows: torch.Tensor, candidate_rows: torch.Tensor) -> torch.Tensor:
+    """[M, C]: whether candidate c's item is a target of target m's owner (its own target included)."""
+    rows, local = torch.unique(torch.cat([target_rows, candidate_rows]), return_inverse=True)
+    owner_ids, owner_of = torch.unique(owners, return_inverse=True)
+    has = torch.zeros(len(owner_ids), len(rows), dtype=torch.bool, device=owners.device)
+    has[owner_of, local[:len(target_rows)]] = True
+    return has[owner_of][:, local[len(target_rows):]]
+
+
 def multi_positive_infonce(interests: torch.Tensor, targets: torch.Tensor, target_rows: torch.Tensor,
                            negatives: torch.Tensor, negative_rows: torch.Tensor, scale: torch.Tensor,
                            log_q: torch.Tensor | None = None, false_negative_cosine: float = 0.98,
-                           owners: torch.Tensor | None = None, item_groups: torch.Tensor | None = None) -> torch.Tensor:
+                           owners: torch.Tensor | None = None, item_groups: torch.Tensor | None = None,
+                           in_batch: bool = True) -> torch.Tensor:
     """InfoNCE for every valid target of a window, each scored by the interest its cluster was matched to.
 
     interests [B, K, E]; targets [B, W, E] with rows [B, W] (-1 = padding); negatives [N, E] with rows [N].
-    Candidates are the batch's targets and the shared negatives. Excluded from a target's softmax: the same item
-    elsewhere, the user's other window targets, and near-duplicates (cosine > `false_negative_cosine`).
-    `log_q` [M + N] is subtracted from the candidates' logits (sampling-bias correction), M = valid targets.
-    `owners` [B] (default: every row its own): rows of one owner (a user's prediction points) exclude each other's targets.
+    Candidates are the batch's targets and the shared negatives; with `in_batch` False the negatives only, which must
+    hold every target's item (the whole catalogue: an exact softmax). Excluded from a target's softmax: its own item
+    elsewhere, every target of its owner (the user's other window targets and, with `owners`, the targets of the
+    user's other prediction points), and near-duplicates (cosine > `false_negative_cosine`).
+    `log_q` [M + N] ([N] without in-batch candidates) is subtracted from the candidates' logits (sampling-bias
+    correction), M = valid targets. `owners` [B] (default: every row its own) says which rows belong to one user.
     `item_groups` [num_items] scenario bitmask per item row: a candidate sharing no scenario with the target is excluded.
     """
     batch, width, _ = targets.shape
@@ -77,20 +89,20 @@ def multi_positive_infonce(interests: torch.Tensor, targets: torch.Tensor, targe
     matched = match_clusters(targets, assignment, interests)  # [B, C]
     interest_of_target = torch.gather(matched, 1, assignment.clamp(min=0))  # [B, W]
     anchors = interests[torch.arange(batch, device=targets.device)[:, None], interest_of_target][valid]  # [M, E]
-    positives = targets[valid]
+    positives, rows = targets[valid], target_rows[valid]
     row_owner = torch.arange(batch, device=targets.device) if owners is None else owners
     owners = row_owner[:, None].expand(batch, width)[valid]
-    candidates = torch.cat([positives, negatives])
-    candidate_rows = torch.cat([target_rows[valid], negative_rows])
-    candidate_owners = torch.cat([owners, torch.full_like(negative_rows, -1)])
+    candidates = torch.cat([positives, negatives]) if in_batch else negatives
+    candidate_rows = torch.cat([rows, negative_rows]) if in_batch else negative_rows
+    own = torch.arange(len(positives), device=targets.device)
+    labels = own if in_batch else (candidate_rows[None, :] == rows[:, None]).int().argmax(dim=1)
     logits = anchors @ candidates.T * scale
     if log_q is not None:
         logits = logits - log_q[None, :]
-    own = torch.arange(len(positives), device=targets.device)
-    excluded = (candidate_rows[None, :] == target_rows[valid][:, None]) | (candidate_owners[None, :] == owners[:, None])
+    excluded = _owners_targets(owners, rows, candidate_rows)
     excluded |= (positives @ candidates.T).detach() > false_negative_cosine
     if item_groups is not None:
-        excluded |= (item_groups[target_rows[valid]][:, None] & item_groups[candidate_rows][None, :]) == 0
-    excluded[own, own] = False
+        excluded |= (item_groups[rows][:, None] & item_groups[candidate_rows][None, :]) == 0
+    excluded[own, labels] = False
     logits = logits.masked_fill(excluded, torch.finfo(logits.dtype).min)
-    return nn.functional.cross_entropy(logits, own)
+    return nn.functional.cross_entropy(logits, labels)

@@ -64,7 +64,7 @@ def loss_inputs(split: LabelledSplit, config: RecConfig, num_items: int, device:
     settings = config.training
     counts = np.bincount(split.target_rows, minlength=num_items) + 1.0
     pools = None
-    if settings.negatives == "scenario":
+    if settings.negatives == "scenario" and len(config.scenarios) > 1:  # with one scenario, the same as global
         pools = ScenarioPools.of(item_scenarios or [[] for _ in range(num_items)], list(config.scenarios), device)
     return LossInputs(target_windows(split, settings.target_window),
                       torch.as_tensor(np.log(counts / counts.sum()), dtype=torch.float32, device=device),
@@ -91,23 +91,38 @@ def batch_loss(model: torch.nn.Module, split: LabelledSplit, index: np.ndarray, 
         cuts = cut_batch.to_torch(device)
     owners = torch.as_tensor(np.unique(split.user_ids[labels], return_inverse=True)[1].reshape(-1), device=device)
     rows = torch.as_tensor(extra.windows[labels], device=device)
-    valid = rows >= 0
+    groups = None if extra.pools is None else extra.pools.groups
+    if settings.softmax == "full":  # every item once: an exact softmax, no logQ, no in-batch or other ranks' candidates
+        negatives = torch.arange(num_items, device=device)
+        users, targets, negative_vectors = _encode(model, inputs.to_torch(device), rows, negatives, query_vectors, cuts)
+        return multi_positive_infonce(users, targets, rows, negative_vectors, negatives, extra.temperature(), None,
+                                      settings.false_negative_cosine, owners, groups, in_batch=False)
     if extra.pools is None:
         negatives = torch.as_tensor(generator.integers(0, num_items, settings.random_negatives), device=device)
         negative_log_q = torch.full((len(negatives),), math.log(len(negatives) / num_items), device=device)
     else:
         negatives, negative_log_q = extra.pools.draw(settings.random_negatives, generator, device)
-    with autocast(device):
-        users, vectors = model(inputs.to_torch(device), torch.cat([rows[valid], negatives]), query_vectors, cuts)
-    users, vectors = users.float(), vectors.float()
-    count = int(valid.sum())
-    targets = vectors.new_zeros(*rows.shape, vectors.shape[1]).masked_scatter(valid[..., None], vectors[:count])
+    users, targets, negative_vectors = _encode(model, inputs.to_torch(device), rows, negatives, query_vectors, cuts)
+    valid = rows >= 0
     other_vectors, other_rows = dist_.gather_other_ranks(targets, torch.where(valid, rows, -1), context)
     log_q = None
     if settings.logq_correction:  # in-batch targets are drawn by popularity, the shared pool uniformly (per scenario)
-        in_batch = math.log(count * context.world)
+        in_batch = math.log(int(valid.sum()) * context.world)
         log_q = torch.cat([in_batch + extra.log_popularity[rows[valid]], in_batch + extra.log_popularity[other_rows],
                            negative_log_q])
-    return multi_positive_infonce(users, targets, rows, torch.cat([other_vectors, vectors[count:]]),
+    return multi_positive_infonce(users, targets, rows, torch.cat([other_vectors, negative_vectors]),
                                   torch.cat([other_rows, negatives]), extra.temperature(), log_q, settings.false_negative_cosine,
-                                  owners, None if extra.pools is None else extra.pools.groups)
+                                  owners, groups)
+
+
+def _encode(model: torch.nn.Module, inputs: dict[str, torch.Tensor], rows: torch.Tensor, negatives: torch.Tensor,
+            query_vectors: torch.Tensor, cuts: dict[str, torch.Tensor] | None) -> tuple[torch.Tensor, ...]:
+    """One forward (bf16 on CUDA, scored in fp32): interests, the window targets' vectors [B, W, E] (zeros at padding)
+    and the negatives' vectors."""
+    valid = rows >= 0
+    with autocast(rows.device):
+        users, vectors = model(inputs, torch.cat([rows[valid], negatives]), query_vectors, cuts)
+    users, vectors = users.float(), vectors.float()
+    count = int(valid.sum())
+    targets = vectors.new_zeros(*rows.shape, vectors.shape[1]).masked_scatter(valid[..., None], vectors[:count])
+    return users, targets, vectors[count:]

@@ -75,3 +75,5 @@ def test_merge_and_state_engine_and_prefix_are_validated():
         with pytest.raises(ConfigError, match=rf"{path} must be one of \[{', '.join(repr(v) for v in allowed)}\], got 'nope'"):
             from_dict({section: {name: "nope"}})
     assert from_dict({"serving": {"merge": "interleave"}}).serving.merge == "interleave"
+    with pytest.raises(ConfigError, match="training.softmax: full needs model.item_finetune: frozen"):
+        from_dict({"training": {"softmax": "full"}, "model": {"item_finetune": "lora"}})

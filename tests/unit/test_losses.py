@@ -81,6 +81,40 @@ def test_rows_of_one_owner_are_not_each_others_negatives():
     assert not torch.allclose(loss, separate, atol=1e-4)
 
 
+def test_full_softmax_is_cross_entropy_over_the_catalogue_without_the_owners_other_targets():
+    """in_batch=False over every item: each target against the whole catalogue, its owner's other targets left out."""
+    torch.manual_seed(4)
+    users = normalize(torch.randn(3, 1, 4), dim=-1)
+    catalogue = normalize(torch.randn(6, 4), dim=-1)
+    rows = torch.tensor([[1], [4], [2]])
+    loss = multi_positive_infonce(users, catalogue[rows], rows, catalogue, torch.arange(6), torch.tensor(10.0),
+                                  false_negative_cosine=2.0, owners=torch.tensor([0, 0, 1]), in_batch=False)
+    logits = users[:, 0] @ catalogue.T * 10
+    keep = torch.ones(3, 6, dtype=torch.bool)
+    keep[0, 4] = keep[1, 1] = False  # points 0 and 1 are one user's: neither target is the other's negative
+    expected = torch.stack([cross_entropy(logits[i][keep[i]][None], torch.tensor([int(keep[i][:rows[i, 0]].sum())]))
+                            for i in range(3)]).mean()
+    assert torch.allclose(loss, expected, atol=1e-5)
+    everything = multi_positive_infonce(users, catalogue[rows], rows, catalogue, torch.arange(6), torch.tensor(10.0),
+                                        false_negative_cosine=2.0, in_batch=False)
+    assert torch.allclose(everything, cross_entropy(logits, rows[:, 0]), atol=1e-5)
+
+
+def test_a_random_negative_that_is_the_owners_other_target_is_left_out():
+    """The shared random pool may draw an item the same user is trained to predict elsewhere: not a negative."""
+    torch.manual_seed(5)
+    users = normalize(torch.randn(2, 1, 4), dim=-1)
+    targets = normalize(torch.randn(2, 1, 4), dim=-1)
+    rows = torch.tensor([[1], [2]])
+    negatives = normalize(torch.randn(2, 4), dim=-1)
+    loss = multi_positive_infonce(users, targets, rows, negatives, torch.tensor([2, 9]), torch.tensor(10.0),
+                                  false_negative_cosine=2.0, owners=torch.tensor([0, 0]))
+    logits = users[:, 0] @ torch.cat([targets[:, 0], negatives]).T * 10
+    expected = torch.stack([cross_entropy(logits[0][[0, 3]][None], torch.tensor([0])),
+                            cross_entropy(logits[1][[1, 3]][None], torch.tensor([0]))]).mean()
+    assert torch.allclose(loss, expected, atol=1e-5)
+
+
 def test_near_duplicates_are_not_negatives():
     torch.manual_seed(2)
     users = normalize(torch.randn(1, 2, 6), dim=-1)

@@ -176,8 +176,8 @@ def test_all_positions_needs_a_causal_interleaved_tower():
     from_dict({"training": {"positions": "last"}, "model": {"user_llm": "/models/qwen"}})  # a decoder is causal by itself
 
 
-@pytest.mark.parametrize("negatives", ["global", "scenario"])
-def test_packed_loss_equals_the_loss_of_the_same_labels_as_separate_rows(negatives):
+@pytest.mark.parametrize("negatives, softmax", [("global", "sampled"), ("scenario", "sampled"), ("scenario", "full")])
+def test_packed_loss_equals_the_loss_of_the_same_labels_as_separate_rows(negatives, softmax):
     """Same labels, same negatives: one forward per user with its points gives the per-label rows' loss."""
     from recplugin.training import distributed as dist_
     from recplugin.training.objective import batch_loss, loss_inputs
@@ -188,7 +188,8 @@ def test_packed_loss_equals_the_loss_of_the_same_labels_as_separate_rows(negativ
     config = from_dict({"scenarios": ["a", "b", "c"], "actions": ["click", "like"],
                         "model": {**{k: getattr(CAUSAL, k) for k in ("embedding_dim", "user_dim", "user_heads", "user_layers",
                                                                     "max_sequence_length", "dropout", "user_attention")}},
-                        "training": {"positions": "all", "random_negatives": 6, "target_window": 2, "negatives": negatives}})
+                        "training": {"positions": "all", "random_negatives": 6, "target_window": 2, "negatives": negatives,
+                                     "softmax": softmax}})
     model, context = _model(), dist_.setup("cpu")
     extra = loss_inputs(split, config, 30, torch.device("cpu"), [[("a", "b", "c")[item % 3]] for item in range(30)])
     queries = torch.randn(3, 12)
