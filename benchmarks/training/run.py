@@ -2,6 +2,8 @@
 
     python benchmarks/training/run.py --users 300 --budget-s 180 --seeds 0 1 2                       # equal wall clock
     python benchmarks/training/run.py --users 300 --length 50 --epochs 2 --budget-s 0 --label epochs  # equal epochs
+    python benchmarks/training/run.py --users 2000 --batch 2048 --budget-s 300 --seeds 0 1 --label softmax \
+        --modes "every position, causal" "every position, causal, full softmax"    # sampled vs full softmax
 
 Data: ML-1M sequences (gSASRec's ml-1m.txt, one `user item` line per rating in time order) for a random sample of
 users, built into the trainer's per-label inputs directly (the label at position i sees the i earlier ratings, at most
@@ -37,10 +39,11 @@ from recplugin.training.objective import batch_loss, loss_inputs  # noqa: E402
 from recplugin.training.train import epoch_batches, make_optimizer  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parents[1] / "results"
-MODES = {  # name -> (model.user_attention, training.positions)
-    "per label, bidirectional": ("bidirectional", "last"),
-    "per label, causal": ("causal", "last"),
-    "every position, causal": ("causal", "all"),
+MODES = {  # name -> (model.user_attention, training.positions, training.softmax)
+    "per label, bidirectional": ("bidirectional", "last", "sampled"),
+    "per label, causal": ("causal", "last", "sampled"),
+    "every position, causal": ("causal", "all", "sampled"),
+    "every position, causal, full softmax": ("causal", "all", "full"),
 }
 
 
@@ -68,11 +71,11 @@ def labelled(sequences: list[list[int]], positions: list[range], length: int) ->
 
 def config_for(mode: str, args: argparse.Namespace, seed: int) -> RecConfig:
     """The ML-1M benchmark config (ids only) with the mode's attention and positions."""
-    attention, positions = MODES[mode]
+    attention, positions, softmax = MODES[mode]
     return from_dict({"scenarios": ["feed"], "model": {
         "max_sequence_length": args.length, "use_text": False, "use_item_ids": True, "user_dim": 128, "user_heads": 4,
         "user_layers": 2, "dropout": 0.2, "user_attention": attention}, "training": {
-        "batch_size": args.batch, "learning_rate": 1e-3, "random_negatives": 4096, "positions": positions, "seed": seed,
+        "batch_size": args.batch, "learning_rate": 1e-3, "random_negatives": 4096, "positions": positions, "softmax": softmax, "seed": seed,
         "epochs": 1000, "device": "cpu"}})
 
 
@@ -144,7 +147,7 @@ def popularity(train: LabelledSplit, test: LabelledSplit, num_items: int) -> dic
 
 
 def summarise(rows: list[dict]) -> list[dict]:
-    """Mean and std over seeds per mode, and each mode's labels/s relative to the first (per label, bidirectional)."""
+    """Mean and std over seeds per mode, and each mode's labels/s relative to the first one run."""
     table = []
     for mode in MODES:
         mine = [r for r in rows if r["mode"] == mode]
