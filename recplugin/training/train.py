@@ -66,7 +66,8 @@ class RunState:
     best_state: dict | None = None
     best_ndcg: float = -1.0
     best_epoch: int = 0
-    planned_steps: int = 0  # the steps the LR schedule spans (fitted to training.max_minutes after FIT_AFTER_STEPS)
+    planned_steps: int = 0  # the steps the LR schedule spans (fitted to training.max_minutes at FIT_AT_STEPS)
+    step_cap: int = 0  # the most steps the epochs allow: a refit never plans more
     seconds: float = 0.0  # time spent in training steps
 
 
@@ -92,7 +93,7 @@ def _train_epoch(model: torch.nn.Module, split: LabelledSplit, packed: PackedSpl
         losses.append(loss.item())
         run.steps_done += 1
         run.seconds += time.perf_counter() - began
-        if run.steps_done == FIT_AFTER_STEPS and config.training.max_minutes > 0:
+        if run.steps_done in FIT_AT_STEPS and config.training.max_minutes > 0:
             fit_to_budget(run, scheduler, config.training.max_minutes * 60, context)
             bar.total = run.planned_steps
         bar.update(1)
@@ -100,14 +101,14 @@ def _train_epoch(model: torch.nn.Module, split: LabelledSplit, packed: PackedSpl
     return float(np.mean(losses)) if losses else math.nan
 
 
-FIT_AFTER_STEPS = 20
+FIT_AT_STEPS = (20, 200)  # a first plan early; a second on a pace averaged over more batches (their lengths vary)
 
 
 def fit_to_budget(run: RunState, scheduler, budget_s: float, context: dist_.Context) -> None:
-    """Shorten the planned steps (and the LR schedule with them) to what fits the wall-clock budget at the pace of the
-    first steps; every rank takes the slowest rank's figure so they stop together."""
+    """Plan the steps (and the LR schedule with them) that fit the wall-clock budget at the pace of the steps so far,
+    never more than the epochs allow (`run.step_cap`); every rank takes the slowest rank's figure so they stop together."""
     pace = dist_.max_over_ranks(run.seconds / run.steps_done, context)
-    run.planned_steps = max(run.steps_done, min(run.planned_steps, int(budget_s / pace)))
+    run.planned_steps = max(run.steps_done, min(run.step_cap or run.planned_steps, int(budget_s / pace)))
     for schedule in scheduler.lr_lambdas:
         schedule.total = run.planned_steps
 
@@ -210,6 +211,7 @@ def train(config: RecConfig, snapshot_path: Path, catalog_path: Path, out_dir: P
     trained = dist_.wrap(model, context)
     if not (run.planned_steps and settings.max_minutes):  # a resume may change epochs; a fitted budget plan stays
         run.planned_steps = total_steps
+    run.step_cap = total_steps
     for schedule in scheduler.lr_lambdas:
         schedule.total = run.planned_steps
     bar = tqdm(total=run.planned_steps, initial=run.steps_done, desc="train", unit="step",
