@@ -107,7 +107,7 @@ class TrainingConfig:
     softmax: str = "sampled"  # sampled: in-batch + random_negatives with logQ | full: every item each step (small catalogues)
     sampling: str = "natural"  # natural: each row once per epoch | balanced: rows drawn so every scenario's labels weigh equally
     max_steps: int = 0
-    max_minutes: float = 0.0  # wall-clock budget for training steps: the schedule is fitted to it after 20 and 200 steps; 0: none
+    max_minutes: float = 0.0  # wall-clock budget for training steps: the schedule is refitted after 20, 200 steps and each epoch; 0: none
     seed: int = 0
     device: str = "auto"
     checkpoint_dir: str = "checkpoints"

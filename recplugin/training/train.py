@@ -101,7 +101,8 @@ def _train_epoch(model: torch.nn.Module, split: LabelledSplit, packed: PackedSpl
     return float(np.mean(losses)) if losses else math.nan
 
 
-FIT_AT_STEPS = (20, 200)  # a first plan early; a second on a pace averaged over more batches (their lengths vary)
+FIT_AT_STEPS = (20, 200)  # a first plan early; a second on a pace averaged over more batches (their lengths vary);
+# then again after every epoch
 
 
 def fit_to_budget(run: RunState, scheduler, budget_s: float, context: dist_.Context) -> None:
@@ -221,7 +222,11 @@ def train(config: RecConfig, snapshot_path: Path, catalog_path: Path, out_dir: P
                             model.num_items, bar)
         validation_metrics = ev.metrics_from_ranks(model_ranks(model, validation, query_vectors, device))
         run.curve.append({"epoch": run.epoch + 1, "loss": loss, "logit_scale": extra.temperature().item(),
+                          "steps": run.steps_done, "train_s": round(run.seconds, 1),
                           **{k: v for k, v in validation_metrics.items() if k != "users"}})
+        if settings.max_minutes > 0:  # refit on the pace so far: a plan that overran the budget stops here
+            fit_to_budget(run, scheduler, settings.max_minutes * 60, context)
+            bar.total = run.planned_steps
         if validation_metrics["NDCG@10"] > run.best_ndcg:
             run.best_ndcg, run.best_epoch = validation_metrics["NDCG@10"], run.epoch
             run.best_state = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}

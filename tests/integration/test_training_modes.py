@@ -143,3 +143,25 @@ def test_a_wall_clock_budget_fits_the_schedule_to_the_pace_of_the_first_steps(bu
     assert saved["scheduler"]["lr_lambdas"][0]["total"] == 30
     assert saved["scheduler"]["_last_lr"][0] == pytest.approx(0.0, abs=1e-4 * config.training.learning_rate)
     assert len(result.curve) < 50 and result.metrics["two-tower"]["overall"]["users"] > 0
+
+
+def test_an_epoch_end_refit_cuts_a_plan_the_first_fast_steps_made_too_long(built_pipeline, tmp_path):
+    """The first 20 steps take 1 s, later ones 3 s: the 120 steps planned for 2 minutes are cut back after an epoch, so
+    training overruns its budget by at most one epoch's steps (without the refit: 20 + 100 x 3 = 320 s)."""
+    reads, elapsed = iter(range(10**6)), [0.0]
+
+    def perf_counter() -> float:  # a step reads the clock twice: when it begins and when it ends
+        read = next(reads)
+        if read % 2:
+            elapsed[0] += 1.0 if read // 2 < 20 else 3.0
+        return elapsed[0]
+
+    clock = type("Clock", (), {"perf_counter": staticmethod(perf_counter), "strftime": staticmethod(__import__("time").strftime)})
+    config = _short(built_pipeline.config, tmp_path, epochs=50, batch_size=128, max_minutes=2, patience=0)
+    with mock.patch.object(train_module, "time", clock):
+        result = train_module.train(config, config.snapshot_path, config.catalog_path, tmp_path / "out", progress=False)
+    per_epoch = result.curve[0]["steps"]
+    assert per_epoch < 40, per_epoch  # an epoch ends well before the first plan would
+    last = result.curve[-1]
+    assert last["train_s"] <= 120 + 3 * per_epoch and last["steps"] < 120
+    assert [point["train_s"] for point in result.curve] == sorted(point["train_s"] for point in result.curve)
