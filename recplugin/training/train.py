@@ -101,15 +101,14 @@ def _train_epoch(model: torch.nn.Module, split: LabelledSplit, packed: PackedSpl
     return float(np.mean(losses)) if losses else math.nan
 
 
-FIT_AT_STEPS = (20, 200)  # a first plan early; a second on a pace averaged over more batches (their lengths vary);
-# then again after every epoch
+FIT_AT_STEPS = (20, 200)  # an early plan, one on a pace over more batches (lengths vary); train() refits every epoch
 
 
 def fit_to_budget(run: RunState, scheduler, budget_s: float, context: dist_.Context) -> None:
     """Plan the steps (and the LR schedule with them) that fit the wall-clock budget at the pace of the steps so far,
     never more than the epochs allow (`run.step_cap`); every rank takes the slowest rank's figure so they stop together."""
     pace = dist_.max_over_ranks(run.seconds / run.steps_done, context)
-    run.planned_steps = max(run.steps_done, min(run.step_cap or run.planned_steps, int(budget_s / pace)))
+    run.planned_steps = max(run.steps_done, min(run.step_cap, int(budget_s / pace)))
     for schedule in scheduler.lr_lambdas:
         schedule.total = run.planned_steps
 
@@ -224,7 +223,7 @@ def train(config: RecConfig, snapshot_path: Path, catalog_path: Path, out_dir: P
         run.curve.append({"epoch": run.epoch + 1, "loss": loss, "logit_scale": extra.temperature().item(),
                           "steps": run.steps_done, "train_s": round(run.seconds, 1),
                           **{k: v for k, v in validation_metrics.items() if k != "users"}})
-        if settings.max_minutes > 0:  # refit on the pace so far: a plan that overran the budget stops here
+        if settings.max_minutes > 0 and run.steps_done:  # refit on the pace so far: a plan that overran stops here
             fit_to_budget(run, scheduler, settings.max_minutes * 60, context)
             bar.total = run.planned_steps
         if validation_metrics["NDCG@10"] > run.best_ndcg:
