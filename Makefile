@@ -48,6 +48,7 @@ bench-quality-ml1m-gsasrec: install
 	$(BIN)/python benchmarks/quality/run.py --dataset ml-1m --path ../shared/data/ml-1m --config benchmarks/quality/configs/ml-1m-gsasrec.yaml --workdir .recplugin/quality-ml-1m-gsasrec --variants unified --set training.softmax=full --label ml-1m-gsasrec-ids-full
 	$(BIN)/python benchmarks/quality/run.py --dataset ml-1m --path ../shared/data/ml-1m --config benchmarks/quality/configs/ml-1m-gsasrec.yaml --workdir .recplugin/quality-ml-1m-gsasrec --variants "text + ids" --set training.softmax=full --label ml-1m-gsasrec-text-ids-full
 	$(BIN)/python benchmarks/quality/run.py --dataset ml-1m --path ../shared/data/ml-1m --config benchmarks/quality/configs/ml-1m-gsasrec.yaml --workdir .recplugin/quality-ml-1m-gsasrec --variants "text + ids" --set training.softmax=full --seeds 1 --label ml-1m-gsasrec-text-ids-full-seed1
+	$(BIN)/python benchmarks/quality/run.py --dataset ml-1m --path ../shared/data/ml-1m --config benchmarks/quality/configs/ml-1m-gsasrec.yaml --workdir .recplugin/quality-ml-1m-gsasrec --variants "text + ids" --set training.softmax=full --seeds 2 --label ml-1m-gsasrec-text-ids-full-seed2
 
 # The same with the sampled softmax (2,048 in-batch + 4,096 random candidates, logQ): the earlier committed ML-1M rows.
 bench-quality-ml1m-gsasrec-sampled: install
