@@ -40,6 +40,7 @@ VARIANTS = {  # name -> {config section: {field: value}}; "isolated" trains one 
     "no text": {"model": {"use_text": False, "use_item_ids": True}},
     "no ids": {"model": {"use_item_ids": False}},  # the default item tower has no ids: same as unified unless the config adds them
     "text + ids": {"model": {"use_text": True, "use_item_ids": True}},
+    "ids, init std 1": {"model": {"use_text": False, "use_item_ids": True, "item_id_init_std": 1.0}},  # the old start
     "scenario negatives": {"training": {"negatives": "scenario"}},
     "global negatives": {"training": {"negatives": "global"}},
     "window 1": {"training": {"target_window": 1}},

@@ -29,7 +29,7 @@ class TwoTower(nn.Module):
         self.item_tower = ProjectionHead(self.text_dim, config.embedding_dim, config.dropout)
         self.item_ids = nn.Embedding(self.num_items, config.embedding_dim) if config.use_item_ids else None
         if self.item_ids is not None:
-            nn.init.normal_(self.item_ids.weight, std=0.02 if config.use_text else 1.0)
+            nn.init.normal_(self.item_ids.weight, std=config.item_id_init_std)
         self.user_tower = UserTower(config, num_scenarios, num_actions)
 
     def _text(self, rows: torch.Tensor) -> torch.Tensor:

@@ -37,6 +37,12 @@ def test_bad_scenario_lists_are_refused(scenarios):
         from_dict({"scenarios": scenarios})
 
 
+@pytest.mark.parametrize("std", [0, -0.1])
+def test_item_id_init_std_must_be_positive(std):
+    with pytest.raises(ConfigError, match="model.item_id_init_std positive"):
+        from_dict({"model": {"use_item_ids": True, "item_id_init_std": std}})
+
+
 def test_relative_paths_resolve_against_workdir(tmp_path):
     config = from_dict({"workdir": str(tmp_path), "registry_url": "sqlite:///reg.db", "index": {"uri": "m.db"}})
     assert config.registry_sqlalchemy_url == f"sqlite:///{tmp_path}/reg.db"

@@ -55,6 +55,17 @@ def test_max_over_interests_scoring():
     assert max_interest_scores(users, items).tolist() == [[1.0, 1.0, 0.0]]
 
 
+def test_item_ids_start_at_the_configured_scale_and_give_unit_vectors():
+    from dataclasses import replace
+
+    torch.manual_seed(0)
+    config = replace(CONFIG, use_text=False, use_item_ids=True, item_id_init_std=0.5)
+    model = TwoTower(config, torch.zeros(500, 4), num_scenarios=1, num_actions=1)
+    assert abs(model.item_ids.weight.std().item() - 0.5) < 0.02
+    vectors = model.all_item_vectors()
+    assert torch.allclose(vectors.norm(dim=-1), torch.ones(500), atol=1e-5)
+
+
 def test_loss_falls_when_training_a_tiny_model():
     model = _model().train()
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
