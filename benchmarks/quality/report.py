@@ -107,11 +107,11 @@ def write_report(per_seed: list[dict], meta: dict, label: str, dataset: str, sam
     lines += comparisons(rows, per_seed) + merge_coverage(rows)
     lines += ["", "Training curves (validation NDCG@10 after each epoch; loss, logit scale and steps in the JSON file; minutes "
               "of training steps, without evaluation, where the run recorded them):\n",
-              "| model | minutes | " + " | ".join(f"epoch {i + 1}" for i in range(max(map(len, curves.values()), default=0))) + " |",
-              "|---|---|" + "---|" * max(map(len, curves.values()), default=0)]
+              "| model | minutes | " + " | ".join(f"epoch {i + 1}" for i in range(epochs := max(map(len, curves.values()), default=0))) + " |",
+              "|---|---|" + "---|" * epochs]
     minutes = lambda curve: f"{curve[-1]['train_s'] / 60:.1f}" if curve and "train_s" in curve[-1] else "-"  # noqa: E731
-    lines += [f"| {model} | {minutes(curve)} | " + " | ".join(f"{row['NDCG@10']:.4f}" for row in curve) + " |"
-              for model, curve in curves.items()]
+    lines += [f"| {model} | {minutes(curve)} | " + " | ".join([f"{row['NDCG@10']:.4f}" for row in curve] + [""] * (epochs - len(curve)))
+              + " |" for model, curve in curves.items()]
     (RESULTS / f"quality_{label}.md").write_text("\n".join(lines) + "\n")
     plot(rows, RESULTS / f"quality_{label}.png")
 
