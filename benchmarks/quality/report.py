@@ -105,9 +105,10 @@ def write_report(per_seed: list[dict], meta: dict, label: str, dataset: str, sam
         lines += [f"| {r['model']} | {r['scenario']} | {int(r['users'])} | " + " | ".join(_cell(r, m) for m in sampled) + " |"
                   for r in rows if "sampled" in r["model"]]
     lines += comparisons(rows, per_seed) + merge_coverage(rows)
+    epochs = max(map(len, curves.values()), default=0)
     lines += ["", "Training curves (validation NDCG@10 after each epoch; loss, logit scale and steps in the JSON file; minutes "
               "of training steps, without evaluation, where the run recorded them):\n",
-              "| model | minutes | " + " | ".join(f"epoch {i + 1}" for i in range(epochs := max(map(len, curves.values()), default=0))) + " |",
+              "| model | minutes | " + " | ".join(f"epoch {i + 1}" for i in range(epochs)) + " |",
               "|---|---|" + "---|" * epochs]
     minutes = lambda curve: f"{curve[-1]['train_s'] / 60:.1f}" if curve and "train_s" in curve[-1] else "-"  # noqa: E731
     lines += [f"| {model} | {minutes(curve)} | " + " | ".join([f"{row['NDCG@10']:.4f}" for row in curve] + [""] * (epochs - len(curve)))
