@@ -259,8 +259,10 @@ class RecConfig:
             raise ConfigError("the item tower needs model.use_text or model.use_item_ids (or both)")
         if self.training.only_scenario and self.training.only_scenario not in self.scenarios:
             raise ConfigError(f"training.only_scenario {self.training.only_scenario!r} is not one of {self.scenarios}")
-        if self.training.target_window < 1 or self.model.item_id_init_std <= 0:
-            raise ConfigError("training.target_window must be at least 1 (the next target), model.item_id_init_std positive")
+        if self.training.target_window < 1:
+            raise ConfigError("training.target_window must be at least 1 (the next target)")
+        if self.model.item_id_init_std <= 0:
+            raise ConfigError(f"model.item_id_init_std must be positive, got {self.model.item_id_init_std}")
         if not 1 <= self.model.interests_per_scenario <= 6:
             raise ConfigError("model.interests_per_scenario must be 1..6 (clusters are matched to interests exactly)")
         if self.serving.workers < 1:

@@ -39,7 +39,7 @@ def test_bad_scenario_lists_are_refused(scenarios):
 
 @pytest.mark.parametrize("std", [0, -0.1])
 def test_item_id_init_std_must_be_positive(std):
-    with pytest.raises(ConfigError, match="model.item_id_init_std positive"):
+    with pytest.raises(ConfigError, match="model.item_id_init_std must be positive"):
         from_dict({"model": {"use_item_ids": True, "item_id_init_std": std}})
 
 

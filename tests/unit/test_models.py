@@ -1,4 +1,6 @@
 """Towers and loss on tiny sizes: shapes, normalisation, per-scenario queries, masking, decoder-LLM text path."""
+from dataclasses import replace
+
 import numpy as np
 import pytest
 import torch
@@ -56,8 +58,6 @@ def test_max_over_interests_scoring():
 
 
 def test_item_ids_start_at_the_configured_scale_and_give_unit_vectors():
-    from dataclasses import replace
-
     torch.manual_seed(0)
     config = replace(CONFIG, use_text=False, use_item_ids=True, item_id_init_std=0.5)
     model = TwoTower(config, torch.zeros(500, 4), num_scenarios=1, num_actions=1)
