@@ -223,7 +223,9 @@ def train(config: RecConfig, snapshot_path: Path, catalog_path: Path, out_dir: P
         run.curve.append({"epoch": run.epoch + 1, "loss": loss, "logit_scale": extra.temperature().item(),
                           "steps": run.steps_done, "train_s": round(run.seconds, 1),
                           **{k: v for k, v in validation_metrics.items() if k != "users"}})
-        if settings.max_minutes > 0 and run.steps_done:  # refit on the pace so far: a plan that overran stops here
+        # refit on the pace so far: a plan that overran stops here; one that ended in this epoch stays ended (its LR
+        # has reached zero, so a later, faster pace would only add a sliver of an epoch at LR ~0)
+        if settings.max_minutes > 0 and 0 < run.steps_done < run.planned_steps:
             fit_to_budget(run, scheduler, settings.max_minutes * 60, context)
             bar.total = run.planned_steps
         if validation_metrics["NDCG@10"] > run.best_ndcg:

@@ -165,3 +165,26 @@ def test_an_epoch_end_refit_cuts_a_plan_the_first_fast_steps_made_too_long(built
     last = result.curve[-1]
     assert last["train_s"] <= 120 + 3 * per_epoch and last["steps"] < 120
     assert [point["train_s"] for point in result.curve] == sorted(point["train_s"] for point in result.curve)
+
+
+def test_a_plan_that_ends_inside_an_epoch_is_not_extended_by_a_later_faster_pace(built_pipeline, tmp_path):
+    """The first 20 steps take 1 s, later ones 0.5 s: each epoch-end refit grows the plan, until an epoch is cut by the
+    plan. Training stops there: without the guard the faster pace would plan a few more steps at an LR near zero."""
+    reads, elapsed = iter(range(10**6)), [0.0]
+
+    def perf_counter() -> float:  # a step reads the clock twice: when it begins and when it ends
+        read = next(reads)
+        if read % 2:
+            elapsed[0] += 1.0 if read // 2 < 20 else 0.5
+        return elapsed[0]
+
+    clock = type("Clock", (), {"perf_counter": staticmethod(perf_counter), "strftime": staticmethod(__import__("time").strftime)})
+    config = _short(built_pipeline.config, tmp_path, epochs=50, batch_size=128, max_minutes=2, patience=0)
+    with mock.patch.object(train_module, "time", clock):
+        result = train_module.train(config, config.snapshot_path, config.catalog_path, tmp_path / "out", progress=False)
+    saved = torch.load(checkpoint_path(config, config.snapshot_path), weights_only=False)
+    steps = [point["steps"] for point in result.curve]
+    per_epoch = np.diff([0, *steps])  # the shuffled packing varies an epoch's batch count by one
+    assert min(per_epoch[:-1]) >= per_epoch[0] - 1 > per_epoch[-1], steps  # only the last epoch is cut by the plan
+    assert steps[-1] == saved["run"]["planned_steps"] and len(steps) < 50, steps
+    assert saved["scheduler"]["_last_lr"][0] == pytest.approx(0.0, abs=1e-4 * config.training.learning_rate)
