@@ -5,6 +5,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from recplugin.models.dropout import dropout as fast_dropout
+
 
 def event_order(mask: torch.Tensor) -> torch.Tensor:
     """[B, L] index of each valid event among its row's valid events (right-aligned rows); -1 for padding."""
@@ -41,13 +43,17 @@ def _readout_attention(attention: nn.MultiheadAttention, events: torch.Tensor, t
     q_t, k_t, v_t = (_heads(x, heads) for x in F.linear(tokens, attention.in_proj_weight, attention.in_proj_bias).chunk(3, -1))
     # q_e [B, h, L, d]; q_t [B, G, h, T, d]
     dropout = attention.dropout if attention.training else 0.0
-    event_out = F.scaled_dot_product_attention(q_e, k_e, v_e, attn_mask=masks[0][:, None], dropout_p=dropout)
     scale = q_t.shape[-1] ** -0.5
+    if dropout and events.device.type == "cpu":  # SDPA's CPU dropout draws its mask slowly (models/dropout.py)
+        event_scores = (q_e @ k_e.transpose(-1, -2) * scale).masked_fill(~masks[0][:, None], float("-inf"))
+        event_out = fast_dropout(event_scores.softmax(dim=-1), dropout, True) @ v_e
+    else:
+        event_out = F.scaled_dot_product_attention(q_e, k_e, v_e, attn_mask=masks[0][:, None], dropout_p=dropout)
     to_events = torch.einsum("bghtd,bhld->bghtl", q_t, k_e) * scale
     to_group = (q_t @ k_t.transpose(-1, -2)) * scale  # [B, G, h, T, T]
     scores = torch.cat([to_events.masked_fill(~masks[1][:, :, None], float("-inf")),
                         to_group.masked_fill(~masks[2][:, :, None], float("-inf"))], dim=-1)
-    weights = F.dropout(scores.softmax(dim=-1), dropout, attention.training)
+    weights = fast_dropout(scores.softmax(dim=-1), dropout, attention.training)
     length = k_e.shape[2]
     token_out = torch.einsum("bghtl,bhld->bghtd", weights[..., :length], v_e) + weights[..., length:] @ v_t
     merge = lambda x: x.transpose(-3, -2).flatten(-2)  # noqa: E731  [..., h, N, d] -> [..., N, W]

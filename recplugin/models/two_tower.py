@@ -6,6 +6,7 @@ import torch
 from torch import nn
 
 from recplugin.config import ModelConfig
+from recplugin.models.dropout import use_fast_dropout
 from recplugin.models.item_tower import ProjectionHead
 from recplugin.models.text_model import ItemTextModel
 from recplugin.models.user_tower import UserTower
@@ -31,6 +32,7 @@ class TwoTower(nn.Module):
         if self.item_ids is not None:
             nn.init.normal_(self.item_ids.weight, std=config.item_id_init_std)
         self.user_tower = UserTower(config, num_scenarios, num_actions)
+        use_fast_dropout(self.item_tower), use_fast_dropout(self.user_tower)
 
     def _text(self, rows: torch.Tensor) -> torch.Tensor:
         """Text vectors of item rows: the cache, or the text model run on their tokens."""
