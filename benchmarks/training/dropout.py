@@ -27,7 +27,7 @@ from torch.nn import functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 from benchmarks.provenance import git_commit, provenance  # noqa: E402
-from benchmarks.training.run import config_for, labelled, read_sequences  # noqa: E402
+from benchmarks.training.run import config_for, labelled, read_sequences, sample_arguments  # noqa: E402
 from recplugin.models import cut_attention  # noqa: E402
 from recplugin.models.dropout import Dropout, dropout  # noqa: E402
 from recplugin.models.two_tower import TwoTower  # noqa: E402
@@ -140,14 +140,8 @@ def markdown(report: dict) -> str:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--path", default="../shared/data/ml-1m")
-    parser.add_argument("--users", type=int, default=800)
-    parser.add_argument("--length", type=int, default=200)
-    parser.add_argument("--batch", type=int, default=2048)
+    parser = sample_arguments(__doc__.splitlines()[0], 2048)
     parser.add_argument("--steps", type=int, default=100)
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=30)
     args = parser.parse_args()
     began, commit = time.monotonic(), git_commit()

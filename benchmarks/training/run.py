@@ -178,17 +178,23 @@ def markdown(report: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def sample_arguments(description: str, batch: int) -> argparse.ArgumentParser:
+    """The arguments of an ML-1M user sample run: data, users, length, batch, seeds, threads."""
+    parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--path", default="../shared/data/ml-1m")
     parser.add_argument("--users", type=int, default=800)
     parser.add_argument("--length", type=int, default=200)
-    parser.add_argument("--batch", type=int, default=512)
+    parser.add_argument("--batch", type=int, default=batch)
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--threads", type=int, default=2)
+    return parser
+
+
+def main() -> None:
+    parser = sample_arguments(__doc__.splitlines()[0], 512)
     parser.add_argument("--budget-s", type=float, default=180.0, help="training seconds per mode (0: no limit)")
     parser.add_argument("--epochs", type=int, default=0, help="epochs per mode (0: as many as the budget allows)")
     parser.add_argument("--label", default="", help="results go to training_<label>.{json,md}")
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--modes", nargs="+", default=list(MODES), choices=list(MODES))
     args = parser.parse_args()
     began, commit = time.monotonic(), git_commit()

@@ -145,21 +145,27 @@ def test_a_wall_clock_budget_fits_the_schedule_to_the_pace_of_the_first_steps(bu
     assert len(result.curve) < 50 and result.metrics["two-tower"]["overall"]["users"] > 0
 
 
-def test_an_epoch_end_refit_cuts_a_plan_the_first_fast_steps_made_too_long(built_pipeline, tmp_path):
-    """The first 20 steps take 1 s, later ones 3 s: the 120 steps planned for 2 minutes are cut back after an epoch, so
-    training overruns its budget by at most one epoch's steps (without the refit: 20 + 100 x 3 = 320 s)."""
+def _train_on_a_clock(built_pipeline, tmp_path, later_step_s: float):
+    """Train with a 2-minute budget on a fake clock: the first 20 steps take 1 s, later ones `later_step_s`."""
     reads, elapsed = iter(range(10**6)), [0.0]
 
     def perf_counter() -> float:  # a step reads the clock twice: when it begins and when it ends
         read = next(reads)
         if read % 2:
-            elapsed[0] += 1.0 if read // 2 < 20 else 3.0
+            elapsed[0] += 1.0 if read // 2 < 20 else later_step_s
         return elapsed[0]
 
     clock = type("Clock", (), {"perf_counter": staticmethod(perf_counter), "strftime": staticmethod(__import__("time").strftime)})
     config = _short(built_pipeline.config, tmp_path, epochs=50, batch_size=128, max_minutes=2, patience=0)
     with mock.patch.object(train_module, "time", clock):
         result = train_module.train(config, config.snapshot_path, config.catalog_path, tmp_path / "out", progress=False)
+    return result, torch.load(checkpoint_path(config, config.snapshot_path), weights_only=False), config
+
+
+def test_an_epoch_end_refit_cuts_a_plan_the_first_fast_steps_made_too_long(built_pipeline, tmp_path):
+    """Later steps take 3 s: the 120 steps planned for 2 minutes are cut back after an epoch, so training overruns its
+    budget by at most one epoch's steps (without the refit: 20 + 100 x 3 = 320 s)."""
+    result, _, _ = _train_on_a_clock(built_pipeline, tmp_path, 3.0)
     per_epoch = result.curve[0]["steps"]
     assert per_epoch < 40, per_epoch  # an epoch ends well before the first plan would
     last = result.curve[-1]
@@ -168,21 +174,9 @@ def test_an_epoch_end_refit_cuts_a_plan_the_first_fast_steps_made_too_long(built
 
 
 def test_a_plan_that_ends_inside_an_epoch_is_not_extended_by_a_later_faster_pace(built_pipeline, tmp_path):
-    """The first 20 steps take 1 s, later ones 0.5 s: each epoch-end refit grows the plan, until an epoch is cut by the
-    plan. Training stops there: without the guard the faster pace would plan a few more steps at an LR near zero."""
-    reads, elapsed = iter(range(10**6)), [0.0]
-
-    def perf_counter() -> float:  # a step reads the clock twice: when it begins and when it ends
-        read = next(reads)
-        if read % 2:
-            elapsed[0] += 1.0 if read // 2 < 20 else 0.5
-        return elapsed[0]
-
-    clock = type("Clock", (), {"perf_counter": staticmethod(perf_counter), "strftime": staticmethod(__import__("time").strftime)})
-    config = _short(built_pipeline.config, tmp_path, epochs=50, batch_size=128, max_minutes=2, patience=0)
-    with mock.patch.object(train_module, "time", clock):
-        result = train_module.train(config, config.snapshot_path, config.catalog_path, tmp_path / "out", progress=False)
-    saved = torch.load(checkpoint_path(config, config.snapshot_path), weights_only=False)
+    """Later steps take 0.5 s: each epoch-end refit grows the plan, until an epoch is cut by the plan. Training stops
+    there: without the guard the faster pace would plan a few more steps at an LR near zero."""
+    result, saved, config = _train_on_a_clock(built_pipeline, tmp_path, 0.5)
     steps = [point["steps"] for point in result.curve]
     per_epoch = np.diff([0, *steps])  # the shuffled packing varies an epoch's batch count by one
     assert min(per_epoch[:-1]) >= per_epoch[0] - 1 > per_epoch[-1], steps  # only the last epoch is cut by the plan
