@@ -54,6 +54,7 @@ bench-quality-ml1m-gsasrec: install
 # Ids only: the id vectors' start, 0.02 (the default) vs 1.0 (before), side by side at 8 minutes each.
 bench-quality-ml1m-ids-init: install
 	$(BIN)/python benchmarks/quality/run.py --dataset ml-1m --path ../shared/data/ml-1m --config benchmarks/quality/configs/ml-1m-gsasrec.yaml --workdir .recplugin/quality-ml-1m-gsasrec --variants unified "ids, init std 1" --set training.softmax=full --minutes 8 --label ml-1m-gsasrec-ids-init-8min
+	$(BIN)/python benchmarks/quality/run.py --dataset ml-1m --path ../shared/data/ml-1m --config benchmarks/quality/configs/ml-1m-gsasrec.yaml --workdir .recplugin/quality-ml-1m-gsasrec --variants unified "learning rate 0.002" --set training.softmax=full --minutes 8 --label ml-1m-gsasrec-lr-8min
 
 # The same with the sampled softmax (2,048 in-batch + 4,096 random candidates, logQ): the earlier committed ML-1M rows.
 bench-training-dropout: install

@@ -41,6 +41,7 @@ VARIANTS = {  # name -> {config section: {field: value}}; "isolated" trains one 
     "no ids": {"model": {"use_item_ids": False}},  # the default item tower has no ids: same as unified unless the config adds them
     "text + ids": {"model": {"use_text": True, "use_item_ids": True}},
     "ids, init std 1": {"model": {"use_text": False, "use_item_ids": True, "item_id_init_std": 1.0}},  # the old start
+    "learning rate 0.002": {"training": {"learning_rate": 0.002}},  # twice the base configs' 0.001
     "scenario negatives": {"training": {"negatives": "scenario"}},
     "global negatives": {"training": {"negatives": "global"}},
     "window 1": {"training": {"target_window": 1}},
