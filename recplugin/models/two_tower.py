@@ -32,7 +32,8 @@ class TwoTower(nn.Module):
         if self.item_ids is not None:
             nn.init.normal_(self.item_ids.weight, std=config.item_id_init_std)
         self.user_tower = UserTower(config, num_scenarios, num_actions)
-        use_fast_dropout(self.item_tower), use_fast_dropout(self.user_tower)
+        for tower in (self.item_tower, self.user_tower):
+            use_fast_dropout(tower)
 
     def _text(self, rows: torch.Tensor) -> torch.Tensor:
         """Text vectors of item rows: the cache, or the text model run on their tokens."""
