@@ -50,6 +50,7 @@ bench-quality-ml1m-gsasrec: install
 	$(BIN)/python benchmarks/quality/run.py --dataset ml-1m --path ../shared/data/ml-1m --config benchmarks/quality/configs/ml-1m-gsasrec.yaml --workdir .recplugin/quality-ml-1m-gsasrec --variants "text + ids" --set training.softmax=full --seeds 1 --label ml-1m-gsasrec-text-ids-full-seed1
 	$(BIN)/python benchmarks/quality/run.py --dataset ml-1m --path ../shared/data/ml-1m --config benchmarks/quality/configs/ml-1m-gsasrec.yaml --workdir .recplugin/quality-ml-1m-gsasrec --variants "text + ids" --set training.softmax=full --seeds 2 --label ml-1m-gsasrec-text-ids-full-seed2
 	$(BIN)/python benchmarks/quality/run.py --dataset ml-1m --path ../shared/data/ml-1m --config benchmarks/quality/configs/ml-1m-gsasrec.yaml --workdir .recplugin/quality-ml-1m-gsasrec --variants "text + ids" --set training.softmax=full --seeds 0 1 2 --label ml-1m-gsasrec-text-ids-full-fast-dropout
+	$(BIN)/python benchmarks/quality/run.py --dataset ml-1m --path ../shared/data/ml-1m --config benchmarks/quality/configs/ml-1m-gsasrec.yaml --workdir .recplugin/quality-ml-1m-gsasrec --variants "text + ids" --set training.softmax=full training.min_context=0 model.interests_per_scenario=1 --seeds 2 0 1 --label ml-1m-gsasrec-text-ids-k1-context0
 
 # Ids only: the id vectors' start, 0.02 (the default) vs 1.0 (before), side by side at 8 minutes each.
 bench-quality-ml1m-ids-init: install

@@ -97,6 +97,8 @@ class TrainingConfig:
     max_logit_scale: float = 100.0
     target_window: int = 1
     positions: str = "all"  # all: every label of a user's sequence in one forward (causal tower) | last: one forward per label
+    min_context: float = 0.5  # positions: all: a label whose history outgrew the window joins a packed sequence if it sees
+    # at least this fraction of model.max_sequence_length there (0: any prefix, as SASRec's windows; fewer sequences)
     false_negative_cosine: float = 0.98
     logq_correction: bool = True
     only_scenario: str = ""
@@ -259,6 +261,8 @@ class RecConfig:
             raise ConfigError("the item tower needs model.use_text or model.use_item_ids (or both)")
         if self.training.only_scenario and self.training.only_scenario not in self.scenarios:
             raise ConfigError(f"training.only_scenario {self.training.only_scenario!r} is not one of {self.scenarios}")
+        if not 0.0 <= self.training.min_context <= 1.0:
+            raise ConfigError(f"training.min_context must be a fraction of the window in 0..1, got {self.training.min_context}")
         if self.training.target_window < 1:
             raise ConfigError("training.target_window must be at least 1 (the next target)")
         if self.model.item_id_init_std <= 0:

@@ -199,7 +199,8 @@ def train(config: RecConfig, snapshot_path: Path, catalog_path: Path, out_dir: P
         snapshot = snapshot.only_scenario(config.scenarios.index(settings.only_scenario))
     model, query_vectors = build_model(config, catalog, snapshot, device, progress and context.is_main)
     train_split, validation = snapshot.splits["train"], snapshot.splits["validation"]
-    packed = pack_split(train_split, config.model.max_sequence_length // 2) if settings.positions == "all" else None
+    min_context = int(settings.min_context * config.model.max_sequence_length)
+    packed = pack_split(train_split, min_context) if settings.positions == "all" else None
     steps_per_epoch = math.ceil(len(train_split) / settings.batch_size)
     total_steps = steps_per_epoch * settings.epochs if settings.max_steps <= 0 else min(settings.max_steps, steps_per_epoch * settings.epochs)
     extra = loss_inputs(train_split, config, model.num_items, device, catalog.scenarios)

@@ -130,6 +130,14 @@ def test_every_position_training_learns_from_packed_sequences_and_serves(built_p
     assert served.config.model.user_attention == "causal" and served.user_tower.causal
 
 
+def test_training_packs_with_the_configured_minimum_context(built_pipeline, tmp_path):
+    """training.min_context reaches the packer as a number of events (a fraction of the window)."""
+    config = _short(built_pipeline.config, tmp_path, epochs=1, max_steps=2, min_context=0.25)
+    with mock.patch.object(train_module, "pack_split", wraps=train_module.pack_split) as packer:
+        train_module.train(config, config.snapshot_path, config.catalog_path, tmp_path / "out", progress=False)
+    assert packer.call_args.args[1] == config.model.max_sequence_length // 4
+
+
 def test_a_wall_clock_budget_fits_the_schedule_to_the_pace_of_the_first_steps(built_pipeline, tmp_path):
     """Each step takes 1 s on a fake clock; a 0.5-minute budget leaves 30 steps, and the cosine schedule ends there."""
     ticks = iter(range(10**6))

@@ -54,10 +54,21 @@ def test_short_users_pack_into_one_exact_sequence_and_long_ones_keep_half_a_wind
     assert len(set(packed.cut_row[long_points].tolist())) < long_points.sum() / 2  # far fewer forwards than labels
 
 
+def test_without_a_minimum_context_a_long_user_fills_whole_windows():
+    events = [(item % 30, item % 3, item % 2, 1_000_000 + 3600 * item) for item in range(20)]  # no shared timestamps
+    split = _split({1: events})
+    half, any_prefix = pack_split(split, min_context=MAX_LENGTH // 2), pack_split(split, min_context=0)
+    assert sorted(any_prefix.label.tolist()) == list(range(len(split)))
+    assert np.bincount(any_prefix.cut_row).tolist() == [MAX_LENGTH, MAX_LENGTH, 4]  # labels 19..12, 11..4, 3..0
+    assert np.bincount(half.cut_row).tolist() == [5, 5, 5, 5]  # each sees at least half a window
+    assert any_prefix.cut_length[~any_prefix.exact].min() == 1
+
+
+@pytest.mark.parametrize("min_context", [MAX_LENGTH // 2, 0])
 @torch.no_grad()
-def test_each_packed_point_equals_the_per_label_forward_of_what_it_sees():
+def test_each_packed_point_equals_the_per_label_forward_of_what_it_sees(min_context):
     split = _split({1: _timeline(1, 6), 2: _timeline(2, 20), 3: _timeline(3, 3)})
-    packed = pack_split(split, min_context=MAX_LENGTH // 2)
+    packed = pack_split(split, min_context=min_context)
     model, query_text = _model(), torch.randn(3, 12)
     rows = np.arange(len(packed.events))
     events, cuts, labels = batch_of(packed, rows)
@@ -174,6 +185,9 @@ def test_all_positions_needs_a_causal_interleaved_tower():
     with pytest.raises(ConfigError, match="set training.positions: last"):
         from_dict({"model": {"user_llm": "/models/qwen"}})
     from_dict({"training": {"positions": "last"}, "model": {"user_llm": "/models/qwen"}})  # a decoder is causal by itself
+    for outside in (-0.1, 1.5):
+        with pytest.raises(ConfigError, match=r"training.min_context must be a fraction of the window in 0..1"):
+            from_dict({"training": {"min_context": outside}})
 
 
 @pytest.mark.parametrize("negatives, softmax", [("global", "sampled"), ("scenario", "sampled"), ("scenario", "full")])
