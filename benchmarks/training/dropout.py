@@ -35,8 +35,7 @@ from recplugin.training import distributed as dist_  # noqa: E402
 from recplugin.training import evaluate as ev  # noqa: E402
 from recplugin.training.assess import model_ranks  # noqa: E402
 from recplugin.training.objective import batch_loss, loss_inputs  # noqa: E402
-from recplugin.training.packing import pack_split  # noqa: E402
-from recplugin.training.train import epoch_batches, make_optimizer  # noqa: E402
+from recplugin.training.train import epoch_batches, make_optimizer, packed_split  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parents[1] / "results"
 SIDES = ("torch dropout", "fast dropout")
@@ -84,7 +83,7 @@ def torch_dropout(model: nn.Module) -> nn.Module:
 def side_by_side(train, test, num_items: int, args: argparse.Namespace, seed: int) -> list[dict]:
     """Two models from one seed, stepping in turn; seconds per step and test metrics of each."""
     config = config_for("every position, causal, full softmax", args, seed)
-    packed = pack_split(train, args.length // 2)
+    packed = packed_split(train, config)
     runs = []
     for side in SIDES:
         torch.manual_seed(seed)

@@ -34,9 +34,8 @@ from recplugin.training import distributed as dist_  # noqa: E402
 from recplugin.training import evaluate as ev  # noqa: E402
 from recplugin.training.assess import model_ranks, popularity_ranks  # noqa: E402
 from recplugin.training.dataset import LabelledSplit  # noqa: E402
-from recplugin.training.packing import pack_split  # noqa: E402
 from recplugin.training.objective import batch_loss, loss_inputs  # noqa: E402
-from recplugin.training.train import epoch_batches, make_optimizer  # noqa: E402
+from recplugin.training.train import epoch_batches, make_optimizer, packed_split  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parents[1] / "results"
 MODES = {  # name -> (model.user_attention, training.positions, training.softmax)
@@ -111,7 +110,7 @@ def run_mode(mode: str, train: LabelledSplit, test: LabelledSplit, num_items: in
     """Train for the budget (or epochs); labels/s, steps, and the test metrics of the model it reached."""
     config = config_for(mode, args, seed)
     began = time.monotonic()
-    packed = pack_split(train, args.length // 2) if config.training.positions == "all" else None
+    packed = packed_split(train, config)
     pack_s = time.monotonic() - began
     steps_planned = planned_steps(train, packed, config, num_items, args)
     torch.manual_seed(seed)

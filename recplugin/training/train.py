@@ -43,6 +43,14 @@ def new_version() -> str:
     return time.strftime("v%Y%m%d_%H%M%S_") + secrets.token_hex(2)
 
 
+def packed_split(split: LabelledSplit, config: RecConfig) -> PackedSplit | None:
+    """The split packed for every-position training, each point keeping `training.min_context` of the window (None
+    with `training.positions: last`)."""
+    if config.training.positions != "all":
+        return None
+    return pack_split(split, int(config.training.min_context * config.model.max_sequence_length))
+
+
 def epoch_batches(split: LabelledSplit, packed: PackedSplit | None, settings: TrainingConfig,
                   generator: np.random.Generator) -> list[np.ndarray]:
     """One epoch's shuffled batches: label rows, or packed rows holding about `batch_size` labels; with
@@ -199,8 +207,7 @@ def train(config: RecConfig, snapshot_path: Path, catalog_path: Path, out_dir: P
         snapshot = snapshot.only_scenario(config.scenarios.index(settings.only_scenario))
     model, query_vectors = build_model(config, catalog, snapshot, device, progress and context.is_main)
     train_split, validation = snapshot.splits["train"], snapshot.splits["validation"]
-    min_context = int(settings.min_context * config.model.max_sequence_length)
-    packed = pack_split(train_split, min_context) if settings.positions == "all" else None
+    packed = packed_split(train_split, config)
     steps_per_epoch = math.ceil(len(train_split) / settings.batch_size)
     total_steps = steps_per_epoch * settings.epochs if settings.max_steps <= 0 else min(settings.max_steps, steps_per_epoch * settings.epochs)
     extra = loss_inputs(train_split, config, model.num_items, device, catalog.scenarios)

@@ -109,7 +109,6 @@ def test_every_position_training_learns_from_packed_sequences_and_serves(built_p
     for the same epochs (mean of 3 seeds: one seed's ratio ranged 0.85-1.14 here), and an artifact whose served
     vectors are the causal tower's."""
     from recplugin.training.dataset import load_catalog, load_snapshot
-    from recplugin.training.packing import pack_split
 
     config = built_pipeline.config
     causal = {"user_attention": "causal"}
@@ -124,7 +123,7 @@ def test_every_position_training_learns_from_packed_sequences_and_serves(built_p
     catalog = load_catalog(config.catalog_path)
     train_split = load_snapshot(config.snapshot_path, config.scenarios, catalog.id_to_row,
                                 config.model.max_sequence_length).splits["train"]
-    packed = pack_split(train_split, config.model.max_sequence_length // 2)
+    packed = train_module.packed_split(train_split, with_overrides(config, model=causal))
     assert packed.rows_per_point() < 0.2 and packed.exact.mean() > 0.9  # several labels share a forward, most exactly
     served = RetrievalModel(runs["all", 0].artifact_dir)
     assert served.config.model.user_attention == "causal" and served.user_tower.causal
