@@ -35,6 +35,8 @@ VARIANTS = {  # name -> {config section: {field: value}}; "isolated" trains one 
     "unified": {},
     "isolated": {},
     "K=1": {"model": {"interests_per_scenario": 1}},
+    "min_context 0": {"training": {"min_context": 0.0}},  # SASRec-style windows (default 0.5)
+    "K=1, min_context 0": {"model": {"interests_per_scenario": 1}, "training": {"min_context": 0.0}},
     "no scenario queries": {"model": {"scenario_queries": False}},
     "sasrec-style": {"model": {"interests_per_scenario": 1, "scenario_queries": False}, "training": {"target_window": 1}},
     "no text": {"model": {"use_text": False, "use_item_ids": True}},
