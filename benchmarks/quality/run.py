@@ -35,6 +35,7 @@ VARIANTS = {  # name -> {config section: {field: value}}; "isolated" trains one 
     "unified": {},
     "isolated": {},
     "K=1": {"model": {"interests_per_scenario": 1}},
+    "K=2": {"model": {"interests_per_scenario": 2}},  # explicit, whatever the default is
     "min_context 0": {"training": {"min_context": 0.0}},  # SASRec-style windows (default 0.5)
     "K=1, min_context 0": {"model": {"interests_per_scenario": 1}, "training": {"min_context": 0.0}},
     "no scenario queries": {"model": {"scenario_queries": False}},
