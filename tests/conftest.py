@@ -22,7 +22,8 @@ def tiny_config(workdir: Path, **sections: dict) -> RecConfig:
         "workdir": str(workdir),
         "generator": {"num_users": 240, "num_items": 400, "events_per_user": 24, "seed": 3},
         "feast": {"history_length": 20, "project": "recplugin_test", "training_set_chunk_rows": 2000},  # several chunks
-        "model": {"embedding_dim": 32, "user_dim": 32, "user_layers": 1, "max_sequence_length": 30},
+        "model": {"embedding_dim": 32, "user_dim": 32, "user_layers": 1, "max_sequence_length": 30,
+                  "interests_per_scenario": 2},  # K=2: the multi-interest paths (merges, coverage, several vectors)
         "training": {"epochs": 6, "batch_size": 64, "learning_rate": 3e-3, "random_negatives": 128},
     }
     for key, value in sections.items():

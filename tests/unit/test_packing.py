@@ -201,7 +201,8 @@ def test_packed_loss_equals_the_loss_of_the_same_labels_as_separate_rows(negativ
     assert packed.exact.all()
     config = from_dict({"scenarios": ["a", "b", "c"], "actions": ["click", "like"],
                         "model": {**{k: getattr(CAUSAL, k) for k in ("embedding_dim", "user_dim", "user_heads", "user_layers",
-                                                                    "max_sequence_length", "dropout", "user_attention")}},
+                                                                    "max_sequence_length", "dropout", "user_attention",
+                                                                    "interests_per_scenario")}},
                         "training": {"positions": "all", "random_negatives": 6, "target_window": 2, "negatives": negatives,
                                      "softmax": softmax}})
     model, context = _model(), dist_.setup("cpu")
