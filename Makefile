@@ -95,6 +95,7 @@ bench-quality-amazon-ablations: install
 # The built-in defaults, untuned, on every dataset here (generated; ML-1M and Amazon when ../shared/data has them), 20 minutes of training each at most (the target: within 30).
 bench-quality-defaults: install
 	$(BIN)/python benchmarks/quality/defaults.py --datasets amazon-food-kitchen ml-1m generated --minutes 20 --seeds 0 --variants K=2 K=1
+	$(BIN)/python benchmarks/quality/defaults.py --datasets amazon-food-kitchen --minutes 20 --seeds 1 --variants K=2 K=1 --label amazon-seed1
 
 bench-gpu: install
 	$(BIN)/python benchmarks/gpu/run.py

@@ -8,7 +8,8 @@ Each dataset goes through the real pipeline (load or generate -> `feast apply` -
 workdir, then one `train()` per variant (`unified`: the built-in defaults; another name from run.py's VARIANTS changes a few
 fields on top); only the dataset's scenarios, the budget, the seed and the evaluation protocol are set (Amazon: also the
 domain-restricted full ranking and 999 sampled same-domain negatives).
-A dataset whose folder is missing is reported as skipped. Writes benchmarks/results/quality_defaults.{json,md}.
+A dataset whose folder is missing is reported as skipped. Writes benchmarks/results/quality_defaults.{json,md}
+(quality_defaults_<label>.* with --label).
 """
 from __future__ import annotations
 
@@ -96,10 +97,16 @@ def side_by_side(rows: list[dict], variants: list[str]) -> list[str]:
     return lines
 
 
+def results_stem(label: str) -> str:
+    """The results files' name: quality_defaults, or quality_defaults_<label>."""
+    return "quality_defaults" + (f"_{label}" if label else "")
+
+
 def write_report(rows: list[dict], meta: dict, curves: dict[str, list[dict]]) -> None:
-    """benchmarks/results/quality_defaults.{json,md}."""
+    """benchmarks/results/quality_defaults[_<label>].{json,md}."""
+    stem = results_stem(meta["label"])
     RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "quality_defaults.json").write_text(json.dumps({"meta": meta, "rows": rows, "curves": curves}, indent=2))
+    (RESULTS / f"{stem}.json").write_text(json.dumps({"meta": meta, "rows": rows, "curves": curves}, indent=2))
     lines = ["# The default config on every dataset here\n",
              f"`{meta['command']}` at commit {meta['git_commit']} on {meta['machine']}, {meta['date']}, {meta['wall_s']:.0f} s.\n",
              f"Built-in defaults, untuned; set per dataset: its scenarios, `training.max_minutes: {meta['minutes']:g}` "
@@ -116,7 +123,7 @@ def write_report(rows: list[dict], meta: dict, curves: dict[str, list[dict]]) ->
     lines += side_by_side(rows, meta["variants"])
     lines += ["", "Validation NDCG@10 after each epoch (loss and logit scale in the JSON file):\n"]
     lines += [f"- {name}: " + ", ".join(f"{point['NDCG@10']:.4f}" for point in curve) for name, curve in curves.items()]
-    (RESULTS / "quality_defaults.md").write_text("\n".join(lines) + "\n")
+    (RESULTS / f"{stem}.md").write_text("\n".join(lines) + "\n")
 
 
 def main() -> None:
@@ -126,10 +133,12 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0])
     parser.add_argument("--variants", nargs="+", default=["unified"], choices=list(VARIANTS),
                         help="unified = the built-in defaults; others change a few fields on top (run.py's VARIANTS)")
+    parser.add_argument("--label", default="", help="write quality_defaults_<label>.* (more seeds beside the main table)")
     args = parser.parse_args()
     began, commit = time.monotonic(), git_commit()
     command = f"python benchmarks/quality/defaults.py --datasets {' '.join(args.datasets)} --minutes {args.minutes:g} " \
-              f"--seeds {' '.join(map(str, args.seeds))} --variants {shlex.join(args.variants)}"
+              f"--seeds {' '.join(map(str, args.seeds))} --variants {shlex.join(args.variants)}" \
+              + (f" --label {args.label}" if args.label else "")
     rows, curves, builds, skipped = [], {}, {}, {}
     for dataset in args.datasets:
         folder = FOLDERS[dataset]
@@ -145,7 +154,7 @@ def main() -> None:
                   f"{dataset_rows[0]['stopped_by']}", flush=True)
             done = [d for d in args.datasets if d in builds]  # the report so far, rewritten after every model
             meta = {**provenance(command, began, commit), "minutes": args.minutes, "seeds": args.seeds,
-                    "variants": args.variants, "skipped": skipped, "finished": done,
+                    "variants": args.variants, "label": args.label, "skipped": skipped, "finished": done,
                     "protocols": {d: PROTOCOL.get(d, "each user's last event, full ranking over all items")
                     + (" Also ranked within the target's domain and against 999 sampled same-domain negatives."
                        if d == "amazon-food-kitchen" else "") for d in done},
@@ -153,7 +162,7 @@ def main() -> None:
                     "snapshot_builds": builds}
             write_report(rows, meta, curves)
     if rows:
-        print((RESULTS / "quality_defaults.md").read_text())
+        print((RESULTS / f"{results_stem(args.label)}.md").read_text())
 
 
 if __name__ == "__main__":
