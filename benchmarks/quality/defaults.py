@@ -63,7 +63,7 @@ def run_dataset(dataset: str, variant: str, minutes: float, seed: int) -> tuple[
     result = train(model_config, config.snapshot_path, config.catalog_path, config.path("quality_models"))
     seconds = time.perf_counter() - began
     best = 1 + int(np.argmax([point["NDCG@10"] for point in result.curve]))
-    run = {"epochs": len(result.curve), "best_epoch": best, "stopped_by": stopped_by(result.curve, best, config),
+    run = {"epochs": len(result.curve), "best_epoch": best, "stopped_by": stopped_by(result.curve, best, model_config),
            "train_seconds": round(seconds, 1)}
     rows = []
     for model, table in result.metrics.items():
@@ -72,9 +72,9 @@ def run_dataset(dataset: str, variant: str, minutes: float, seed: int) -> tuple[
             continue
         for scenario, values in table.items():
             baseline = result.metrics[twin][scenario]["NDCG@10"]
-            rows.append({"dataset": dataset, "variant": variant, "seed": seed, "protocol": protocol_name(model), "scenario": scenario,
-                         "users": int(values["users"]), "NDCG@10": values["NDCG@10"], "popularity NDCG@10": baseline,
-                         "ratio": values["NDCG@10"] / max(baseline, 1e-12), **run})
+            rows.append({"dataset": dataset, "variant": variant, "seed": seed, "protocol": protocol_name(model),
+                         "scenario": scenario, "users": int(values["users"]), "NDCG@10": values["NDCG@10"],
+                         "popularity NDCG@10": baseline, "ratio": values["NDCG@10"] / max(baseline, 1e-12), **run})
     return rows, result.curve, build
 
 
@@ -112,7 +112,7 @@ def write_report(rows: list[dict], meta: dict, curves: dict[str, list[dict]]) ->
              f"Built-in defaults, untuned; set per dataset: its scenarios, `training.max_minutes: {meta['minutes']:g}` "
              "(the training steps' budget), the seed, and the evaluation protocol. NDCG@10 in fp32, ties counted against "
              "the target, the user's earlier items filtered. Target: >= 2x popularity on every row. Variants (same run, "
-             f"one after another): {', '.join(f'`{v}` {json.dumps(VARIANTS[v])}' for v in meta['variants'])}.\n",
+             f"one after another): {', '.join(f'`{v}` {json.dumps(changes)}' for v, changes in meta['variants'].items())}.\n",
              *[f"- {name}: {text}" for name, text in meta["protocols"].items()],
              *[f"- {name}: skipped ({why})" for name, why in meta["skipped"].items()], "",
              "| dataset | variant | seed | protocol | scenario | users | popularity | model | ratio | >= 2x | epochs (best) "
@@ -120,7 +120,7 @@ def write_report(rows: list[dict], meta: dict, curves: dict[str, list[dict]]) ->
     lines += [f"| {r['dataset']} | {r['variant']} | {r['seed']} | {r['protocol']} | {r['scenario']} | {r['users']} | "
               f"{r['popularity NDCG@10']:.4f} | {r['NDCG@10']:.4f} | {r['ratio']:.2f}x | {'yes' if r['ratio'] >= 2 else 'no'} | "
               f"{r['epochs']} ({r['best_epoch']}) | {r['stopped_by']} | {r['train_seconds']:.0f} |" for r in rows]
-    lines += side_by_side(rows, meta["variants"])
+    lines += side_by_side(rows, list(meta["variants"]))
     lines += ["", "Validation NDCG@10 after each epoch (loss and logit scale in the JSON file):\n"]
     lines += [f"- {name}: " + ", ".join(f"{point['NDCG@10']:.4f}" for point in curve) for name, curve in curves.items()]
     (RESULTS / f"{stem}.md").write_text("\n".join(lines) + "\n")
@@ -154,7 +154,7 @@ def main() -> None:
                   f"{dataset_rows[0]['stopped_by']}", flush=True)
             done = [d for d in args.datasets if d in builds]  # the report so far, rewritten after every model
             meta = {**provenance(command, began, commit), "minutes": args.minutes, "seeds": args.seeds,
-                    "variants": args.variants, "label": args.label, "skipped": skipped, "finished": done,
+                    "variants": {v: VARIANTS[v] for v in args.variants}, "label": args.label, "skipped": skipped, "finished": done,
                     "protocols": {d: PROTOCOL.get(d, "each user's last event, full ranking over all items")
                     + (" Also ranked within the target's domain and against 999 sampled same-domain negatives."
                        if d == "amazon-food-kitchen" else "") for d in done},
