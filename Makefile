@@ -7,7 +7,7 @@ TORCH_SPEC ?= torch==2.13.0
 UV := $(BIN)/uv
 UV_INSTALL := $(UV) pip install --python $(BIN)/python $(if $(wildcard $(TORCH_WHEELS)),--find-links $(TORCH_WHEELS))
 
-.PHONY: install demo test test-unit bench bench-serving bench-quality bench-quality-ml1m bench-quality-ml1m-gsasrec bench-quality-ml1m-gsasrec-sampled bench-quality-ml1m-ids-init bench-quality-amazon bench-quality-amazon-cpu bench-quality-amazon-seeds bench-quality-amazon-seeds-ids bench-quality-amazon-budget bench-quality-amazon-ablations bench-quality-defaults bench-training-dropout bench-gpu clean
+.PHONY: install demo test test-unit bench bench-serving bench-quality bench-quality-ml1m bench-quality-ml1m-gsasrec bench-quality-ml1m-gsasrec-gpu bench-quality-ml1m-gsasrec-sampled bench-quality-ml1m-ids-init bench-quality-amazon bench-quality-amazon-cpu bench-quality-amazon-seeds bench-quality-amazon-seeds-ids bench-quality-amazon-budget bench-quality-amazon-ablations bench-quality-defaults bench-training-dropout bench-gpu clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -53,6 +53,13 @@ bench-quality-ml1m-gsasrec: install
 	$(BIN)/python benchmarks/quality/run.py --dataset ml-1m --path ../shared/data/ml-1m --config benchmarks/quality/configs/ml-1m-gsasrec.yaml --workdir .recplugin/quality-ml-1m-gsasrec --variants "text + ids" --set training.softmax=full training.min_context=0 model.interests_per_scenario=1 --seeds 2 0 1 --label ml-1m-gsasrec-text-ids-k1-context0
 	$(BIN)/python benchmarks/quality/run.py --dataset ml-1m --path ../shared/data/ml-1m --config benchmarks/quality/configs/ml-1m-gsasrec.yaml --workdir .recplugin/quality-ml-1m-gsasrec --variants "K=1, min_context 0" --set training.softmax=full --seeds 0 1 2 --label ml-1m-gsasrec-ids-k1-context0
 	$(BIN)/python benchmarks/quality/run.py --dataset ml-1m --path ../shared/data/ml-1m --config benchmarks/quality/configs/ml-1m-gsasrec.yaml --workdir .recplugin/quality-ml-1m-gsasrec --variants K=1 --set training.softmax=full --seeds 0 1 2 --label ml-1m-gsasrec-ids-k1
+
+# The same protocol on a GPU box, to convergence (20 epochs at most, early stopping on validation), K=1: ids only and
+# text + ids; carry the workdir's snapshot (benchmarks/README.md), one process per variant.
+bench-quality-ml1m-gsasrec-gpu:
+	python3 benchmarks/quality/run.py --dataset ml-1m --config benchmarks/quality/configs/ml-1m-gsasrec.yaml --workdir .recplugin/quality-ml-1m-gsasrec --variants K=1 --set training.softmax=full --seeds 0 1 2 --label ml-1m-gsasrec-ids-k1-gpu & ids=$$!;\
+	python3 benchmarks/quality/run.py --dataset ml-1m --config benchmarks/quality/configs/ml-1m-gsasrec.yaml --workdir .recplugin/quality-ml-1m-gsasrec --variants "text + ids" --set training.softmax=full model.interests_per_scenario=1 --seeds 0 1 2 --label ml-1m-gsasrec-text-ids-k1-gpu; text=$$?;\
+	wait $$ids && test $$text = 0
 
 # Ids only, side by side at 8 minutes each: the id vectors' start, 0.02 (the default) vs 1.0 (before); the learning rate; K=1 and min_context 0 apart and together.
 bench-quality-ml1m-ids-init: install

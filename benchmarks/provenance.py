@@ -11,8 +11,11 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def git_commit() -> str:
-    """The checked-out commit (a dirty tree is marked, so a result never claims a commit it did not run)."""
+    """The checked-out commit (a dirty tree is marked, so a result never claims a commit it did not run); a copy of the
+    tree without git (a GPU box) names the one it was sent from in RECPLUGIN_GIT_COMMIT, and the result says so."""
     commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
+    if not commit and os.environ.get("RECPLUGIN_GIT_COMMIT"):
+        return os.environ["RECPLUGIN_GIT_COMMIT"] + " (a copy without git; RECPLUGIN_GIT_COMMIT)"
     dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT, capture_output=True, text=True).stdout
     return commit + ("-dirty" if dirty.strip() else "")
 
