@@ -11,13 +11,14 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def git_commit() -> str:
-    """The checked-out commit (a dirty tree is marked, so a result never claims a commit it did not run); a copy of the
-    tree without git (a GPU box) names the one it was sent from in RECPLUGIN_GIT_COMMIT, and the result says so."""
+    """The checked-out commit (a dirty tree is marked, so a result never claims a commit it did not run); a copied tree
+    (a GPU box, whose git may be absent or older) names the commit it was sent from in RECPLUGIN_GIT_COMMIT, beside its git's."""
     commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
-    if not commit and os.environ.get("RECPLUGIN_GIT_COMMIT"):
-        return os.environ["RECPLUGIN_GIT_COMMIT"] + " (a copy without git; RECPLUGIN_GIT_COMMIT)"
     dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT, capture_output=True, text=True).stdout
-    return commit + ("-dirty" if dirty.strip() else "")
+    commit += "-dirty" if commit and dirty.strip() else ""
+    if os.environ.get("RECPLUGIN_GIT_COMMIT"):
+        return f"{os.environ['RECPLUGIN_GIT_COMMIT']} (RECPLUGIN_GIT_COMMIT: the tree was copied from it; its git: {commit or 'none'})"
+    return commit
 
 
 def machine() -> str:
