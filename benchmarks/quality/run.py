@@ -45,6 +45,7 @@ VARIANTS = {  # name -> {config section: {field: value}}; "isolated" trains one 
     "text + ids": {"model": {"use_text": True, "use_item_ids": True}},
     "ids, init std 1": {"model": {"use_text": False, "use_item_ids": True, "item_id_init_std": 1.0}},  # the old start
     "learning rate 0.002": {"training": {"learning_rate": 0.002}},  # twice the base configs' 0.001
+    "patience 6": {"training": {"patience": 6}},  # twice the default's epochs without a better validation score
     "scenario negatives": {"training": {"negatives": "scenario"}},
     "global negatives": {"training": {"negatives": "global"}},
     "window 1": {"training": {"target_window": 1}},
