@@ -105,6 +105,7 @@ bench-quality-defaults: install
 	$(BIN)/python benchmarks/quality/defaults.py --datasets amazon-food-kitchen ml-1m generated --minutes 20 --seeds 0 --variants K=2 K=1
 	$(BIN)/python benchmarks/quality/defaults.py --datasets amazon-food-kitchen --minutes 20 --seeds 1 --variants K=2 K=1 --label amazon-seed1
 	$(BIN)/python benchmarks/quality/defaults.py --datasets amazon-food-kitchen --minutes 20 --seeds 0 --variants K=1 "patience 6" --label amazon-patience
+	$(BIN)/python benchmarks/quality/defaults.py --datasets generated amazon-food-kitchen ml-1m --minutes 20 --seeds 0 --variants unified "min_context 0" --label min-context
 
 bench-gpu: install
 	$(BIN)/python benchmarks/gpu/run.py
