@@ -46,6 +46,7 @@ VARIANTS = {  # name -> {config section: {field: value}}; "isolated" trains one 
     "ids, init std 1": {"model": {"use_text": False, "use_item_ids": True, "item_id_init_std": 1.0}},  # the old start
     "learning rate 0.002": {"training": {"learning_rate": 0.002}},  # twice the base configs' 0.001
     "patience 6": {"training": {"patience": 6}},  # twice the default's epochs without a better validation score
+    "min_context 0, patience 6": {"training": {"min_context": 0.0, "patience": 6}},
     "scenario negatives": {"training": {"negatives": "scenario"}},
     "global negatives": {"training": {"negatives": "global"}},
     "window 1": {"training": {"target_window": 1}},
