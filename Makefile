@@ -53,6 +53,7 @@ bench-quality-ml1m-gsasrec: install
 	$(BIN)/python benchmarks/quality/run.py --dataset ml-1m --path ../shared/data/ml-1m --config benchmarks/quality/configs/ml-1m-gsasrec.yaml --workdir .recplugin/quality-ml-1m-gsasrec --variants "text + ids" --set training.softmax=full training.min_context=0 model.interests_per_scenario=1 --seeds 2 0 1 --label ml-1m-gsasrec-text-ids-k1-context0
 	$(BIN)/python benchmarks/quality/run.py --dataset ml-1m --path ../shared/data/ml-1m --config benchmarks/quality/configs/ml-1m-gsasrec.yaml --workdir .recplugin/quality-ml-1m-gsasrec --variants "K=1, min_context 0" --set training.softmax=full --seeds 0 1 2 --label ml-1m-gsasrec-ids-k1-context0
 	$(BIN)/python benchmarks/quality/run.py --dataset ml-1m --path ../shared/data/ml-1m --config benchmarks/quality/configs/ml-1m-gsasrec.yaml --workdir .recplugin/quality-ml-1m-gsasrec --variants K=1 --set training.softmax=full --seeds 0 1 2 --label ml-1m-gsasrec-ids-k1
+	$(BIN)/python benchmarks/quality/run.py --dataset ml-1m --path ../shared/data/ml-1m --config benchmarks/quality/configs/ml-1m-gsasrec.yaml --workdir .recplugin/quality-ml-1m-gsasrec --variants "text + ids" --set training.softmax=full model.interests_per_scenario=1 --seeds 0 1 2 --label ml-1m-gsasrec-text-ids-k1
 
 # The same protocol on a GPU box, to convergence (20 epochs at most, early stopping on validation), K=1: ids only and
 # text + ids; carry the workdir's snapshot (benchmarks/README.md), one process per variant.
