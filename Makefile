@@ -108,6 +108,7 @@ bench-quality-defaults: install
 	$(BIN)/python benchmarks/quality/defaults.py --datasets amazon-food-kitchen --minutes 20 --seeds 0 --variants K=1 "patience 6" --label amazon-patience
 	$(BIN)/python benchmarks/quality/defaults.py --datasets generated amazon-food-kitchen ml-1m --minutes 20 --seeds 0 --variants unified "min_context 0" --label min-context
 	$(BIN)/python benchmarks/quality/defaults.py --datasets amazon-food-kitchen --minutes 20 --seeds 0 --variants "patience 6" "min_context 0, patience 6" --label amazon-min-context-patience6
+	$(BIN)/python benchmarks/quality/defaults.py --datasets generated --minutes 20 --seeds 0 1 2 --variants unified "window 10" --label generated-window10
 
 bench-gpu: install
 	$(BIN)/python benchmarks/gpu/run.py
