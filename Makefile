@@ -7,7 +7,7 @@ TORCH_SPEC ?= torch==2.13.0
 UV := $(BIN)/uv
 UV_INSTALL := $(UV) pip install --python $(BIN)/python $(if $(wildcard $(TORCH_WHEELS)),--find-links $(TORCH_WHEELS))
 
-.PHONY: install demo test test-unit bench bench-serving bench-quality bench-quality-ml1m bench-quality-ml1m-gsasrec bench-quality-ml1m-gsasrec-gpu bench-quality-ml1m-gsasrec-sampled bench-quality-ml1m-ids-init bench-quality-amazon bench-quality-amazon-cpu bench-quality-amazon-seeds bench-quality-amazon-seeds-ids bench-quality-amazon-budget bench-quality-amazon-ablations bench-quality-defaults bench-training-dropout bench-gpu clean
+.PHONY: install demo test test-unit bench bench-serving bench-quality bench-quality-ml1m bench-quality-ml1m-gsasrec bench-quality-ml1m-gsasrec-gpu bench-quality-ml1m-gsasrec-sampled bench-quality-ml1m-ids-init bench-quality-amazon bench-quality-amazon-cpu bench-quality-amazon-seeds bench-quality-amazon-seeds-ids bench-quality-amazon-budget bench-quality-amazon-budget-ids bench-quality-amazon-ablations bench-quality-defaults bench-training-dropout bench-gpu clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -93,6 +93,11 @@ bench-quality-amazon-seeds-ids: install
 # Target 2 at twice the budget, seed 0: isolated models with 8 minutes each vs a balanced unified model with their 16.
 bench-quality-amazon-budget: install
 	$(BIN)/python benchmarks/quality/run.py --dataset amazon-food-kitchen --path ../shared/data/amazon-food-kitchen --config benchmarks/quality/configs/amazon-food-kitchen-cpu.yaml --workdir .recplugin/quality-amazon-cpu --variants isolated "balanced sampling, equal total budget" --minutes 8 --sampled 999 --seeds 0 --label amazon-food-kitchen-budget-16
+
+# Target 2 with text + ids at twice the budget, K=1 (the default since the defaults table), seeds 0-2: isolated models
+# with 8 minutes each vs a balanced unified model with their 16. About 1 h 45 min on 2 cores.
+bench-quality-amazon-budget-ids: install
+	$(BIN)/python benchmarks/quality/run.py --dataset amazon-food-kitchen --path ../shared/data/amazon-food-kitchen --config benchmarks/quality/configs/amazon-food-kitchen-cpu.yaml --workdir .recplugin/quality-amazon-cpu --set model.use_item_ids=true model.interests_per_scenario=1 --variants isolated "balanced sampling, equal total budget" --minutes 8 --sampled 999 --seeds 0 1 2 --label amazon-food-kitchen-budget-16-text-ids-k1
 
 # Target 3, ablations on Amazon (unified models, scenario-balanced sampling, 4 minutes each, 3 seeds): K = 1 / 2 / 3,
 # per-scenario vs shared queries, text / ids / both, window 1 vs 10, in-domain vs whole-catalogue negatives, scenario
