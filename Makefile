@@ -7,7 +7,7 @@ TORCH_SPEC ?= torch==2.13.0
 UV := $(BIN)/uv
 UV_INSTALL := $(UV) pip install --python $(BIN)/python $(if $(wildcard $(TORCH_WHEELS)),--find-links $(TORCH_WHEELS))
 
-.PHONY: install demo test test-unit bench bench-serving bench-quality bench-quality-ml1m bench-quality-ml1m-gsasrec bench-quality-ml1m-gsasrec-gpu bench-quality-ml1m-gsasrec-sampled bench-quality-ml1m-ids-init bench-quality-amazon bench-quality-amazon-cpu bench-quality-amazon-seeds bench-quality-amazon-seeds-ids bench-quality-amazon-budget bench-quality-amazon-budget-ids bench-quality-amazon-ablations bench-quality-defaults bench-training-dropout bench-gpu clean
+.PHONY: install demo test test-unit bench bench-serving bench-quality bench-quality-ml1m bench-quality-ml1m-gsasrec bench-quality-ml1m-gsasrec-gpu bench-quality-ml1m-gsasrec-sampled bench-quality-ml1m-ids-init bench-quality-amazon bench-quality-amazon-cpu bench-quality-amazon-seeds bench-quality-amazon-seeds-ids bench-quality-amazon-budget bench-quality-amazon-budget-ids bench-quality-amazon-ablations bench-quality-amazon-ablations-k1 bench-quality-defaults bench-training-dropout bench-gpu clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -105,6 +105,12 @@ bench-quality-amazon-budget-ids: install
 # run continues with `--resume benchmarks/results/quality_amazon-food-kitchen-ablations.json` (as the committed one did).
 bench-quality-amazon-ablations: install
 	$(BIN)/python benchmarks/quality/run.py --dataset amazon-food-kitchen --path ../shared/data/amazon-food-kitchen --config benchmarks/quality/configs/amazon-food-kitchen-cpu.yaml --workdir .recplugin/quality-amazon-cpu --set training.sampling=balanced --variants unified K=1 K=3 "no scenario queries" "no text" "text + ids" "window 10" "global negatives" bidirectional blocks --minutes 4 --sampled 999 --seeds 0 1 2 --label amazon-food-kitchen-ablations
+
+# Target 3 again with the current defaults (K=1, the packed every-position training with min_context 0.5, ids starting
+# at std 0.02): K = 1 / 2 / 3, shared queries, text + ids, window 10, whole-catalogue negatives; balanced sampling,
+# 4 minutes each, 3 seeds. About 2 hours on 2 cores.
+bench-quality-amazon-ablations-k1: install
+	$(BIN)/python benchmarks/quality/run.py --dataset amazon-food-kitchen --path ../shared/data/amazon-food-kitchen --config benchmarks/quality/configs/amazon-food-kitchen-cpu.yaml --workdir .recplugin/quality-amazon-cpu --set training.sampling=balanced model.interests_per_scenario=1 --variants unified K=2 K=3 "no scenario queries" "text + ids" "window 10" "global negatives" --minutes 4 --sampled 999 --seeds 0 1 2 --label amazon-food-kitchen-ablations-k1
 
 # The built-in defaults, untuned, on every dataset here (generated; ML-1M and Amazon when ../shared/data has them), 20 minutes of training each at most (the target: within 30); K=2 vs K=1 side by side (and a second Amazon seed); on Amazon, patience 3 (the default) vs 6 on the noisy 960-user validation; min_context 0.5 (the default) vs 0 everywhere, and on Amazon again with patience 6 on both sides; window 1 vs 10 on the generated data (seeds 0 1, then 2 in its own file: the committed first run named 0 1 2 and was stopped after seed 1); text + ids and balanced sampling on the generated data.
 bench-quality-defaults: install
