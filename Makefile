@@ -112,7 +112,7 @@ bench-quality-amazon-ablations: install
 bench-quality-amazon-ablations-k1: install
 	$(BIN)/python benchmarks/quality/run.py --dataset amazon-food-kitchen --path ../shared/data/amazon-food-kitchen --config benchmarks/quality/configs/amazon-food-kitchen-cpu.yaml --workdir .recplugin/quality-amazon-cpu --set training.sampling=balanced model.interests_per_scenario=1 --variants unified K=2 K=3 "no scenario queries" "text + ids" "window 10" "global negatives" --minutes 4 --sampled 999 --seeds 0 1 2 --label amazon-food-kitchen-ablations-k1
 
-# The built-in defaults, untuned, on every dataset here (generated; ML-1M and Amazon when ../shared/data has them), 20 minutes of training each at most (the target: within 30); K=2 vs K=1 side by side (and a second Amazon seed); on Amazon, patience 3 (the default) vs 6 on the noisy 960-user validation; min_context 0.5 (the default) vs 0 everywhere, and on Amazon again with patience 6 on both sides; window 1 vs 10 on the generated data (seeds 0 1, then 2 in its own file: the committed first run named 0 1 2 and was stopped after seed 1); text + ids and balanced sampling on the generated data.
+# The built-in defaults, untuned, on every dataset here (generated; ML-1M and Amazon when ../shared/data has them), 20 minutes of training each at most (the target: within 30); K=2 vs K=1 side by side (and a second Amazon seed); on Amazon, patience 3 (the default) vs 6 on the noisy 960-user validation; min_context 0.5 (the default) vs 0 everywhere, and on Amazon again with patience 6 on both sides; window 1 vs 10 on the generated data (seeds 0 1, then 2 in its own file: the committed first run named 0 1 2 and was stopped after seed 1); text + ids and balanced sampling on the generated data; the defaults on ML-1M, seed 1 (the generated data has the defaults in 3 seeds in the window lines).
 bench-quality-defaults: install
 	$(BIN)/python benchmarks/quality/defaults.py --datasets amazon-food-kitchen ml-1m generated --minutes 20 --seeds 0 --variants K=2 K=1
 	$(BIN)/python benchmarks/quality/defaults.py --datasets amazon-food-kitchen --minutes 20 --seeds 1 --variants K=2 K=1 --label amazon-seed1
@@ -122,6 +122,7 @@ bench-quality-defaults: install
 	$(BIN)/python benchmarks/quality/defaults.py --datasets generated --minutes 20 --seeds 0 1 --variants unified "window 10" --label generated-window10
 	$(BIN)/python benchmarks/quality/defaults.py --datasets generated --minutes 20 --seeds 2 --variants unified "window 10" --label generated-window10-seed2
 	$(BIN)/python benchmarks/quality/defaults.py --datasets generated --minutes 20 --seeds 0 --variants unified "text + ids" "balanced sampling" --label generated-ids-balanced
+	$(BIN)/python benchmarks/quality/defaults.py --datasets ml-1m --minutes 20 --seeds 1 --variants unified --label ml-1m-seed1
 
 bench-gpu: install
 	$(BIN)/python benchmarks/gpu/run.py
