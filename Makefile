@@ -7,7 +7,7 @@ TORCH_SPEC ?= torch==2.13.0
 UV := $(BIN)/uv
 UV_INSTALL := $(UV) pip install --python $(BIN)/python $(if $(wildcard $(TORCH_WHEELS)),--find-links $(TORCH_WHEELS))
 
-.PHONY: install demo test test-unit bench bench-serving bench-quality bench-quality-ml1m bench-quality-ml1m-gsasrec bench-quality-ml1m-gsasrec-gpu bench-quality-ml1m-gsasrec-sampled bench-quality-ml1m-ids-init bench-quality-amazon bench-quality-amazon-cpu bench-quality-amazon-seeds bench-quality-amazon-seeds-ids bench-quality-amazon-budget bench-quality-amazon-budget-ids bench-quality-amazon-ablations bench-quality-amazon-ablations-k1 bench-quality-defaults bench-training-dropout bench-gpu clean
+.PHONY: install demo test test-unit bench bench-serving bench-quality bench-quality-ml1m bench-quality-ml1m-gsasrec bench-quality-ml1m-gsasrec-gpu bench-quality-ml1m-gsasrec-sampled bench-quality-ml1m-ids-init bench-quality-amazon bench-quality-amazon-cpu bench-quality-amazon-seeds bench-quality-amazon-seeds-ids bench-quality-amazon-budget bench-quality-amazon-budget-ids bench-quality-amazon-ablations bench-quality-amazon-ablations-k1 bench-quality-amazon-ablations-k1-towers bench-quality-defaults bench-training-dropout bench-gpu clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -112,7 +112,11 @@ bench-quality-amazon-ablations: install
 bench-quality-amazon-ablations-k1: install
 	$(BIN)/python benchmarks/quality/run.py --dataset amazon-food-kitchen --path ../shared/data/amazon-food-kitchen --config benchmarks/quality/configs/amazon-food-kitchen-cpu.yaml --workdir .recplugin/quality-amazon-cpu --set training.sampling=balanced model.interests_per_scenario=1 --variants unified K=2 K=3 "no scenario queries" "text + ids" "window 10" "global negatives" --minutes 4 --sampled 999 --seeds 0 1 2 --label amazon-food-kitchen-ablations-k1
 
-# The built-in defaults, untuned, on every dataset here (generated; ML-1M and Amazon when ../shared/data has them), 20 minutes of training each at most (the target: within 30); K=2 vs K=1 side by side (and a second Amazon seed); on Amazon, patience 3 (the default) vs 6 on the noisy 960-user validation; min_context 0.5 (the default) vs 0 everywhere, and on Amazon again with patience 6 on both sides; window 1 vs 10 on the generated data (seeds 0 1, then 2 in its own file: the committed first run named 0 1 2 and was stopped after seed 1); text + ids and balanced sampling on the generated data; the defaults on ML-1M, seed 1 (the generated data has the defaults in 3 seeds in the window lines).
+# The same K=1 base beside what that run left out: ids only (text / ids / both with the run above) and the bidirectional towers, scenario blocks vs interleaved.
+bench-quality-amazon-ablations-k1-towers: install
+	$(BIN)/python benchmarks/quality/run.py --dataset amazon-food-kitchen --path ../shared/data/amazon-food-kitchen --config benchmarks/quality/configs/amazon-food-kitchen-cpu.yaml --workdir .recplugin/quality-amazon-cpu --set training.sampling=balanced model.interests_per_scenario=1 --variants unified "no text" bidirectional blocks --minutes 4 --sampled 999 --seeds 0 1 2 --label amazon-food-kitchen-ablations-k1-towers
+
+# The built-in defaults, untuned, on every dataset here (generated; ML-1M and Amazon when ../shared/data has them), 20 minutes of training each at most (the target: within 30); K=2 vs K=1 side by side (and a second Amazon seed); on Amazon, patience 3 (the default) vs 6 on the noisy 960-user validation; min_context 0.5 (the default) vs 0 everywhere, and on Amazon again with patience 6 on both sides; window 1 vs 10 on the generated data (seeds 0 1, then 2 in its own file: the committed first run named 0 1 2 and was stopped after seed 1); text + ids and balanced sampling on the generated data; the defaults on ML-1M, seed 1; the defaults on Amazon and ML-1M, seed 2 (the generated data has the defaults in 3 seeds in the window lines).
 bench-quality-defaults: install
 	$(BIN)/python benchmarks/quality/defaults.py --datasets amazon-food-kitchen ml-1m generated --minutes 20 --seeds 0 --variants K=2 K=1
 	$(BIN)/python benchmarks/quality/defaults.py --datasets amazon-food-kitchen --minutes 20 --seeds 1 --variants K=2 K=1 --label amazon-seed1
@@ -123,6 +127,7 @@ bench-quality-defaults: install
 	$(BIN)/python benchmarks/quality/defaults.py --datasets generated --minutes 20 --seeds 2 --variants unified "window 10" --label generated-window10-seed2
 	$(BIN)/python benchmarks/quality/defaults.py --datasets generated --minutes 20 --seeds 0 --variants unified "text + ids" "balanced sampling" --label generated-ids-balanced
 	$(BIN)/python benchmarks/quality/defaults.py --datasets ml-1m --minutes 20 --seeds 1 --variants unified --label ml-1m-seed1
+	$(BIN)/python benchmarks/quality/defaults.py --datasets amazon-food-kitchen ml-1m --minutes 20 --seeds 2 --variants unified --label seed2
 
 bench-gpu: install
 	$(BIN)/python benchmarks/gpu/run.py
