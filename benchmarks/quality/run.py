@@ -51,6 +51,7 @@ VARIANTS = {  # name -> {config section: {field: value}}; "isolated" trains one 
     "global negatives": {"training": {"negatives": "global"}},
     "window 1": {"training": {"target_window": 1}},
     "window 10": {"training": {"target_window": 10}},
+    "window 10, K=3": {"model": {"interests_per_scenario": 3}, "training": {"target_window": 10}},  # RED-Rec's pair
     "K=3": {"model": {"interests_per_scenario": 3}},
     "balanced sampling": {"training": {"sampling": "balanced"}},
     "bidirectional": {"model": {"user_attention": "bidirectional"}, "training": {"positions": "last"}},  # interleaved

@@ -188,13 +188,16 @@ def _seen(chunk: pa.Table, part: np.ndarray, event_row: np.ndarray, event_item: 
 
 
 def target_windows(split: LabelledSplit, width: int) -> np.ndarray:
-    """[rows, width] item rows: each row's own target, then the same user's next targets in time; -1 past the last."""
+    """[rows, width] item rows: each row's own target, then the same user's next targets in time that answer the same
+    request (the same target scenario and search query); -1 past the last. A feed label's window never holds the
+    user's later search clicks, nor a search label's the answers to other queries."""
     count = len(split)
+    request = (split.user_ids, split.inputs.target_scenario, split.inputs.query_rows)
+    order = np.lexsort((np.arange(count), *request[::-1]))  # rows by (user, scenario, query), time order kept
+    keys = [column[order] for column in request]
     windows = np.full((count, width), -1, dtype=np.int64)
     for offset in range(width):
-        later = np.arange(count) + offset
-        inside = later < count
-        same_user = np.zeros(count, dtype=bool)
-        same_user[inside] = split.user_ids[later[inside]] == split.user_ids[inside]
-        windows[same_user, offset] = split.target_rows[later[same_user]]
+        later = np.arange(count - offset)
+        same = np.logical_and.reduce([key[later + offset] == key[later] for key in keys])
+        windows[order[later[same]], offset] = split.target_rows[order[later[same] + offset]]
     return windows

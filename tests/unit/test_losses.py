@@ -180,8 +180,30 @@ def test_target_windows_follow_the_same_user_in_time_order():
 
     from recplugin.training.dataset import LabelledSplit, target_windows
 
-    split = LabelledSplit(inputs=None, target_rows=np.array([10, 11, 12, 20, 21]), user_ids=np.array([1, 1, 1, 2, 2]), seen=[])
+    split = LabelledSplit(_requests([0] * 5, [-1] * 5), np.array([10, 11, 12, 20, 21]), np.array([1, 1, 1, 2, 2]), [])
     assert target_windows(split, 3).tolist() == [[10, 11, 12], [11, 12, -1], [12, -1, -1], [20, 21, -1], [21, -1, -1]]
+
+
+def test_target_windows_hold_only_answers_to_the_same_scenario_and_query():
+    import numpy as np
+
+    from recplugin.training.dataset import LabelledSplit, target_windows
+
+    # one user in time order: feed, search "a", feed, search "b", search "a", feed; then another user's feed row
+    split = LabelledSplit(_requests([1, 0, 1, 0, 0, 1, 1], [-1, 0, -1, 1, 0, -1, -1]), np.arange(30, 37),
+                          np.array([5, 5, 5, 5, 5, 5, 6]), [])
+    assert target_windows(split, 3).tolist() == [[30, 32, 35], [31, 34, -1], [32, 35, -1], [33, -1, -1], [34, -1, -1],
+                                                 [35, -1, -1], [36, -1, -1]]
+
+
+def _requests(scenarios: list[int], queries: list[int]):
+    """User-tower inputs that carry only each row's target scenario and query (all the windows read)."""
+    import numpy as np
+
+    from recplugin.models.inputs import SequenceBatch
+
+    empty = np.zeros((len(scenarios), 1), dtype=np.int64)
+    return SequenceBatch(empty, empty, empty, empty, empty.astype(bool), np.array(scenarios), np.array(queries))
 
 
 def test_an_isolated_split_keeps_one_scenarios_rows_and_events_right_aligned():
