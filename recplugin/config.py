@@ -18,7 +18,8 @@ INDEX_TYPES = ("auto", "FLAT", "IVF_FLAT", "HNSW")
 CHOICES = {  # section.field -> the values it may take
     "model.item_finetune": ("frozen", "full", "lora"), "model.mixing": ("interleaved", "blocks"),
     "model.user_attention": ("causal", "bidirectional"), "training.positions": ("all", "last"),
-    "training.negatives": ("scenario", "global"), "training.softmax": ("sampled", "full"), "training.sampling": ("natural", "balanced"), "serving.merge": ("max", "interleave"), "index.index_type": INDEX_TYPES,
+    "training.negatives": ("scenario", "global"), "training.softmax": ("sampled", "full"), "training.sampling": ("natural", "balanced"),
+    "training.window_weights": ("target", "row"), "serving.merge": ("max", "interleave"), "index.index_type": INDEX_TYPES,
     "feast.state_engine": ("duckdb", "spark", "python"),
 }
 
@@ -96,6 +97,7 @@ class TrainingConfig:
     learn_temperature: bool = True
     max_logit_scale: float = 100.0
     target_window: int = 1
+    window_weights: str = "target"  # target: every window target weighs the same | row: each label's window weighs as one
     positions: str = "all"  # all: every label of a user's sequence in one forward (causal tower) | last: one forward per label
     min_context: float = 0.5  # positions: all: a label whose history outgrew the window joins a packed sequence if it sees
     # at least this fraction of model.max_sequence_length there (0: any prefix, as SASRec's windows; fewer sequences)

@@ -52,6 +52,8 @@ VARIANTS = {  # name -> {config section: {field: value}}; "isolated" trains one 
     "window 1": {"training": {"target_window": 1}},
     "window 10": {"training": {"target_window": 10}},
     "window 10, K=3": {"model": {"interests_per_scenario": 3}, "training": {"target_window": 10}},  # RED-Rec's pair
+    "window 10, K=3, row weights": {"model": {"interests_per_scenario": 3},
+                                    "training": {"target_window": 10, "window_weights": "row"}},  # each label weighs one
     "K=3": {"model": {"interests_per_scenario": 3}},
     "balanced sampling": {"training": {"sampling": "balanced"}},
     "bidirectional": {"model": {"user_attention": "bidirectional"}, "training": {"positions": "last"}},  # interleaved

@@ -71,8 +71,9 @@ def multi_positive_infonce(interests: torch.Tensor, targets: torch.Tensor, targe
                            negatives: torch.Tensor, negative_rows: torch.Tensor, scale: torch.Tensor,
                            log_q: torch.Tensor | None = None, false_negative_cosine: float = 0.98,
                            owners: torch.Tensor | None = None, item_groups: torch.Tensor | None = None,
-                           in_batch: bool = True) -> torch.Tensor:
-    """InfoNCE for every valid target of a window, each scored by the interest its cluster was matched to.
+                           in_batch: bool = True, per_row: bool = False) -> torch.Tensor:
+    """InfoNCE for every valid target of a window, each scored by the interest its cluster was matched to; averaged
+    over the targets, or with `per_row` within each row's window first (a row of 10 targets weighs as one of 1).
 
     interests [B, K, E]; targets [B, W, E] with rows [B, W] (-1 = padding); negatives [N, E] with rows [N].
     Candidates are the batch's targets and the shared negatives; with `in_batch` False the negatives only, which must
@@ -105,4 +106,8 @@ def multi_positive_infonce(interests: torch.Tensor, targets: torch.Tensor, targe
         excluded |= (item_groups[rows][:, None] & item_groups[candidate_rows][None, :]) == 0
     excluded[own, labels] = False
     logits = logits.masked_fill(excluded, torch.finfo(logits.dtype).min)
-    return nn.functional.cross_entropy(logits, labels)
+    if not per_row:
+        return nn.functional.cross_entropy(logits, labels)
+    losses = nn.functional.cross_entropy(logits, labels, reduction="none")
+    share = valid.sum(dim=1, keepdim=True).expand(batch, width)[valid]
+    return (losses / share).sum() / valid.any(dim=1).sum()

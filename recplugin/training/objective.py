@@ -92,11 +92,12 @@ def batch_loss(model: torch.nn.Module, split: LabelledSplit, index: np.ndarray, 
     owners = torch.as_tensor(np.unique(split.user_ids[labels], return_inverse=True)[1].reshape(-1), device=device)
     rows = torch.as_tensor(extra.windows[labels], device=device)
     groups = None if extra.pools is None else extra.pools.groups
+    per_row = settings.window_weights == "row"
     if settings.softmax == "full":  # every item once: an exact softmax, no logQ, no in-batch or other ranks' candidates
         negatives = torch.arange(num_items, device=device)
         users, targets, negative_vectors = _encode(model, inputs.to_torch(device), rows, negatives, query_vectors, cuts)
         return multi_positive_infonce(users, targets, rows, negative_vectors, negatives, extra.temperature(), None,
-                                      settings.false_negative_cosine, owners, groups, in_batch=False)
+                                      settings.false_negative_cosine, owners, groups, in_batch=False, per_row=per_row)
     if extra.pools is None:
         negatives = torch.as_tensor(generator.integers(0, num_items, settings.random_negatives), device=device)
         negative_log_q = torch.full((len(negatives),), math.log(len(negatives) / num_items), device=device)
@@ -112,7 +113,7 @@ def batch_loss(model: torch.nn.Module, split: LabelledSplit, index: np.ndarray, 
                            negative_log_q])
     return multi_positive_infonce(users, targets, rows, torch.cat([other_vectors, negative_vectors]),
                                   torch.cat([other_rows, negatives]), extra.temperature(), log_q, settings.false_negative_cosine,
-                                  owners, groups)
+                                  owners, groups, per_row=per_row)
 
 
 def _encode(model: torch.nn.Module, inputs: dict[str, torch.Tensor], rows: torch.Tensor, negatives: torch.Tensor,

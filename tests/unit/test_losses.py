@@ -140,6 +140,20 @@ def test_a_users_other_window_targets_never_compete():
     assert float(loss) == pytest.approx(0.0, abs=1e-6)  # every other candidate is the same user's, so masked
 
 
+def test_per_row_weights_make_a_long_window_weigh_as_much_as_a_single_target():
+    torch.manual_seed(6)
+    catalogue = normalize(torch.randn(8, 5), dim=-1)
+    users = normalize(torch.randn(2, 1, 5), dim=-1)
+    rows = torch.tensor([[1, 2, 3], [4, -1, -1]])  # three targets in the first window, one in the second
+    targets = catalogue[rows.clamp(min=0)] * (rows >= 0)[..., None]
+    loss = lambda index, **kw: multi_positive_infonce(users[index], targets[index], rows[index], catalogue,  # noqa: E731
+                                                      torch.arange(8), torch.tensor(10.0), in_batch=False, **kw)
+    first, second = float(loss([0])), float(loss([1]))  # candidates are the catalogue: each row's losses stand alone
+    assert abs(first - second) > 0.1
+    assert float(loss([0, 1])) == pytest.approx((3 * first + second) / 4, rel=1e-5)  # every target weighs the same
+    assert float(loss([0, 1], per_row=True)) == pytest.approx((first + second) / 2, rel=1e-5)  # every row does
+
+
 def test_logq_correction_only_matters_when_it_is_not_uniform():
     torch.manual_seed(3)
     users = normalize(torch.randn(4, 2, 5), dim=-1)

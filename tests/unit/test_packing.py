@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 import torch
 
-from recplugin.config import ConfigError, ModelConfig, from_dict
+from recplugin.config import ConfigError, ModelConfig, from_dict, with_overrides
 from recplugin.models.cut_attention import encode_at_cuts, visibility
 from recplugin.models.inputs import ScenarioEvents, build_batch
 from recplugin.models.two_tower import TwoTower
@@ -216,6 +216,10 @@ def test_packed_loss_equals_the_loss_of_the_same_labels_as_separate_rows(negativ
     assert torch.allclose(as_packed, as_rows, atol=1e-5)
     shuffled = batch_loss(model, split, labels[::-1].copy(), extra, queries, config, context, np.random.default_rng(4), 30)
     assert torch.allclose(shuffled, as_rows, atol=1e-5)  # the order of the rows does not matter
+    by_row = with_overrides(config, training={"window_weights": "row"})  # windows of 1 and 2 targets: weights matter
+    row_packed = batch_loss(model, split, rows, extra, queries, by_row, context, np.random.default_rng(4), 30, packed)
+    row_rows = batch_loss(model, split, labels, extra, queries, by_row, context, np.random.default_rng(4), 30)
+    assert torch.allclose(row_packed, row_rows, atol=1e-5) and not torch.allclose(row_rows, as_rows, atol=1e-4)
 
 
 @pytest.mark.parametrize("positions", ["all", "last"])
