@@ -136,6 +136,7 @@ bench-quality-defaults: install
 	$(BIN)/python benchmarks/quality/defaults.py --datasets ml-1m --minutes 20 --seeds 1 --variants "text + ids" --label ml-1m-text-ids-seed1
 	$(BIN)/python benchmarks/quality/defaults.py --datasets generated --minutes 20 --seeds 0 --variants unified "window 10" "window 10, K=3" --label generated-request-windows
 	$(BIN)/python benchmarks/quality/defaults.py --datasets amazon-food-kitchen --minutes 20 --seeds 0 --variants unified "window 10" "window 10, K=3" --label amazon-request-windows
+	$(BIN)/python benchmarks/quality/defaults.py --datasets generated --minutes 20 --seeds 0 --variants unified "window 10, K=3" "window 10, K=3, row weights" --label generated-window-row-weights
 
 bench-gpu: install
 	$(BIN)/python benchmarks/gpu/run.py
