@@ -97,7 +97,7 @@ class TrainingConfig:
     learn_temperature: bool = True
     max_logit_scale: float = 100.0
     target_window: int = 1
-    window_weights: str = "target"  # target: every window target weighs the same | row: each label's window weighs as one
+    window_weights: str = "row"  # row: each label's window weighs as one | target: every window target weighs the same
     positions: str = "all"  # all: every label of a user's sequence in one forward (causal tower) | last: one forward per label
     min_context: float = 0.5  # positions: all: a label whose history outgrew the window joins a packed sequence if it sees
     # at least this fraction of model.max_sequence_length there (0: any prefix, as SASRec's windows; fewer sequences)

@@ -50,8 +50,9 @@ VARIANTS = {  # name -> {config section: {field: value}}; "isolated" trains one 
     "scenario negatives": {"training": {"negatives": "scenario"}},
     "global negatives": {"training": {"negatives": "global"}},
     "window 1": {"training": {"target_window": 1}},
-    "window 10": {"training": {"target_window": 10}},
-    "window 10, K=3": {"model": {"interests_per_scenario": 3}, "training": {"target_window": 10}},  # RED-Rec's pair
+    "window 10": {"training": {"target_window": 10, "window_weights": "target"}},  # as measured before row weights
+    "window 10, K=3": {"model": {"interests_per_scenario": 3},  # RED-Rec's pair
+                       "training": {"target_window": 10, "window_weights": "target"}},
     "window 10, K=3, row weights": {"model": {"interests_per_scenario": 3},
                                     "training": {"target_window": 10, "window_weights": "row"}},  # each label weighs one
     "K=3": {"model": {"interests_per_scenario": 3}},

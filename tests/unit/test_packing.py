@@ -216,10 +216,11 @@ def test_packed_loss_equals_the_loss_of_the_same_labels_as_separate_rows(negativ
     assert torch.allclose(as_packed, as_rows, atol=1e-5)
     shuffled = batch_loss(model, split, labels[::-1].copy(), extra, queries, config, context, np.random.default_rng(4), 30)
     assert torch.allclose(shuffled, as_rows, atol=1e-5)  # the order of the rows does not matter
-    by_row = with_overrides(config, training={"window_weights": "row"})  # windows of 1 and 2 targets: weights matter
-    row_packed = batch_loss(model, split, rows, extra, queries, by_row, context, np.random.default_rng(4), 30, packed)
-    row_rows = batch_loss(model, split, labels, extra, queries, by_row, context, np.random.default_rng(4), 30)
-    assert torch.allclose(row_packed, row_rows, atol=1e-5) and not torch.allclose(row_rows, as_rows, atol=1e-4)
+    by_target = with_overrides(config, training={"window_weights": "target"})  # windows of 1 and 2 targets: weights matter
+    weighted_by_target_packed = batch_loss(model, split, rows, extra, queries, by_target, context, np.random.default_rng(4), 30, packed)
+    weighted_by_target = batch_loss(model, split, labels, extra, queries, by_target, context, np.random.default_rng(4), 30)
+    assert torch.allclose(weighted_by_target_packed, weighted_by_target, atol=1e-5)
+    assert not torch.allclose(weighted_by_target, as_rows, atol=1e-4)  # the default (row) weighs the two windows apart
 
 
 @pytest.mark.parametrize("positions", ["all", "last"])
