@@ -137,6 +137,7 @@ bench-quality-defaults: install
 	$(BIN)/python benchmarks/quality/defaults.py --datasets generated --minutes 20 --seeds 0 --variants unified "window 10" "window 10, K=3" --label generated-request-windows
 	$(BIN)/python benchmarks/quality/defaults.py --datasets amazon-food-kitchen --minutes 20 --seeds 0 --variants unified "window 10" "window 10, K=3" --label amazon-request-windows
 	$(BIN)/python benchmarks/quality/defaults.py --datasets generated --minutes 20 --seeds 0 --variants unified "window 10, K=3" "window 10, K=3, row weights" --label generated-window-row-weights
+	$(BIN)/python benchmarks/quality/defaults.py --datasets generated --minutes 20 --seeds 1 2 --variants unified "window 10, K=3, row weights" --label generated-window-row-weights-seeds12
 
 bench-gpu: install
 	$(BIN)/python benchmarks/gpu/run.py
