@@ -106,8 +106,6 @@ def multi_positive_infonce(interests: torch.Tensor, targets: torch.Tensor, targe
         excluded |= (item_groups[rows][:, None] & item_groups[candidate_rows][None, :]) == 0
     excluded[own, labels] = False
     logits = logits.masked_fill(excluded, torch.finfo(logits.dtype).min)
-    if not per_row:
-        return nn.functional.cross_entropy(logits, labels)
     losses = nn.functional.cross_entropy(logits, labels, reduction="none")
-    share = valid.sum(dim=1, keepdim=True).expand(batch, width)[valid]
-    return (losses / share).sum() / valid.any(dim=1).sum()
+    weights = 1.0 / valid.sum(dim=1, keepdim=True).expand(batch, width)[valid] if per_row else torch.ones_like(losses)
+    return (losses * weights).sum() / weights.sum()
