@@ -6,6 +6,7 @@ import json
 import logging
 import os
 import sys
+import time
 import warnings
 
 import sqlalchemy.exc
@@ -22,17 +23,21 @@ def _config(args: argparse.Namespace) -> RecConfig:
 
 def cmd_generate(config: RecConfig, args: argparse.Namespace) -> None:
     from recplugin import pipeline
+    from recplugin.stage_report import describe_data, timed
 
-    items, events = pipeline.generate(config)
-    print(f"items:  {items}\nevents: {events}")
+    with timed("generate") as lines:
+        items, events = pipeline.generate(config)
+        lines += [describe_data(config), f"written: {events}, {items}"]
 
 
 def cmd_load(config: RecConfig, args: argparse.Namespace) -> None:
     from pathlib import Path
 
     from recplugin import pipeline
+    from recplugin.stage_report import describe_data, timed
 
     try:
+        began = time.monotonic()
         if args.dataset == "events":
             if not args.items:
                 sys.exit("recplugin load events: --items <item table> is required")
@@ -41,34 +46,45 @@ def cmd_load(config: RecConfig, args: argparse.Namespace) -> None:
             items, events = pipeline.load_dataset(config, args.dataset, Path(args.path))
     except (ValueError, FileNotFoundError) as error:
         sys.exit(f"recplugin load: {error}")
-    print(f"items:  {items}\nevents: {events}")
+    print(f"{describe_data(config)}\nwritten: {events}, {items}\nload done in {time.monotonic() - began:.1f} s")
 
 
 def cmd_apply(config: RecConfig, args: argparse.Namespace) -> None:
     from recplugin import pipeline
+    from recplugin.stage_report import timed
 
-    rows = pipeline.apply(config)
-    print(f"feast apply done; user-state source has {rows} rows")
+    with timed("feast apply") as lines:
+        rows = pipeline.apply(config)
+        lines.append(f"user-state source: {rows:,} rows (one per user and event time); registered recplugin's entities, "
+                     f"feature views, push source and feature services in project {config.feast.project!r}")
 
 
 def cmd_materialize(config: RecConfig, args: argparse.Namespace) -> None:
     from recplugin import pipeline
+    from recplugin.features.store import repo_config
+    from recplugin.stage_report import describe_materialized, timed
 
-    pipeline.materialize(config)
-    print("materialised user and item features into the online store")
+    with timed("materialize") as lines:
+        pipeline.materialize(config)
+        lines.append(describe_materialized(config, repo_config(config).online_store.type))
 
 
 def cmd_build_training_set(config: RecConfig, args: argparse.Namespace) -> None:
     from recplugin import pipeline
+    from recplugin.stage_report import describe_snapshot, timed
 
-    print(f"training snapshot: {pipeline.build_training_set(config)}")
+    with timed("build-training-set") as lines:
+        lines += [f"training snapshot: {pipeline.build_training_set(config)}", describe_snapshot(config)]
 
 
 def cmd_train(config: RecConfig, args: argparse.Namespace) -> None:
     from recplugin import pipeline
+    from recplugin.stage_report import timed
 
-    result = pipeline.train(config)
-    print(f"model version {result.version} -> {result.artifact_dir}\n\n{result.table}")
+    with timed("train") as lines:
+        result = pipeline.train(config)
+        lines += [f"\ntest split (full ranking, seen items excluded):\n{result.table}\n",
+                  f"model version {result.version} -> {result.artifact_dir}", *result.verdict.lines()]
 
 
 def cmd_register(config: RecConfig, args: argparse.Namespace) -> None:
@@ -86,8 +102,13 @@ def cmd_register(config: RecConfig, args: argparse.Namespace) -> None:
 def cmd_index(config: RecConfig, args: argparse.Namespace) -> None:
     from recplugin import pipeline
 
-    name = pipeline.index(config, args.version)
-    print(f"indexed into {name}; it is now the serving collection")
+    began = time.monotonic()
+    try:
+        name = pipeline.index(config, args.version, force=args.force)
+    except pipeline.WorseThanPopularity as error:
+        sys.exit(f"recplugin index: {error}")
+    print(f"indexed into {name} on {config.milvus_uri}; it is now the serving collection\n"
+          f"index done in {time.monotonic() - began:.1f} s")
 
 
 def cmd_evaluate(config: RecConfig, args: argparse.Namespace) -> None:
@@ -195,6 +216,8 @@ def build_parser() -> argparse.ArgumentParser:
         command = sub.add_parser(name, parents=[common], help=help_text, description=help_text)
         if name in ("index", "evaluate"):
             command.add_argument("--version", help="model version (default: the newest)")
+        if name == "index":
+            command.add_argument("--force", action="store_true", help="serve a version that does not beat popularity")
         if name == "evaluate":
             command.add_argument("--json", action="store_true", help="print JSON instead of a table")
         if name == "serve":

@@ -37,11 +37,18 @@ class GeneratorConfig:
 
 
 @dataclass
+class DemoConfig:
+    """What `recplugin demo` changes for its own run (nothing else reads it)."""
+
+    training_minutes: float = 2.0  # the demo's training budget when training.max_minutes is 0 (the default: no budget)
+
+
+@dataclass
 class FeastConfig:
     """Where the Feast repo and its data live, and which feature_store.yaml to use."""
 
     project: str = "recplugin"
-    repo_path: str = "feature_repo"  # relative: the cwd, else recplugin's own templates; or a team's repo (docs/adopting.md)
+    repo_path: str = ""  # "": recplugin's own templates (recplugin/feature_repo); or a team's Feast repo (relative: to the cwd)
     store_yaml: str = "feature_store.yaml"
     prefix: str = ""  # in front of every recplugin entity/source/view/service name, apart from a team's own (e.g. rec_)
     register_objects: bool = True  # false: the team's `feast apply` registers them (feast_objects) and `apply` checks
@@ -171,6 +178,7 @@ class RecConfig:
     registry_url: str = "sqlite:///registry.db"
     artifact_root: str = "models"  # model artifacts live only here: the registry's paths must resolve under it
     generator: GeneratorConfig = field(default_factory=GeneratorConfig)
+    demo: DemoConfig = field(default_factory=DemoConfig)
     feast: FeastConfig = field(default_factory=FeastConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     training: TrainingConfig = field(default_factory=TrainingConfig)
@@ -267,6 +275,8 @@ class RecConfig:
             raise ConfigError(f"training.min_context must be a fraction of the window in 0..1, got {self.training.min_context}")
         if self.training.target_window < 1:
             raise ConfigError("training.target_window must be at least 1 (the next target)")
+        if self.demo.training_minutes < 0:
+            raise ConfigError(f"demo.training_minutes must be >= 0 (0: no budget), got {self.demo.training_minutes}")
         if self.model.item_id_init_std <= 0:
             raise ConfigError(f"model.item_id_init_std must be positive, got {self.model.item_id_init_std}")
         if not 1 <= self.model.interests_per_scenario <= 6:

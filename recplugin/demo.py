@@ -1,6 +1,8 @@
 """`recplugin demo`: every stage on generated data, then real HTTP calls against the running BentoML service."""
 from __future__ import annotations
 
+import dataclasses
+import json
 import shutil
 import time
 
@@ -8,8 +10,10 @@ import pandas as pd
 import requests
 
 from recplugin import pipeline
-from recplugin.config import RecConfig
+from recplugin.config import RecConfig, with_overrides
+from recplugin.stage_report import describe_data, describe_materialized, describe_snapshot
 
+SUMMARY = "demo_summary.json"  # stage times and test NDCG@10, for benchmarks/demo/run.py
 SEARCH_QUERIES = {"cooking": "spicy noodle recipe", "travel": "beach hotel", "fitness": "yoga workout"}
 
 
@@ -41,23 +45,28 @@ def _print_items(titles: pd.Series, answer: dict) -> None:
 
 
 def run_demo(config: RecConfig, fresh: bool = True) -> None:
-    """Run the whole pipeline on the embedded defaults and show what the service answers."""
+    """Run the whole pipeline on the embedded defaults and show what the service answers; training gets
+    `demo.training_minutes` unless the config sets `training.max_minutes`."""
     started = time.monotonic()
+    if not config.training.max_minutes and config.demo.training_minutes:
+        config = with_overrides(config, training={"max_minutes": config.demo.training_minutes})
     _stage = _Stages()
     if fresh and config.path(".").exists():
         shutil.rmtree(config.path("."))
     config.path(".").mkdir(parents=True, exist_ok=True)
     _stage(f"1. generate {config.generator.num_users} users x ~{config.generator.events_per_user} events over {config.generator.num_items} items")
     pipeline.generate(config)
+    print(describe_data(config))
     _stage("2. feast apply (user-state source, entities, feature views, push source, feature services)")
-    print(f"user-state rows: {pipeline.apply(config)}")
+    print(f"user-state rows: {pipeline.apply(config):,}")
     _stage("3. feast materialize -> SQLite online store")
     pipeline.materialize(config)
+    print(describe_materialized(config, "SQLite"))
     _stage("4. point-in-time training set (get_historical_features)")
-    print(f"snapshot: {pipeline.build_training_set(config)}")
-    _stage("5. train item + user towers")
+    print(f"snapshot: {pipeline.build_training_set(config)}\n{describe_snapshot(config)}")
+    _stage(f"5. train item + user towers ({config.training.max_minutes:g} min budget, early stopping on validation)")
     result = pipeline.train(config)
-    print(f"model version {result.version}; training curve: {result.artifact_dir / 'training_curve.png'}")
+    print(f"model version {result.version}", *result.verdict.lines(), sep="\n")
     _stage("6. index items in Milvus Lite and make them the served collection")
     print(f"collection: {pipeline.index(config)}")
     _stage("7. BentoML service over HTTP")
@@ -65,7 +74,7 @@ def run_demo(config: RecConfig, fresh: bool = True) -> None:
     base = f"http://{config.serving.host}:{port}"
     process = pipeline.start_service(config, port, log_path=config.path("service.log"))
     try:
-        pipeline.wait_ready(base, process)
+        pipeline.wait_ready(base, process, report_every_s=10)
         print(f"service ready at {base} (log: {config.path('service.log')})")
         _query_service(config, base)
     finally:
@@ -73,7 +82,12 @@ def run_demo(config: RecConfig, fresh: bool = True) -> None:
     _stage.close()
     print("\n=== offline metrics: test split, leave-last-out, full ranking, seen items excluded ===")
     print(result.table)
-    print(f"\n=== wall time per stage ===\n{_stage.table()}\n\ndemo finished in {time.monotonic() - started:.0f} s")
+    wall = time.monotonic() - started
+    print(f"\n=== wall time per stage ===\n{_stage.table()}\n\ndemo finished in {wall:.0f} s")
+    overall = {model: result.metrics[model]["overall"]["NDCG@10"] for model in ("two-tower", "popularity")}
+    summary = {"wall_s": round(wall, 1), "stages_s": {title: round(seconds, 1) for title, seconds in _stage.times},
+               "test_ndcg10": overall, "verdict": dataclasses.asdict(result.verdict), "model_version": result.version}
+    config.path(SUMMARY).write_text(json.dumps(summary, indent=2))
 
 
 def _query_service(config: RecConfig, base: str) -> None:

@@ -58,6 +58,8 @@ def load_events(config: RecConfig, events: str, items: str) -> tuple[Path, Path]
     from recplugin.data.schema import SchemaError, check_events, check_items, write_events, write_items
 
     source = config.source
+    tables.check_header(items, source.items, "items")
+    tables.check_header(events, source.events, "events")
     catalog = check_items(tables.map_items(tables.read_table(items), source.items, config.scenarios, source.string_ids))
     behaviour = check_events(tables.map_events(tables.read_table(events), source.events, config.scenarios, config.actions,
                                                source.string_ids), config.scenarios, config.actions)
@@ -127,18 +129,29 @@ def register_artifact(config: RecConfig, artifact_dir: Path) -> str:
     return version
 
 
-def index(config: RecConfig, version: str | None = None, progress: bool = True) -> str:
+class WorseThanPopularity(ValueError):
+    """The version did not beat popularity on validation; `index` serves it only when forced."""
+
+
+def index(config: RecConfig, version: str | None = None, progress: bool = True, force: bool = False) -> str:
     """Index a version's item vectors in a new collection, publish them to Feast, make it the served one, then (after
-    `index.drop_grace_s`, while running services switch over) drop the collections it replaced."""
+    `index.drop_grace_s`, while running services switch over) drop the collections it replaced. A version that did not
+    beat popularity on validation is refused unless `force`."""
     import numpy as np
 
     from recplugin.index import collections
     from recplugin.index.milvus import connect, disconnect
     from recplugin.models.artifact import ITEM_IDS, ITEM_VECTORS
+    from recplugin.training.verdict import load_verdict
 
     registry = ModelRegistry(config.registry_sqlalchemy_url)
     entry = registry.get(version) if version else registry.latest()
     artifact = confined_artifact(config.models_dir, entry.artifact_uri)
+    verdict = load_verdict(artifact)
+    if verdict is not None and not verdict.beats_popularity and not force:
+        raise WorseThanPopularity(
+            f"version {entry.version} does not beat popularity on validation (NDCG@10 {verdict.model_ndcg:.4f} vs "
+            f"{verdict.popularity_ndcg:.4f}); nothing was indexed. Serve it anyway with --force")
     item_ids, vectors = np.load(artifact / ITEM_IDS), np.load(artifact / ITEM_VECTORS)
     catalog = pd.read_parquet(config.catalog_path, columns=["item_id", "category", "scenarios"]).set_index("item_id")
     catalog = catalog.reindex(item_ids)
@@ -200,17 +213,25 @@ def start_service(config: RecConfig, port: int, log_path: Path | None = None) ->
                             cwd=str(config.path(".")))
 
 
-def wait_ready(base_url: str, process: subprocess.Popen, timeout: float = 180.0) -> None:
-    """Block until /readyz answers 200, or fail with the reason."""
-    deadline = time.monotonic() + timeout
+def wait_ready(base_url: str, process: subprocess.Popen, timeout: float = 180.0, report_every_s: float = 0.0) -> None:
+    """Block until /readyz answers 200, or fail with the reason; with `report_every_s`, print a line that often while
+    the service loads."""
+    began = time.monotonic()
+    deadline, next_report = began + timeout, began + report_every_s
+    state = "starting (importing BentoML, torch, Feast)"
     while time.monotonic() < deadline:
         if process.poll() is not None:
             raise RuntimeError(f"the service exited with code {process.returncode} before it was ready")
         try:
-            if requests.get(f"{base_url}/readyz", timeout=5).status_code == 200:
+            answer = requests.get(f"{base_url}/readyz", timeout=5)
+            if answer.status_code == 200:
                 return
+            state = f"loading (/readyz {answer.status_code})"
         except requests.RequestException:
             pass
+        if report_every_s and time.monotonic() >= next_report:
+            print(f"waiting for the service: {state}, {time.monotonic() - began:.0f} s", flush=True)
+            next_report += report_every_s
         time.sleep(1.0)
     raise TimeoutError(f"the service at {base_url} was not ready within {timeout:.0f} s")
 

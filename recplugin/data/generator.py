@@ -8,10 +8,10 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
-from tqdm import tqdm
 
 from recplugin.config import GeneratorConfig
 from recplugin.data.schema import EVENT_SCHEMA, ITEM_SCHEMA
+from recplugin.progress import progress as progress_bar
 
 TOPICS: dict[str, list[str]] = {
     "cooking": ["recipe", "noodle", "spicy", "bake", "garlic", "dumpling", "oven", "sauce", "broth", "kitchen", "grill", "pastry"],
@@ -187,7 +187,7 @@ def generate(config: GeneratorConfig, out_dir: Path, chunk_users: int = 2000, pr
     items_path, events_path = out_dir / "items.parquet", out_dir / "events.parquet"
     pq.write_table(pa.Table.from_pandas(catalog.items, schema=ITEM_SCHEMA, preserve_index=False), items_path)
     with pq.ParquetWriter(events_path, EVENT_SCHEMA) as writer:
-        bar = tqdm(total=config.num_users, desc="generate users", unit="user", disable=not progress)
+        bar = progress_bar(total=config.num_users, desc="generate users", unit="user", disable=not progress)
         for first in range(0, config.num_users, chunk_users):
             rows: list[dict] = []
             for user_id in range(first, min(first + chunk_users, config.num_users)):

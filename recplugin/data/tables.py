@@ -21,14 +21,26 @@ def stable_id(value: object) -> int:
     return int.from_bytes(digest, "big") >> (64 - ID_BITS)
 
 
-def read_table(location: str) -> pd.DataFrame:
-    """Every row of a CSV or parquet file, a glob of them, or a folder of parquet files."""
+def _dataset(location: str) -> ds.Dataset:
+    """A CSV or parquet file, a glob of them, or a folder of parquet files, opened without reading its rows."""
     paths = sorted(glob.glob(location)) if any(c in location for c in "*?[") else [location]
     if not paths or not all(Path(p).exists() for p in paths):
         raise FileNotFoundError(f"no table at {location!r}")
     csv = all(str(p).endswith((".csv", ".csv.gz")) for p in paths)
-    dataset = ds.dataset(paths if len(paths) > 1 else paths[0], format="csv" if csv else "parquet")
-    return dataset.to_table().to_pandas()
+    return ds.dataset(paths if len(paths) > 1 else paths[0], format="csv" if csv else "parquet")
+
+
+def read_table(location: str) -> pd.DataFrame:
+    """Every row of a CSV or parquet file, a glob of them, or a folder of parquet files."""
+    return _dataset(location).to_table().to_pandas()
+
+
+def check_header(location: str, columns: EventColumns | ItemColumns, table: str) -> None:
+    """Fail on the header alone (before any row is read) when a mapped column is not in the table."""
+    present = _dataset(location).schema.names
+    for name, column in vars(columns).items():
+        if isinstance(column, str) and column and not name.endswith(("_format", "timezone")) and column not in present:
+            raise SchemaError(f"{table}: column {column!r} (source.{table}.{name}) is missing; the table has {present}")
 
 
 def _first_bad(frame: pd.DataFrame, bad: pd.Series) -> str:

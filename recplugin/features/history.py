@@ -9,7 +9,8 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
-from tqdm import tqdm
+
+from recplugin.progress import progress as progress_bar
 
 
 def state_schema(scenarios: list[str]) -> pa.Schema:
@@ -111,7 +112,7 @@ def build_user_state(events_path: Path, out_path: Path, scenarios: list[str], ac
     rows_written = 0
     with pq.ParquetWriter(out_path, schema) as writer:
         buffer: list[dict] = []
-        for start, end in tqdm(zip(starts, ends), total=len(starts), desc="user state", unit="user", disable=not progress):
+        for start, end in progress_bar(zip(starts, ends), total=len(starts), desc="user state", unit="user", disable=not progress):
             state = UserState(scenarios, limit)
             for position in range(start, end):
                 state.histories[scenario_names[position]].append(items[position], action_codes[position], seconds[position])

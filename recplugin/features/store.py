@@ -13,7 +13,6 @@ import pyarrow.parquet as pq
 import yaml
 from feast import FeatureStore, RepoConfig
 from feast.data_source import PushMode
-from tqdm import tqdm
 
 from recplugin.config import RecConfig
 from recplugin.data.live_events import read_all_events
@@ -21,18 +20,20 @@ from recplugin.features import definitions as defs
 from recplugin.features.history import UserState, build_user_state
 from recplugin.features.locks import FileUserLocks, RedisUserLocks
 from recplugin.features.state_sql import build_user_state_duckdb
+from recplugin.progress import progress as progress_bar
 
-PACKAGE_ROOT = Path(__file__).resolve().parents[1]  # holds feature_repo/, the templates that ship with the package
+TEMPLATES = Path(__file__).resolve().parents[1] / "feature_repo"  # the feature_store.yaml templates shipped with the package
 EMBEDDING_SCHEMA = pa.schema([("item_id", pa.int64()), ("embedding", pa.list_(pa.float32())),
                               ("model_version", pa.string()), ("event_timestamp", pa.timestamp("us", tz="UTC"))])
 LABEL_COLUMNS = ["user_id", "target_item_id", "scenario", "action", "query", "label_timestamp"]
 
 
 def store_yaml_path(config: RecConfig) -> Path:
-    """The feature_store.yaml in use: relative repo paths resolve against the cwd, then recplugin's own templates."""
-    repo = Path(config.feast.repo_path)
-    if not repo.is_absolute() and not (repo / config.feast.store_yaml).exists():
-        repo = PACKAGE_ROOT / repo
+    """The feature_store.yaml in use: the team's repo (a relative path against the cwd) when it has that file, else
+    recplugin's own templates."""
+    repo = Path(config.feast.repo_path) if config.feast.repo_path else TEMPLATES
+    if not (repo / config.feast.store_yaml).exists():
+        repo = TEMPLATES
     return (repo / config.feast.store_yaml).resolve()
 
 
@@ -201,7 +202,7 @@ def build_training_set(config: RecConfig, progress: bool = True) -> Path:
     step = max(1, int(config.feast.training_set_chunk_rows / per_user))
     writer, schema = None, None
     try:
-        for start in tqdm(range(0, len(users), step), desc="point-in-time join", unit="chunk", disable=not progress):
+        for start in progress_bar(range(0, len(users), step), desc="point-in-time join", unit="chunk", disable=not progress):
             chunk = labels[labels["user_id"].isin(users[start:start + step])]
             table = pa.Table.from_pandas(_tidy_snapshot(historical_features(store, chunk, defs.names(config)), config.scenarios), preserve_index=False)
             if writer is None:

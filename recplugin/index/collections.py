@@ -9,10 +9,10 @@ from dataclasses import dataclass
 import grpc
 import numpy as np
 from pymilvus import DataType, MilvusClient
-from tqdm import tqdm
 
 from recplugin.config import IndexConfig
 from recplugin.index.milvus import VECTOR_FIELD, eligibility_field
+from recplugin.progress import progress as progress_bar
 
 logger = logging.getLogger("recplugin.index")
 VERSION_TAG = "recplugin model version: "
@@ -44,7 +44,7 @@ def ivf_lists(num_items: int) -> int:
 def choose_index(config: IndexConfig, num_items: int, server: bool) -> IndexChoice:
     """`index.index_type`, or for `auto`: FLAT on Milvus Lite (it ignores nprobe, so its IVF recall is uncontrolled:
     0.67 at 100k, 0.44 at 1M); on a server FLAT below `flat_index_below` items, IVF_FLAT from there. Measured on the
-    server (benchmarks/results/milvus_server.md, filtered top-100, 2 interests): IVF_FLAT nprobe 128 recall@100 0.9998 at
+    server (benchmarks/REPORT.md, Milvus server indexes, filtered top-100, 2 interests): IVF_FLAT nprobe 128 recall@100 0.9998 at
     100k and 0.972 at 1M, p50 6.6 / 9.6 ms; HNSW M16 needed ef 1024 for 0.969 at 1M, at twice the latency."""
     kind = config.index_type
     if kind == "auto":
@@ -82,7 +82,7 @@ def build_collection(client: MilvusClient, config: IndexConfig, version: str, it
     client.create_collection(name, schema=schema, index_params=params)
     try:
         batch = config.insert_batch  # Milvus Lite 2.5 inserts 100k rows in ~8 s in 500-row batches, ~330 s in 20k-row ones
-        for start in tqdm(range(0, len(item_ids), batch), desc="index items", unit="batch", disable=not progress):
+        for start in progress_bar(range(0, len(item_ids), batch), desc="index items", unit="batch", disable=not progress):
             stop = start + batch
             client.insert(name, [
                 {"item_id": int(i), VECTOR_FIELD: v.tolist(), "category": str(c)[:256], "scenarios": list(s),

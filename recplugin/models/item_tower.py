@@ -7,9 +7,9 @@ from pathlib import Path
 import numpy as np
 import torch
 from torch import nn
-from tqdm import tqdm
 
 from recplugin.models.text_model import ItemTextModel
+from recplugin.progress import progress as progress_bar
 
 DEFAULT_ENCODER = "default"
 
@@ -53,7 +53,7 @@ class TextEncoder:
     def encode(self, texts: list[str], batch_size: int = 256, progress: bool = False, desc: str = "encode text") -> np.ndarray:
         """One float32 vector per text."""
         out = np.zeros((len(texts), self.dim), dtype=np.float32)
-        for start in tqdm(range(0, len(texts), batch_size), desc=desc, unit="batch", disable=not progress):
+        for start in progress_bar(range(0, len(texts), batch_size), desc=desc, unit="batch", disable=not progress):
             ids, mask = self.model.tokenize(texts[start:start + batch_size])
             pooled = self.model(torch.as_tensor(ids, device=self.device), torch.as_tensor(mask, device=self.device))
             out[start:start + len(ids)] = pooled.float().cpu().numpy()

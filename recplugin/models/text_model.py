@@ -39,7 +39,9 @@ class ItemTextModel(nn.Module):
                  dtype: torch.dtype | None = None, checkpointing: bool = False):
         super().__init__()
         from transformers import AutoModel, AutoTokenizer
+        from transformers.utils import logging as transformers_logging
 
+        transformers_logging.disable_progress_bar()  # a local folder loads in well under a second: no bar per load
         if finetune not in FINETUNE_MODES:
             raise ValueError(f"item fine-tuning {finetune!r} is not one of {FINETUNE_MODES}")
         self.max_tokens = max_tokens

@@ -4,8 +4,9 @@ from __future__ import annotations
 from pathlib import Path
 
 
-def plot_curves(curve: list[dict], path: Path) -> Path:
-    """Write a two-panel PNG (training loss; validation Recall/NDCG) and return its path."""
+def plot_curves(curve: list[dict], path: Path, popularity_ndcg: float | None = None) -> Path:
+    """Write a two-panel PNG (training loss; validation Recall/NDCG, popularity's NDCG@10 as a dashed line) and return
+    its path."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -18,6 +19,8 @@ def plot_curves(curve: list[dict], path: Path) -> Path:
     left.set(title="training loss", xlabel="epoch", ylabel="multi-positive InfoNCE loss")
     for metric in ("Recall@10", "NDCG@10", "Recall@50", "NDCG@50"):
         right.plot(epochs, [point[metric] for point in curve], marker="o", label=metric)
+    if popularity_ndcg is not None:
+        right.axhline(popularity_ndcg, color="grey", linestyle="--", label="popularity NDCG@10")
     right.set(title="validation (full ranking)", xlabel="epoch")
     right.legend()
     for axis in (left, right):

@@ -10,13 +10,13 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from tqdm import tqdm
 
 from recplugin.config import RecConfig, TrainingConfig
 from recplugin.models.artifact import save_artifact
 from recplugin.models.item_tower import TextEncoder, cached_encode, resolve_encoder_path
 from recplugin.models.text_model import ItemTextModel
 from recplugin.models.two_tower import TwoTower
+from recplugin.progress import progress as progress_bar
 from recplugin.training import distributed as dist_
 from recplugin.training import evaluate as ev
 from recplugin.training.assess import evaluate_model, model_ranks
@@ -25,6 +25,7 @@ from recplugin.training.dataset import Catalog, LabelledSplit, Snapshot, load_ca
 from recplugin.training.objective import LossInputs, autocast, batch_loss, loss_inputs
 from recplugin.training.packing import PackedSplit, pack_split, packed_batches, scenario_balanced_rows
 from recplugin.training.plots import plot_curves
+from recplugin.training.verdict import Verdict, popularity_validation_ndcg, stop_reason
 
 
 @dataclass
@@ -36,6 +37,7 @@ class TrainResult:
     metrics: dict
     curve: list[dict] = field(default_factory=list)
     table: str = ""
+    verdict: Verdict | None = None
 
 
 def new_version() -> str:
@@ -222,8 +224,8 @@ def train(config: RecConfig, snapshot_path: Path, catalog_path: Path, out_dir: P
     run.step_cap = total_steps
     for schedule in scheduler.lr_lambdas:
         schedule.total = run.planned_steps
-    bar = tqdm(total=run.planned_steps, initial=run.steps_done, desc="train", unit="step",
-               disable=not (progress and context.is_main))
+    bar = progress_bar(total=run.planned_steps, initial=run.steps_done, desc="train", unit="step",
+                       disable=not (progress and context.is_main))
     while run.epoch < settings.epochs and run.steps_done < run.planned_steps:
         loss = _train_epoch(trained, train_split, packed, extra, query_vectors, optimizer, scheduler, config, context, generator, run,
                             model.num_items, bar)
@@ -253,12 +255,17 @@ def train(config: RecConfig, snapshot_path: Path, catalog_path: Path, out_dir: P
         return None
     if run.best_state is not None:
         model.load_state_dict(run.best_state)
-    return _finish(model, snapshot, catalog, query_vectors, config, device, out_dir, run.curve)
+    best_epoch = run.best_epoch + 1
+    reason = stop_reason(settings, run.epoch, best_epoch, run.steps_done, run.planned_steps)
+    verdict = Verdict(run.epoch, best_epoch, reason, max(run.best_ndcg, 0.0),
+                      popularity_validation_ndcg(snapshot, model.num_items, len(config.scenarios)))
+    return _finish(model, snapshot, catalog, query_vectors, config, device, out_dir, run.curve, verdict)
 
 
 def _finish(model: TwoTower, snapshot: Snapshot, catalog: Catalog, query_vectors: torch.Tensor, config: RecConfig,
-            device: torch.device, out_dir: Path, curve: list[dict]) -> TrainResult:
-    """Test metrics, the artifact (weights, item vectors, a fine-tuned text model), the curve plot and the table."""
+            device: torch.device, out_dir: Path, curve: list[dict], verdict: Verdict) -> TrainResult:
+    """Test metrics, the artifact (weights, item vectors, a fine-tuned text model, the verdict), the curve plot (with
+    popularity's validation NDCG@10 as a line) and the table."""
     result, popularity = evaluate_model(model, snapshot, query_vectors, config, device, catalog)
     version = new_version()
     popular = {name: [[int(catalog.item_ids[r]), float(popularity[index, r])]
@@ -268,7 +275,8 @@ def _finish(model: TwoTower, snapshot: Snapshot, catalog: Catalog, query_vectors
     save_artifact(artifact_dir, model, config, catalog.item_ids, model.text_dim, popular, result, version)
     (artifact_dir / "training_curve.json").write_text(json.dumps(curve, indent=2))
     if curve:
-        plot_curves(curve, artifact_dir / "training_curve.png")
+        verdict.curve_path = str(plot_curves(curve, artifact_dir / "training_curve.png", verdict.popularity_ndcg))
+    verdict.save(artifact_dir)
     table = ev.markdown_table(result)
     (artifact_dir / "metrics.md").write_text(table + "\n")
-    return TrainResult(version, artifact_dir, result, curve, table)
+    return TrainResult(version, artifact_dir, result, curve, table, verdict)
