@@ -34,6 +34,7 @@ DECISION_FILES = {"K (interests per scenario)": ["quality_defaults", "quality_de
                                     "quality_defaults_amazon-request-windows", "quality_defaults_generated-request-windows",
                                     "quality_defaults_generated-window-row-weights",
                                     "quality_defaults_generated-window-row-weights-seeds12"]}
+BASES = {"quality_defaults_amazon-min-context-patience6": "patience 6"}  # a run whose base is not `unified` or `K=1`
 UNIFIED_VS_ISOLATED = "quality_amazon-food-kitchen-budget-16-text-ids-k1"
 ML1M_PROTOCOL = ["quality_ml-1m-gsasrec-ids-k1", "quality_ml-1m-gsasrec-text-ids-k1"]
 SERVING = ["serving_embedded_100000", "serving_production_server_100000", "serving_production_server_1000000"]
@@ -107,7 +108,7 @@ def decisions_section() -> str:
             cells = defaults_rows([name])
             for dataset in sorted({d for d, _ in cells}):
                 variants = {v: s for (d, v), s in cells.items() if d == dataset}
-                base = "unified" if "unified" in variants else "K=1"
+                base = BASES.get(name, "unified" if "unified" in variants else "K=1")
                 for variant, seeds in variants.items():
                     if variant == base:
                         continue
@@ -177,7 +178,7 @@ def operations_section() -> str:
              for r in load("state")["rows"]]
     generator = [[f"{r['events']:,}", f"{r['seconds']:.1f}", f"{r['peak_rss_mib']:.0f}"] for r in load("generator")["rows"]]
     lite = [[r["milvus_lite"], f"{r['items']:,}", r["index"], f"{r['p50_ms']:.1f}", f"{r['recall_at_100']:.3f}"]
-            for r in load("milvus_lite")["rows"]]
+            for r in load("milvus_lite")["rows"] if "error" not in r]
     training = [[r["mode"], r["seeds"], f"{r['labels_per_s'][0]:.1f}", f"{r['speedup']:.1f}x", f"{r['NDCG@10'][0]:.4f} ± {r['NDCG@10'][1]:.4f}"]
                 for r in load("training")["summary"]]
     dropout = [[r["side"], r["seed"], f"{r['s_per_step']:.3f}", f"{r['NDCG@10']:.4f}"] for r in load("training_dropout")["rows"]]
@@ -209,6 +210,8 @@ def glance_table(demo: dict, defaults: dict, serving: list[dict]) -> str:
              f"({demo['ratio']:.1f}x)", "demo.json"]]
     names = {"ml-1m": "ML-1M", "amazon-food-kitchen": "Amazon Food x Kitchen", "generated": "generated data"}
     for (dataset, variant), (model, popularity, ratio, seeds) in sorted(defaults.items()):
+        if variant not in ("unified", "text + ids"):
+            continue
         config = "defaults" if variant == "unified" else variant
         rows.append([f"{names[dataset]}, {config}: NDCG@10 vs popularity ({seeds} seeds)",
                      f"{model:.4f} vs {popularity:.4f} ({ratio:.1f}x)", "defaults table"])
