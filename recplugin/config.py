@@ -175,6 +175,7 @@ class RecConfig:
     workdir: str = ".recplugin/demo"
     scenarios: list[str] = field(default_factory=lambda: list(DEFAULT_SCENARIOS))
     actions: list[str] = field(default_factory=lambda: list(DEFAULT_ACTIONS))
+    negative_actions: list[str] = field(default_factory=list)  # never labels (e.g. dislike); they stay in histories
     registry_url: str = "sqlite:///registry.db"
     artifact_root: str = "models"  # model artifacts live only here: the registry's paths must resolve under it
     generator: GeneratorConfig = field(default_factory=GeneratorConfig)
@@ -275,6 +276,8 @@ class RecConfig:
             raise ConfigError(f"training.min_context must be a fraction of the window in 0..1, got {self.training.min_context}")
         if self.training.target_window < 1:
             raise ConfigError("training.target_window must be at least 1 (the next target)")
+        if not set(self.negative_actions) <= set(self.actions):
+            raise ConfigError(f"negative_actions {self.negative_actions} must be among actions {self.actions}")
         if self.demo.training_minutes < 0:
             raise ConfigError(f"demo.training_minutes must be >= 0 (0: no budget), got {self.demo.training_minutes}")
         if self.model.item_id_init_std <= 0:

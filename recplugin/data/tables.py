@@ -9,7 +9,7 @@ from pathlib import Path
 import pandas as pd
 import pyarrow.dataset as ds
 
-from recplugin.data.mapping import EventColumns, ItemColumns
+from recplugin.data.mapping import TEXT_SEPARATOR, EventColumns, ItemColumns, text_columns
 from recplugin.data.schema import SchemaError
 
 ID_BITS = 62  # stable ids stay inside the API's user_id bound (serving.max_user_id = 2**62)
@@ -39,8 +39,11 @@ def check_header(location: str, columns: EventColumns | ItemColumns, table: str)
     """Fail on the header alone (before any row is read) when a mapped column is not in the table."""
     present = _dataset(location).schema.names
     for name, column in vars(columns).items():
-        if isinstance(column, str) and column and not name.endswith(("_format", "timezone")) and column not in present:
-            raise SchemaError(f"{table}: column {column!r} (source.{table}.{name}) is missing; the table has {present}")
+        if name in ("timestamp_format", "timezone", "scenario_constant", "action_constant", "where"):
+            continue
+        for one in (column if isinstance(column, list) else [column]):
+            if isinstance(one, str) and one and one not in present:
+                raise SchemaError(f"{table}: column {one!r} (source.{table}.{name}) is missing; the table has {present}")
 
 
 def _first_bad(frame: pd.DataFrame, bad: pd.Series) -> str:
@@ -76,9 +79,11 @@ def _ids(values: pd.Series, column: str, table: str, string_ids: bool) -> pd.Ser
     return numbers.astype("int64")
 
 
-def _translated(values: pd.Series, mapping: dict[str, str], allowed: list[str], column: str, what: str) -> pd.Series:
-    """The team's values through its value map; anything not allowed is refused with the row."""
-    translated = values.astype("string").map(lambda v: mapping.get(v, v) if v is not pd.NA else v)
+def _translated(values: pd.Series, mapping: dict, allowed: list[str], column: str, what: str) -> pd.Series:
+    """The team's values through its value map (keys of any scalar type, matched as text); anything not allowed is
+    refused with the row."""
+    by_text = {str(key): value for key, value in mapping.items()}
+    translated = values.astype("string").map(lambda v: by_text.get(v, v) if v is not pd.NA else v)
     bad = ~translated.isin(allowed)
     if bad.any():
         raise SchemaError(f"events: column {column!r} has {_value(values, bad)!r} at {_first_bad(values.to_frame(), bad)}, "
@@ -103,19 +108,59 @@ def _timestamps(values: pd.Series, columns: EventColumns) -> pd.Series:
     return parsed
 
 
+def _filtered(frame: pd.DataFrame, where: str) -> pd.DataFrame:
+    """The rows matching `source.events.where` (a pandas expression over the table's own columns)."""
+    if not where:
+        return frame
+    try:
+        return frame.query(where)
+    except Exception as error:  # a bad expression or an unknown column: say which, and what the table has
+        raise SchemaError(f"events: source.events.where {where!r} does not evaluate ({type(error).__name__}: {error}); "
+                          f"the table has {list(frame.columns)}") from None
+
+
+def _constant_or_column(frame: pd.DataFrame, columns: EventColumns, field: str, allowed: list[str]) -> pd.Series:
+    """A scenario or action column through its value map, or (column "") one value for every row: `<field>_constant`,
+    else the only configured one."""
+    column, constant = getattr(columns, field), getattr(columns, f"{field}_constant")
+    if column:
+        return _translated(_column(frame, column, field, "events"), getattr(columns, f"{field}_values"), allowed, column, field)
+    if not constant and len(allowed) != 1:
+        raise SchemaError(f"events: source.events.{field} is empty and {len(allowed)} {field}s are configured: set "
+                          f"source.events.{field}_constant to one of {allowed}")
+    value = constant or allowed[0]
+    if value not in allowed:
+        raise SchemaError(f"events: source.events.{field}_constant {value!r} is not a configured {field} {allowed}")
+    return pd.Series(value, index=frame.index, dtype=object)
+
+
 def map_events(frame: pd.DataFrame, columns: EventColumns, scenarios: list[str], actions: list[str], string_ids: bool) -> pd.DataFrame:
-    """The team's event table in recplugin's event schema."""
-    frame = frame.reset_index(drop=True)
+    """The team's event table (its rows matching `where`) in recplugin's event schema."""
+    frame = _filtered(frame.reset_index(drop=True), columns.where)  # rows keep their numbers in the table as read
     get = lambda field: _column(frame, getattr(columns, field), field, "events")
-    query = get("query").fillna("").astype(str) if columns.query else pd.Series([""] * len(frame))
+    query = get("query").fillna("").astype(str) if columns.query else pd.Series("", index=frame.index)
     return pd.DataFrame({
         "user_id": _ids(get("user"), columns.user, "events", string_ids),
         "item_id": _ids(get("item"), columns.item, "events", string_ids),
-        "scenario": _translated(get("scenario"), columns.scenario_values, scenarios, columns.scenario, "scenario"),
-        "action": _translated(get("action"), columns.action_values, actions, columns.action, "action"),
+        "scenario": _constant_or_column(frame, columns, "scenario", scenarios),
+        "action": _constant_or_column(frame, columns, "action", actions),
         "query": query.where(query != "", None),
         "event_timestamp": _timestamps(get("timestamp"), columns),
-    })
+    }).reset_index(drop=True)
+
+
+def item_text(frame: pd.DataFrame, columns: ItemColumns, title: pd.Series) -> pd.Series:
+    """What the item tower reads: the title alone, or "title: <title>; <column>: <value>; ..." over the text columns
+    (without the title part when `title_in_text` is false)."""
+    names = text_columns(columns)
+    if not names:
+        return title
+    parts = [("title", title)] if columns.title_in_text else []
+    parts += [(name, _column(frame, name, "text", "items").fillna("").astype(str)) for name in names]
+    text = parts[0][0] + ": " + parts[0][1]
+    for name, values in parts[1:]:
+        text = text + f"{TEXT_SEPARATOR}{name}: " + values
+    return text
 
 
 def map_items(frame: pd.DataFrame, columns: ItemColumns, scenarios: list[str], string_ids: bool) -> pd.DataFrame:
@@ -139,7 +184,7 @@ def map_items(frame: pd.DataFrame, columns: ItemColumns, scenarios: list[str], s
                else pd.Series([pd.Timestamp(0, tz="UTC")] * len(frame)))
     return pd.DataFrame({
         "item_id": ids, "title": title,
-        "text": get("text").fillna("").astype(str) if columns.text else title,
+        "text": item_text(frame, columns, title),
         "category": get("category").fillna("").astype(str) if columns.category else "",
         "scenarios": eligible, "created_timestamp": created,
     })

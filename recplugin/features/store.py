@@ -131,8 +131,10 @@ def materialize(config: RecConfig, views: list[str] | None = None, end: datetime
     store.materialize(start, end or datetime.now(timezone.utc) + timedelta(days=1), feature_views=views)
 
 
-def label_events(events: pd.DataFrame, max_per_user: int = 0, holdout: pd.DataFrame | None = None) -> pd.DataFrame:
-    """Every event after a user's first becomes a label; the last two are the validation and test labels.
+def label_events(events: pd.DataFrame, max_per_user: int = 0, holdout: pd.DataFrame | None = None,
+                 negative_actions: tuple[str, ...] | list[str] = ()) -> pd.DataFrame:
+    """Every event after a user's first becomes a label, except those with a negative action (which stay in the
+    histories); the last two positive ones are the validation and test labels.
 
     With `max_per_user` > 0 only the user's last that many labels are kept (validation and test among them).
     With a `holdout` table (user_id, split[, from_end: 0 = last event, 1 = the one before]), only its events are held
@@ -142,8 +144,9 @@ def label_events(events: pd.DataFrame, max_per_user: int = 0, holdout: pd.DataFr
     earlier in the table included), which evaluation filters out as gSASRec does; training labels carry none.
     """
     events = events.sort_values(["user_id", "event_timestamp"], kind="stable").reset_index(drop=True)
-    position = events.groupby("user_id").cumcount(ascending=False)
-    keep = events.groupby("user_id").cumcount() > 0
+    positive = ~events["action"].isin(negative_actions) if len(negative_actions) else pd.Series(True, index=events.index)
+    position = events[positive].groupby("user_id").cumcount(ascending=False).reindex(events.index, fill_value=-1)
+    keep = (events.groupby("user_id").cumcount() > 0) & positive
     if max_per_user > 0:
         keep &= position < max(max_per_user, 2)
     labels = events[keep].copy()
@@ -193,7 +196,7 @@ def build_training_set(config: RecConfig, progress: bool = True) -> Path:
     """Write the point-in-time training snapshot (parquet) that the trainer reads, a bounded chunk of users at a time."""
     events = pd.read_parquet(config.events_path)
     holdout = pd.read_parquet(config.holdout_path) if config.holdout_path.exists() else None
-    labels = label_events(events, config.feast.max_labels_per_user, holdout)
+    labels = label_events(events, config.feast.max_labels_per_user, holdout, config.negative_actions)
     del events
     store = open_store(config)
     bound_duckdb_offline_store(store, config)

@@ -46,7 +46,8 @@ def test_a_team_table_maps_onto_the_schema(team_config, tmp_path):
     assert str(events["event_timestamp"].iloc[0]) == "2024-03-01 09:00:00+00:00"  # Berlin winter time, stored in UTC
     items = pd.read_parquet(team_config.catalog_path)
     assert [list(s) for s in items["scenarios"]] == [["feed", "search", "discovery"], ["search"], ["feed"]]
-    assert items["text"].tolist() == ["aa", "bb", "cc"] and items["category"].tolist() == ["x", "y", "x"]
+    assert items["text"].tolist() == ["title: a; description: aa", "title: b; description: bb", "title: c; description: cc"]
+    assert items["category"].tolist() == ["x", "y", "x"]
 
 
 def test_string_ids_become_stable_integers(team_config, tmp_path):
