@@ -19,7 +19,8 @@ CHOICES = {  # section.field -> the values it may take
     "model.item_finetune": ("frozen", "full", "lora"), "model.mixing": ("interleaved", "blocks"),
     "model.user_attention": ("causal", "bidirectional"), "training.positions": ("all", "last"),
     "training.negatives": ("scenario", "global"), "training.softmax": ("sampled", "full"), "training.sampling": ("natural", "balanced"),
-    "training.window_weights": ("target", "row"), "serving.merge": ("max", "interleave"), "index.index_type": INDEX_TYPES,
+    "training.window_weights": ("target", "row"), "serving.merge": ("max", "interleave"),
+    "serving.exclude_seen": ("all", "window", "none"), "index.index_type": INDEX_TYPES,
     "feast.state_engine": ("duckdb", "spark", "python"),
 }
 
@@ -165,6 +166,7 @@ class ServingConfig:
     ready_timeout_s: float = 3.0  # /readyz answers 503 within this when a dependency hangs
     reload_interval_s: float = 10.0  # how often each worker checks which model version is served (alias or registry)
     merge: str = "max"  # how K interests make one answer: max (best score) | interleave (each interest in turn)
+    exclude_seen: str = "all"  # never answer: all (every item the user interacted with) | window (the history) | none
     event_log_per_host: bool = False  # data/live_events/<hostname>.jsonl: replicas sharing one volume never interleave
 
 

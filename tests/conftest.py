@@ -104,9 +104,11 @@ def built_pipeline(tmp_path_factory: pytest.TempPathFactory) -> BuiltPipeline:
     return BuiltPipeline(config, result.version, collection, result.metrics)
 
 
-def served_copy(built: BuiltPipeline, workdir: Path, milvus_uri: str, production: bool = False, **sections: dict) -> RecConfig:
+def served_copy(built: BuiltPipeline, workdir: Path, milvus_uri: str, production: bool = False, extra_events=None,
+                **sections: dict) -> RecConfig:
     """The built pipeline's data and model in a workdir of its own, its Feast stores applied and materialised (Redis and
-    PostgreSQL when `production`), its model registered in a fresh registry and indexed on the Milvus server."""
+    PostgreSQL when `production`), its model registered in a fresh registry and indexed on the Milvus server (or a
+    Milvus Lite file); `extra_events` (a frame in the events schema) join the copied events before `apply`."""
     import shutil
     import uuid
 
@@ -126,6 +128,12 @@ def served_copy(built: BuiltPipeline, workdir: Path, milvus_uri: str, production
     config.data_dir.mkdir(parents=True)
     for name in ("items.parquet", "events.parquet"):
         shutil.copy(built.config.data_dir / name, config.data_dir / name)
+    if extra_events is not None:
+        import pandas as pd
+
+        from recplugin.data.schema import write_events
+
+        write_events(pd.concat([pd.read_parquet(config.events_path), extra_events], ignore_index=True), config.events_path)
     pipeline.apply(config, progress=False)
     pipeline.materialize(config)
     version = pipeline.register_artifact(config, built.config.models_dir / built.version)

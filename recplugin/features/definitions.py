@@ -33,6 +33,9 @@ class FeastNames:
     user_training: str = "user_training"
     user_serving: str = "user_serving"
     item_serving: str = "item_serving"
+    user_seen_source: str = "user_seen_source"
+    user_seen_push: str = "user_seen_push"
+    user_seen: str = "user_seen"
 
     @classmethod
     def prefixed(cls, prefix: str) -> FeastNames:
@@ -76,6 +79,8 @@ def file_sources(config: RecConfig, data_dir: Path, offline_store: str = "duckdb
                                     "One row per user and event time: the user's state after that time"),
         "item_source": source(n.item_source, "items.parquet", "created_timestamp"),
         "item_embedding_source": source(n.item_embedding_source, "item_embeddings.parquet", "event_timestamp"),
+        "user_seen_source": source(n.user_seen_source, "user_seen.parquet", "event_timestamp",
+                                   "One row per user: every item the user has interacted with"),
     }
 
 
@@ -104,6 +109,11 @@ def build_objects(config: RecConfig, data_dir: Path, sources: dict[str, DataSour
         name=n.user_history_at_state, entities=[user, state], ttl=ttl, schema=history_fields(config.scenarios),
         source=batch["user_state_source"], tags=MANAGED_BY, online=False,
         description="The history lists of one state row, by (user_id, state_time): the snapshot's second, exact-key join")
+    user_seen_push = PushSource(name=n.user_seen_push, batch_source=batch["user_seen_source"], tags=MANAGED_BY,
+                                description="Live behaviour: the user's seen items after an event")
+    user_seen = FeatureView(
+        name=n.user_seen, entities=[user], ttl=ttl, schema=[Field(name="seen_item_ids", dtype=Array(Int64))],
+        source=user_seen_push, tags=MANAGED_BY, description="Every item the user has interacted with (never served again)")
     item_features = FeatureView(
         name=n.item_features, entities=[item], ttl=timedelta(0), tags=MANAGED_BY,
         schema=[Field(name="title", dtype=String), Field(name="text", dtype=String), Field(name="category", dtype=String)],
@@ -123,7 +133,9 @@ def build_objects(config: RecConfig, data_dir: Path, sources: dict[str, DataSour
         "user_counts": user_counts,
         "item_features": item_features,
         "item_embedding": item_embedding,
+        "user_seen_push": user_seen_push,
+        "user_seen": user_seen,
         "user_training": FeatureService(name=n.user_training, features=[user_counts, user_history_at_state], tags=MANAGED_BY),
-        "user_serving": FeatureService(name=n.user_serving, features=[user_history, user_counts], tags=MANAGED_BY),
+        "user_serving": FeatureService(name=n.user_serving, features=[user_history, user_counts, user_seen], tags=MANAGED_BY),
         "item_serving": FeatureService(name=n.item_serving, features=[item_features, item_embedding], tags=MANAGED_BY),
     }

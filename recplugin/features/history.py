@@ -61,6 +61,7 @@ class UserState:
 
     def __init__(self, scenarios: list[str], limit: int):
         self.histories = {name: ScenarioHistory(limit) for name in scenarios}
+        self.seen: set[int] = set()  # every item the user has interacted with, beyond the histories' windows
 
     def row(self, user_id: int, timestamp: pd.Timestamp) -> dict:
         """The feature row describing this state as of `timestamp`."""
@@ -72,6 +73,11 @@ class UserState:
             row[f"{name}_count"] = history.count
         return row
 
+    def seen_row(self, user_id: int, timestamp: pd.Timestamp) -> dict:
+        """The user-seen feature row: every item of the histories and of `seen`."""
+        window = {int(i) for history in self.histories.values() for i in history.item_ids}
+        return {"user_id": int(user_id), "seen_item_ids": sorted(self.seen | window), "event_timestamp": timestamp}
+
     @classmethod
     def from_online(cls, scenarios: list[str], limit: int, features: dict) -> "UserState":
         """Rebuild a state from one user's online feature values."""
@@ -80,6 +86,7 @@ class UserState:
             state.histories[name] = ScenarioHistory.from_features(
                 limit, features.get(f"{name}_item_ids"), features.get(f"{name}_actions"),
                 features.get(f"{name}_timestamps"), features.get(f"{name}_count"))
+        state.seen = {int(i) for i in features.get("seen_item_ids") or []}
         return state
 
 

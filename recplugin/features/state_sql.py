@@ -12,6 +12,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 
 
 @dataclass(frozen=True)
@@ -109,3 +111,28 @@ def build_user_state_duckdb(events_path: Path, out_path: Path, scenarios: list[s
         return rows
     finally:
         connection.close()
+
+
+USER_SEEN_SCHEMA = pa.schema([("user_id", pa.int64()), ("seen_item_ids", pa.list_(pa.int64())),
+                              ("event_timestamp", pa.timestamp("us", tz="UTC"))])
+
+
+def build_user_seen(events_path: Path, out: Path, live: pd.DataFrame | None) -> int:
+    """One row per user: every item of the user's events (and live events), as of the user's last one (DuckDB)."""
+    import duckdb
+
+    live = live if live is not None and len(live) else pd.DataFrame({"user_id": pd.Series(dtype="int64"),
+                                                                       "item_id": pd.Series(dtype="int64"),
+                                                                       "event_timestamp": pd.Series(dtype="datetime64[us, UTC]")})
+    connection = duckdb.connect()
+    try:
+        connection.register("live", live[["user_id", "item_id", "event_timestamp"]])
+        table = connection.sql(
+            "SELECT user_id, list(DISTINCT item_id ORDER BY item_id) AS seen_item_ids, max(event_timestamp) AS event_timestamp "
+            f"FROM (SELECT user_id, item_id, event_timestamp FROM read_parquet('{events_path}') UNION ALL "
+            "SELECT user_id, item_id, event_timestamp FROM live) GROUP BY user_id").to_arrow_table()
+    finally:
+        connection.close()
+    table = table.cast(USER_SEEN_SCHEMA)
+    pq.write_table(table, out)
+    return table.num_rows

@@ -19,7 +19,7 @@ from recplugin.data.live_events import read_all_events
 from recplugin.features import definitions as defs
 from recplugin.features.history import UserState, build_user_state
 from recplugin.features.locks import FileUserLocks, RedisUserLocks
-from recplugin.features.state_sql import build_user_state_duckdb
+from recplugin.features.state_sql import build_user_seen, build_user_state_duckdb
 from recplugin.progress import progress as progress_bar
 
 TEMPLATES = Path(__file__).resolve().parents[1] / "feature_repo"  # the feature_store.yaml templates shipped with the package
@@ -85,6 +85,7 @@ def prepare_sources(config: RecConfig, progress: bool = True) -> int:
     else:
         rows = build_user_state(config.events_path, out, config.scenarios, config.actions, config.feast.history_length,
                                 progress=progress, live_events=live)
+    build_user_seen(config.events_path, config.data_dir / "user_seen.parquet", live)
     embeddings = config.data_dir / "item_embeddings.parquet"
     if not embeddings.exists():
         pq.write_table(EMBEDDING_SCHEMA.empty_table(), embeddings)
@@ -126,7 +127,7 @@ def materialize(config: RecConfig, views: list[str] | None = None, end: datetime
     """Load the latest feature values into the online store (Feast shows progress bars)."""
     store = open_store(config)
     n = defs.names(config)
-    views = views or [n.user_history, n.user_counts, n.item_features]
+    views = views or [n.user_history, n.user_counts, n.user_seen, n.item_features]
     start = datetime(1970, 1, 2, tzinfo=timezone.utc)
     store.materialize(start, end or datetime.now(timezone.utc) + timedelta(days=1), feature_views=views)
 
@@ -299,7 +300,9 @@ class OnlineFeatures:
         The offline side is the live event log, folded into the user-state source by the next `recplugin apply`:
         Feast's offline write rewrites the whole parquet source per call and grew the service by ~55 MB per event.
         """
-        self.store.push(defs.names(self.config).user_state_push, pd.DataFrame([state.row(user_id, timestamp)]), to=PushMode.ONLINE)
+        names = defs.names(self.config)
+        self.store.push(names.user_state_push, pd.DataFrame([state.row(user_id, timestamp)]), to=PushMode.ONLINE)
+        self.store.push(names.user_seen_push, pd.DataFrame([state.seen_row(user_id, timestamp)]), to=PushMode.ONLINE)
 
     def ping(self) -> bool:
         """True when the online store answers a read."""

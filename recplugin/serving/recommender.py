@@ -17,6 +17,7 @@ from recplugin.features.store import OnlineFeatures
 from recplugin.index.collections import alias_target, collection_index, collection_version, row_count, supports_aliases
 from recplugin.index.milvus import connect, disconnect, search_many
 from recplugin.models.artifact import RetrievalModel
+from recplugin.models.exclusion import excluded_items
 from recplugin.models.inputs import NO_QUERY, ScenarioEvents, build_batch
 from recplugin.registry.models import ModelRegistry, UnknownVersion, UntrustedArtifact, confined_artifact
 
@@ -231,7 +232,9 @@ class Recommender:
     def _retrieve(self, served: Served, requests: list[RecommendRequest], states: list[UserState], put) -> None:
         """User tower for all requests at once, then one Milvus search per scenario among them."""
         interests = self._interests(served, states, [r.scenario for r in requests], [r.query for r in requests])
-        seen = [{int(i) for h in state.histories.values() for i in h.item_ids} for state in states]
+        mode = self.config.serving.exclude_seen
+        seen = [set(excluded_items([i for h in state.histories.values() for i in h.item_ids], sorted(state.seen), mode).tolist())
+                for state in states]
         for scenario in {r.scenario for r in requests}:
             group = [i for i, r in enumerate(requests) if r.scenario == scenario]
             k = max(requests[i].k for i in group)
@@ -262,6 +265,7 @@ class Recommender:
             with self.online_store():
                 state = self.online.user_states([user_id])[0] or UserState(self.config.scenarios, self.config.feast.history_length)
                 state.histories[scenario].append(item_id, self.config.actions.index(action), int(now.timestamp()))
+                state.seen.add(int(item_id))
                 self.online.push_state(user_id, state, now)
             append_event(self.event_log, user_id, item_id, scenario, action, now)
         counts = {name: history.count for name, history in state.histories.items()}

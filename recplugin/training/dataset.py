@@ -9,6 +9,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from recplugin.models.exclusion import excluded_items
 from recplugin.models.inputs import NO_QUERY, SequenceBatch
 
 SPLITS = ("train", "validation", "test")
@@ -136,10 +137,11 @@ def _empty_inputs(count: int, length: int, target_scenario: np.ndarray, query_ro
                          np.zeros((count, length), np.int64), np.zeros((count, length), bool), target_scenario, query_rows)
 
 
-def load_snapshot(path: Path, scenarios: list[str], id_to_row: dict[int, int], max_length: int) -> Snapshot:
-    """Build every split's arrays with pyarrow + numpy, CHUNK_ROWS rows at a time. A held-out row's seen items are its
-    history, the user's earlier targets and every item the user rated before it; training rows carry none (nothing
-    ranks them)."""
+def load_snapshot(path: Path, scenarios: list[str], id_to_row: dict[int, int], max_length: int,
+                  exclude_seen: str = "all") -> Snapshot:
+    """Build every split's arrays with pyarrow + numpy, CHUNK_ROWS rows at a time. A held-out row's seen items are what
+    serving would leave out (`excluded_items` under `serving.exclude_seen`): its history's items, and with `all` also
+    the user's earlier targets and every item the user rated before it; training rows carry none (nothing ranks them)."""
     table = pq.read_table(path)
     lookup = RowLookup(id_to_row)
     order = np.lexsort((table.column("label_timestamp").cast(pa.int64()).to_numpy(), table.column("user_id").to_numpy()))
@@ -168,22 +170,24 @@ def load_snapshot(path: Path, scenarios: list[str], id_to_row: dict[int, int], m
             events = _events(chunk, scenarios, lookup)
             _fill(inputs, start, events, len(part))
             if name != "train":
-                seen[start:start + len(part)] = _seen(chunk, part, events[0], events[3], targets, user_start, lookup)
+                seen[start:start + len(part)] = _seen(chunk, part, events[0], events[3], targets, user_start, lookup,
+                                                      exclude_seen)
         splits[name] = LabelledSplit(inputs, targets[positions], users[positions].astype(np.int64), seen)
     return Snapshot(splits, list(query_index))
 
 
 def _seen(chunk: pa.Table, part: np.ndarray, event_row: np.ndarray, event_item: np.ndarray, targets: np.ndarray,
-          user_start: np.ndarray, lookup: RowLookup) -> list[np.ndarray]:
-    """Per held-out row: its history's items, the user's earlier targets and (rated_item_ids) every item rated before."""
+          user_start: np.ndarray, lookup: RowLookup, exclude_seen: str) -> list[np.ndarray]:
+    """Per held-out row, what serving leaves out: its history's items (the window) and the user's earlier targets and
+    (rated_item_ids) every item rated before."""
     rated = [lookup(np.asarray(r or [], dtype=np.int64)) for r in chunk.column("rated_item_ids").to_pylist()] \
         if "rated_item_ids" in chunk.column_names else [NO_SEEN] * len(part)
     bounds = np.searchsorted(event_row, np.arange(len(part) + 1))
     out = []
     for index, position in enumerate(part):
         earlier = targets[user_start[position]:position]
-        mine = [earlier[earlier >= 0], event_item[bounds[index]:bounds[index + 1]], rated[index][rated[index] >= 0]]
-        out.append(np.unique(np.concatenate(mine).astype(np.int64)))
+        before = np.concatenate([earlier[earlier >= 0], rated[index][rated[index] >= 0]])
+        out.append(excluded_items(event_item[bounds[index]:bounds[index + 1]], before, exclude_seen))
     return out
 
 

@@ -204,7 +204,8 @@ def train(config: RecConfig, snapshot_path: Path, catalog_path: Path, out_dir: P
     torch.manual_seed(settings.seed)
     generator = np.random.default_rng(settings.seed)
     catalog = load_catalog(catalog_path)
-    snapshot: Snapshot = load_snapshot(snapshot_path, config.scenarios, catalog.id_to_row, config.model.max_sequence_length)
+    snapshot: Snapshot = load_snapshot(snapshot_path, config.scenarios, catalog.id_to_row, config.model.max_sequence_length,
+                                       config.serving.exclude_seen)
     if settings.only_scenario:  # an isolated single-scenario model (a baseline for the unified one)
         snapshot = snapshot.only_scenario(config.scenarios.index(settings.only_scenario))
     model, query_vectors = build_model(config, catalog, snapshot, device, progress and context.is_main)

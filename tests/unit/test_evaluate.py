@@ -92,3 +92,14 @@ def test_in_scenario_ranking_counts_only_allowed_items_and_never_ranks_worse():
         above[seen[row]] = False
         assert restricted[row] == int(above.sum())
     assert (restricted <= full).all() and (restricted < full).any()
+
+
+def test_serving_and_evaluation_leave_out_the_same_items_by_one_rule():
+    from recplugin.models.exclusion import excluded_items
+
+    window, earlier = np.array([5, 3, 5]), np.array([9, 1, 3])
+    assert excluded_items(window, earlier, "all").tolist() == [1, 3, 5, 9]
+    assert excluded_items(window, earlier, "window").tolist() == [3, 5]
+    assert excluded_items(window, earlier, "none").tolist() == []
+    with pytest.raises(ValueError, match="serving.exclude_seen must be one of"):
+        excluded_items(window, earlier, "some")

@@ -76,3 +76,18 @@ def test_held_out_rows_see_every_known_item_of_their_past(tmp_path):
             items = set(earlier.target_item_id) | set(row["rated_item_ids"])
             items |= {i for s in SCENARIOS for i in row[f"{s}_item_ids"]}
             assert seen.tolist() == sorted(i for i in items if i in id_to_row)
+
+
+@pytest.mark.parametrize("mode", ["window", "none"])
+def test_evaluation_leaves_out_what_serving_would_under_each_exclude_seen(tmp_path, mode):
+    """serving.exclude_seen: window leaves out the history lists' items alone (what /recommend drops under it), none
+    nothing; `all` is the test above."""
+    frame = random_snapshot(np.random.default_rng(5))
+    pq.write_table(pa.Table.from_pandas(frame, preserve_index=False), tmp_path / "snapshot.parquet")
+    id_to_row = {item: item for item in range(30)}
+    snapshot = load_snapshot(tmp_path / "snapshot.parquet", SCENARIOS, id_to_row, max_length=3, exclude_seen=mode)
+    ordered = frame.sort_values(["user_id", "label_timestamp"], kind="stable")
+    rows = ordered[(ordered.split == "test") & ordered.target_item_id.isin(list(id_to_row))]
+    for seen, row in zip(snapshot.splits["test"].seen, rows.to_dict("records")):
+        window = {i for s in SCENARIOS for i in row[f"{s}_item_ids"] if i in id_to_row}
+        assert seen.tolist() == (sorted(window) if mode == "window" else [])
