@@ -21,7 +21,7 @@ CHOICES = {  # section.field -> the values it may take
     "training.negatives": ("scenario", "global"), "training.softmax": ("sampled", "full"), "training.sampling": ("natural", "balanced"),
     "training.window_weights": ("target", "row"), "serving.merge": ("max", "interleave"),
     "serving.exclude_seen": ("all", "window", "none"), "index.index_type": INDEX_TYPES,
-    "feast.state_engine": ("duckdb", "spark", "python"),
+    "feast.state_engine": ("duckdb", "spark", "python"), "training.split": ("last", "time"),
 }
 
 
@@ -112,6 +112,8 @@ class TrainingConfig:
     false_negative_cosine: float = 0.98
     logq_correction: bool = True
     only_scenario: str = ""
+    split: str = "last"  # last: each user's last label per scenario is test, the one before validation | time: a cutoff
+    split_fraction: float = 0.1  # split: time: the newest fraction of labels is test, the fraction before validation
     patience: int = 3
     sampled_negatives: int = 0
     scenario_ranking: bool = False  # also rank among the target scenario's items only (Amazon: domain-restricted)
@@ -280,6 +282,8 @@ class RecConfig:
             raise ConfigError("training.target_window must be at least 1 (the next target)")
         if not set(self.negative_actions) <= set(self.actions):
             raise ConfigError(f"negative_actions {self.negative_actions} must be among actions {self.actions}")
+        if not 0 < self.training.split_fraction < 0.5:
+            raise ConfigError(f"training.split_fraction must be in (0, 0.5), got {self.training.split_fraction}")
         if self.demo.training_minutes < 0:
             raise ConfigError(f"demo.training_minutes must be >= 0 (0: no budget), got {self.demo.training_minutes}")
         if self.model.item_id_init_std <= 0:

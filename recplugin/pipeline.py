@@ -63,6 +63,8 @@ def load_events(config: RecConfig, events: str, items: str) -> tuple[Path, Path]
     catalog = check_items(tables.map_items(tables.read_table(items), source.items, config.scenarios, source.string_ids))
     behaviour = check_events(tables.map_events(tables.read_table(events), source.events, config.scenarios, config.actions,
                                                source.string_ids), config.scenarios, config.actions)
+    holdout = tables.map_holdout(tables.read_table(source.holdout), source.events.user, source.string_ids) \
+        if source.holdout else None
     unknown = ~behaviour["item_id"].isin(catalog["item_id"])
     if unknown.any():
         row = int(unknown.idxmax())
@@ -75,6 +77,8 @@ def load_events(config: RecConfig, events: str, items: str) -> tuple[Path, Path]
     for final, partial in staged.items():
         os.replace(partial, final)
     config.holdout_path.unlink(missing_ok=True)
+    if holdout is not None:
+        holdout.to_parquet(config.holdout_path, index=False)
     return config.catalog_path, config.events_path
 
 

@@ -71,6 +71,8 @@ def run_dataset(dataset: str, variant: str, minutes: float, seed: int) -> tuple[
         if not model.startswith("two-tower") or twin not in result.metrics:
             continue
         for scenario, values in table.items():
+            if not values["users"]:  # a scenario without test labels
+                continue
             baseline = result.metrics[twin][scenario]["NDCG@10"]
             rows.append({"dataset": dataset, "variant": variant, "seed": seed, "protocol": protocol_name(model),
                          "scenario": scenario, "users": int(values["users"]), "NDCG@10": values["NDCG@10"],

@@ -199,7 +199,8 @@ def main() -> None:
                 if model.startswith("popularity") and any(r["model"] == model and r["seed"] == seed for r in rows):
                     continue
                 row_model = model if model.startswith(("popularity", "isolated")) else model.replace("two-tower", name)
-                rows += [{"model": row_model, "scenario": scenario, "seed": seed, **values} for scenario, values in table.items()]
+                rows += [{"model": row_model, "scenario": scenario, "seed": seed, **values} for scenario, values in table.items()
+                         if values["users"]]  # a scenario without test labels has no figures to report
             print(f"{name}, seed {seed}: {timings[f'{name}, seed {seed}']:.0f} s", flush=True)
         finished = args.seeds[:args.seeds.index(seed) + 1]  # the report so far: a cut-off run keeps its finished seeds
         meta = {**provenance(command, began, commit), "seeds": finished, "seconds_per_variant": timings,

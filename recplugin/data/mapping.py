@@ -45,6 +45,7 @@ class SourceConfig:
     events: EventColumns = field(default_factory=EventColumns)
     items: ItemColumns = field(default_factory=ItemColumns)
     string_ids: bool = False
+    holdout: str = ""  # your held-out users: a table with the events' user column and `split` (validation | test)
 
 
 def text_columns(columns: ItemColumns) -> list[str]:

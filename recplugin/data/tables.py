@@ -149,6 +149,17 @@ def map_events(frame: pd.DataFrame, columns: EventColumns, scenarios: list[str],
     }).reset_index(drop=True)
 
 
+def map_holdout(frame: pd.DataFrame, user_column: str, string_ids: bool) -> pd.DataFrame:
+    """A team's held-out users (their last event is the validation or test label; `excluded`: neither)."""
+    users = _ids(_column(frame, user_column, "user", "holdout"), user_column, "holdout", string_ids)
+    split = _column(frame, "split", "holdout", "holdout").astype(str)
+    bad = ~split.isin(["validation", "test", "excluded"])
+    if bad.any():
+        raise SchemaError(f"holdout: column 'split' has {_value(split, bad)!r} at {_first_bad(frame, bad)}; allowed: "
+                          "validation, test, excluded")
+    return pd.DataFrame({"user_id": users, "split": split})
+
+
 def item_text(frame: pd.DataFrame, columns: ItemColumns, title: pd.Series) -> pd.Series:
     """What the item tower reads: the title alone, or "title: <title>; <column>: <value>; ..." over the text columns
     (without the title part when `title_in_text` is false)."""

@@ -18,6 +18,7 @@ from recplugin.config import RecConfig
 from recplugin.data.live_events import read_all_events
 from recplugin.features import definitions as defs
 from recplugin.features.history import UserState, build_user_state
+from recplugin.features.labels import label_events
 from recplugin.features.locks import FileUserLocks, RedisUserLocks
 from recplugin.features.state_sql import build_user_seen, build_user_state_duckdb
 from recplugin.progress import progress as progress_bar
@@ -132,45 +133,6 @@ def materialize(config: RecConfig, views: list[str] | None = None, end: datetime
     store.materialize(start, end or datetime.now(timezone.utc) + timedelta(days=1), feature_views=views)
 
 
-def label_events(events: pd.DataFrame, max_per_user: int = 0, holdout: pd.DataFrame | None = None,
-                 negative_actions: tuple[str, ...] | list[str] = ()) -> pd.DataFrame:
-    """Every event after a user's first becomes a label, except those with a negative action (which stay in the
-    histories); the last two positive ones are the validation and test labels.
-
-    With `max_per_user` > 0 only the user's last that many labels are kept (validation and test among them).
-    With a `holdout` table (user_id, split[, from_end: 0 = last event, 1 = the one before]), only its events are held
-    out, as its split says (`excluded`: neither a training nor an evaluation label); every other label is a training
-    label (a dataset's own protocol: Amazon's separate validation and test users, gSASRec's 512 validation users).
-    Held-out labels carry `rated_item_ids`: every item of the user's events before it in time order (same-time events
-    earlier in the table included), which evaluation filters out as gSASRec does; training labels carry none.
-    """
-    events = events.sort_values(["user_id", "event_timestamp"], kind="stable").reset_index(drop=True)
-    positive = ~events["action"].isin(negative_actions) if len(negative_actions) else pd.Series(True, index=events.index)
-    position = events[positive].groupby("user_id").cumcount(ascending=False).reindex(events.index, fill_value=-1)
-    keep = (events.groupby("user_id").cumcount() > 0) & positive
-    if max_per_user > 0:
-        keep &= position < max(max_per_user, 2)
-    labels = events[keep].copy()
-    if holdout is None:
-        split = position.loc[labels.index].map({0: "test", 1: "validation"}).fillna("train")
-    else:
-        table = holdout if "from_end" in holdout else holdout.assign(from_end=0)
-        lookup = table.set_index(["user_id", "from_end"])["split"]
-        key = pd.MultiIndex.from_arrays([labels["user_id"], position.loc[labels.index]])
-        split = pd.Series(lookup.reindex(key).to_numpy(), index=labels.index).fillna("train")
-    labels["split"] = split.to_numpy()
-    labels = labels[labels["split"] != "excluded"]
-    labels["rated_item_ids"] = rated_before(events, labels.index, labels["split"].to_numpy() != "train")
-    return labels.rename(columns={"item_id": "target_item_id", "event_timestamp": "label_timestamp"})
-
-
-def rated_before(events: pd.DataFrame, rows: pd.Index, wanted) -> list[list[int]]:
-    """For each of `rows` (positions in `events`, sorted by user and time): the user's earlier item ids where `wanted`."""
-    items = events["item_id"].to_numpy()
-    first_of_user = events.groupby("user_id").cumcount().to_numpy()
-    return [items[row - first_of_user[row]:row].tolist() if flag else [] for row, flag in zip(rows, wanted)]
-
-
 def historical_features(store: FeatureStore, labels: pd.DataFrame, names: defs.FeastNames) -> pd.DataFrame:
     """Join each label with the user's features as of strictly before its timestamp, in two of Feast's point-in-time
     joins: the scalar view (counts and the state row's `state_time`) along the user's timeline, then the history lists
@@ -197,7 +159,8 @@ def build_training_set(config: RecConfig, progress: bool = True) -> Path:
     """Write the point-in-time training snapshot (parquet) that the trainer reads, a bounded chunk of users at a time."""
     events = pd.read_parquet(config.events_path)
     holdout = pd.read_parquet(config.holdout_path) if config.holdout_path.exists() else None
-    labels = label_events(events, config.feast.max_labels_per_user, holdout, config.negative_actions)
+    labels = label_events(events, config.feast.max_labels_per_user, holdout, config.negative_actions, config.training.split,
+                          config.training.split_fraction)
     del events
     store = open_store(config)
     bound_duckdb_offline_store(store, config)

@@ -73,11 +73,13 @@ def metrics_from_ranks(ranks: np.ndarray, ks=DEFAULT_KS) -> dict[str, float]:
 
 def per_scenario(ranks: np.ndarray, scenario_ids: np.ndarray, scenarios: list[str], ks=DEFAULT_KS,
                  extra: dict[str, np.ndarray] | None = None) -> dict[str, dict[str, float]]:
-    """Metrics for each scenario present, and overall; `extra` per-row figures are averaged alongside."""
+    """Metrics for every scenario (one without rows: {"users": 0}, never dropped), and overall; `extra` per-row figures
+    are averaged alongside."""
     def cell(rows: np.ndarray) -> dict[str, float]:
         return {**metrics_from_ranks(ranks[rows], ks), **{name: float(values[rows].mean()) for name, values in (extra or {}).items()}}
 
-    table = {name: cell(scenario_ids == index) for index, name in enumerate(scenarios) if (scenario_ids == index).any()}
+    table = {name: cell(scenario_ids == index) if (scenario_ids == index).any() else {"users": 0.0}
+             for index, name in enumerate(scenarios)}
     table["overall"] = cell(np.ones(len(ranks), dtype=bool))
     return table
 
@@ -98,5 +100,6 @@ def markdown_table(results: dict[str, dict[str, dict[str, float]]], ks=DEFAULT_K
     for model, table in results.items():
         for scenario, values in table.items():
             cells = " | ".join(f"{values[m]:.4f}" if m in values else "-" for m in metrics)
-            lines.append(f"| {model} | {scenario} | {int(values['users'])} | {cells} |")
+            name = scenario if values["users"] else f"{scenario} (no test labels)"
+            lines.append(f"| {model} | {name} | {int(values['users'])} | {cells} |")
     return "\n".join(lines)

@@ -109,7 +109,8 @@ def test_feasts_duckdb_join_runs_under_the_configured_memory_limit(snapshot, req
 def test_the_two_step_join_equals_one_join_of_the_lists_on_generated_data(built_pipeline):
     """The snapshot (scalar point-in-time join, then the lists by (user_id, state_time)) equals Feast's single
     point-in-time join of user_history + user_counts for the same labels, row for row."""
-    from recplugin.features.store import label_events, open_store
+    from recplugin.features.labels import label_events
+    from recplugin.features.store import open_store
 
     config = built_pipeline.config
     snapshot = pd.read_parquet(config.snapshot_path)

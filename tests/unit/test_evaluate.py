@@ -19,11 +19,12 @@ def test_metrics_by_hand():
     assert np.isclose(result["NDCG@50"], (1 + 1 / np.log2(3) + 1 / np.log2(22)) / 4)
 
 
-def test_per_scenario_table_has_overall_and_only_present_scenarios():
+def test_per_scenario_table_has_overall_and_every_scenario_one_without_labels_said_so():
     table = per_scenario(np.array([0, 5, 100]), np.array([0, 0, 2]), ["search", "feed", "discovery"], ks=(10,))
-    assert set(table) == {"search", "discovery", "overall"}
+    assert set(table) == {"search", "feed", "discovery", "overall"} and table["feed"] == {"users": 0.0}
     assert table["search"]["Recall@10"] == 1.0 and table["discovery"]["Recall@10"] == 0.0
-    assert "| m | search | 2 |" in markdown_table({"m": table}, ks=(10,))
+    rendered = markdown_table({"m": table}, ks=(10,))
+    assert "| m | search | 2 |" in rendered and "| m | feed (no test labels) | 0 | - |" in rendered
 
 
 def test_mrr_is_the_mean_reciprocal_rank():

@@ -2,7 +2,7 @@
 import pandas as pd
 import pytest
 
-from recplugin.features.store import label_events
+from recplugin.features.labels import label_events
 
 
 def _events():
@@ -99,3 +99,44 @@ def test_the_gsasrec_split_holds_out_every_last_item_and_its_validation_users_se
     (tmp_path / "test" / "output.txt").write_text("8\n9\n5\n")  # a split that does not match the sequences
     with pytest.raises(ValueError, match="user 3"):
         gsasrec_holdout(tmp_path, pairs)
+
+
+def _two_domains():
+    """Every user ends in domain a (the Amazon case): a per-user split would hold out no b label at all."""
+    times = pd.date_range("2026-01-01", periods=6, freq="h", tz="UTC")
+    return pd.DataFrame({"user_id": [1] * 6 + [2] * 6, "item_id": list(range(10, 16)) + list(range(20, 26)),
+                         "scenario": ["b", "b", "b", "a", "a", "a"] * 2, "event_timestamp": list(times) * 2})
+
+
+def test_leave_last_out_holds_out_the_last_labels_of_every_scenario():
+    labels = label_events(_two_domains())
+    test, validation = labels[labels.split == "test"], labels[labels.split == "validation"]
+    assert sorted(zip(test.user_id, test.scenario)) == [(1, "a"), (1, "b"), (2, "a"), (2, "b")]
+    assert sorted(zip(validation.user_id, validation.scenario)) == [(1, "a"), (1, "b"), (2, "a"), (2, "b")]
+    assert set(test.target_item_id) == {12, 15, 22, 25} and set(validation.target_item_id) == {11, 14, 21, 24}
+
+
+def test_a_time_split_holds_out_the_newest_labels_of_everybody():
+    events = _two_domains()
+    events.loc[events.user_id == 2, "event_timestamp"] += pd.Timedelta(days=1)  # user 2 acts a day later
+    labels = label_events(events, split="time", fraction=0.2)
+    assert set(labels[labels.split == "test"].user_id) == {2}  # one cutoff for all: the newest labels are user 2's
+    assert labels[labels.split == "test"].label_timestamp.min() > labels[labels.split == "validation"].label_timestamp.max()
+    assert labels[labels.split == "train"].label_timestamp.max() <= labels[labels.split == "validation"].label_timestamp.min()
+
+
+def test_a_teams_own_held_out_users_come_in_with_the_load(tmp_path):
+    from recplugin import pipeline
+    from tests.conftest import tiny_config
+
+    events = pd.DataFrame({"uid": ["u1"] * 3 + ["u2"] * 3, "iid": [1, 2, 3, 1, 2, 3], "scenario": "feed", "action": "click",
+                           "event_timestamp": list(pd.date_range("2026-01-01", periods=3, freq="h", tz="UTC")) * 2})
+    events.to_parquet(tmp_path / "events.parquet")
+    pd.DataFrame({"item_id": [1, 2, 3], "title": ["a", "b", "c"]}).to_parquet(tmp_path / "items.parquet")
+    pd.DataFrame({"uid": ["u2"], "split": ["test"]}).to_csv(tmp_path / "holdout.csv", index=False)
+    config = tiny_config(tmp_path / "work", source={"events": {"user": "uid", "item": "iid"}, "string_ids": True,
+                                                    "holdout": str(tmp_path / "holdout.csv")})
+    pipeline.load_events(config, str(tmp_path / "events.parquet"), str(tmp_path / "items.parquet"))
+    holdout = pd.read_parquet(config.holdout_path)
+    labels = label_events(pd.read_parquet(config.events_path), holdout=holdout)
+    assert labels[labels.split == "test"]["user_id"].nunique() == 1 and "validation" not in set(labels.split)

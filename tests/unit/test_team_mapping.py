@@ -6,7 +6,7 @@ import pytest
 from recplugin import pipeline
 from recplugin.config import ConfigError
 from recplugin.data.schema import SchemaError
-from recplugin.features.store import label_events
+from recplugin.features.labels import label_events
 from tests.conftest import tiny_config
 
 
