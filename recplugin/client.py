@@ -13,7 +13,7 @@ from bentoml.exceptions import BentoMLException
 class ScoredItem:
     """One candidate and its score (its best dot product with the user's interest vectors)."""
 
-    item_id: int
+    item_id: int | str  # a string: the team's own id (source.string_ids)
     score: float
 
 
@@ -31,7 +31,7 @@ class Recommendation:
 class UserVectors:
     """The answer of /user_vectors: K interest vectors for a team's own ANN search or ranker."""
 
-    user_id: int
+    user_id: int | str
     scenario: str
     model_version: str
     known_user: bool
@@ -42,7 +42,7 @@ class UserVectors:
 class EventReceipt:
     """The answer of /events: the event is stored; the user's counts per scenario after it."""
 
-    user_id: int
+    user_id: int | str
     counts: dict[str, int]
 
 
@@ -69,22 +69,22 @@ class RecClient:
         self._api_key = api_key or ""
         self._http: bentoml.SyncHTTPClient | None = None  # connects at the first call (it reads the service's routes)
 
-    def recommend(self, user_id: int, scenario: str, k: int | None = None, query: str | None = None) -> Recommendation:
+    def recommend(self, user_id: int | str, scenario: str, k: int | None = None, query: str | None = None) -> Recommendation:
         """Top-k items for the user in the scenario (a search query for search)."""
         body = self._call("recommend", user_id=user_id, scenario=scenario, k=k, query=query)
-        items = [ScoredItem(int(item["item_id"]), float(item["score"])) for item in body["items"]]
+        items = [ScoredItem(item["item_id"], float(item["score"])) for item in body["items"]]
         return Recommendation(items, body["model_version"], bool(body["cold_start"]), body.get("degraded"))
 
-    def user_vectors(self, user_id: int, scenario: str, query: str | None = None) -> UserVectors:
+    def user_vectors(self, user_id: int | str, scenario: str, query: str | None = None) -> UserVectors:
         """The user's K interest vectors in the scenario and the model version they belong to."""
         body = self._call("user_vectors", user_id=user_id, scenario=scenario, query=query)
-        return UserVectors(int(body["user_id"]), body["scenario"], body["model_version"], bool(body["known_user"]),
+        return UserVectors(body["user_id"], body["scenario"], body["model_version"], bool(body["known_user"]),
                            [list(map(float, vector)) for vector in body["vectors"]])
 
-    def event(self, user_id: int, item_id: int, scenario: str, action: str | None = None) -> EventReceipt:
+    def event(self, user_id: int | str, item_id: int | str, scenario: str, action: str | None = None) -> EventReceipt:
         """Record a behaviour; it is stored (online store and event log) when this returns."""
         body = self._call("events", user_id=user_id, item_id=item_id, scenario=scenario, action=action)
-        return EventReceipt(int(body["user_id"]), {name: int(count) for name, count in body["counts"].items()})
+        return EventReceipt(body["user_id"], {name: int(count) for name, count in body["counts"].items()})
 
     def close(self) -> None:
         """Close the connection pool."""

@@ -60,7 +60,8 @@ def load_events(config: RecConfig, events: str, items: str) -> tuple[Path, Path]
     source = config.source
     tables.check_header(items, source.items, "items")
     tables.check_header(events, source.events, "events")
-    catalog = check_items(tables.map_items(tables.read_table(items), source.items, config.scenarios, source.string_ids))
+    raw_items = tables.read_table(items)
+    catalog = check_items(tables.map_items(raw_items, source.items, config.scenarios, source.string_ids))
     behaviour = check_events(tables.map_events(tables.read_table(events), source.events, config.scenarios, config.actions,
                                                source.string_ids), config.scenarios, config.actions)
     holdout = tables.map_holdout(tables.read_table(source.holdout), source.events.user, source.string_ids) \
@@ -79,6 +80,8 @@ def load_events(config: RecConfig, events: str, items: str) -> tuple[Path, Path]
     config.holdout_path.unlink(missing_ok=True)
     if holdout is not None:
         holdout.to_parquet(config.holdout_path, index=False)
+    if source.string_ids:  # answers name items by the team's own ids again
+        tables.write_item_keys(raw_items[source.items.item], catalog["item_id"], config.data_dir)
     return config.catalog_path, config.events_path
 
 

@@ -12,6 +12,7 @@ import pyarrow.dataset as ds
 from recplugin.data.mapping import TEXT_SEPARATOR, EventColumns, ItemColumns, text_columns
 from recplugin.data.schema import SchemaError
 
+ITEM_KEYS = "item_keys.parquet"  # item_id (the stable hash) -> key (the team's own id), for answers in the team's ids
 ID_BITS = 62  # stable ids stay inside the API's user_id bound (serving.max_user_id = 2**62)
 
 
@@ -199,3 +200,9 @@ def map_items(frame: pd.DataFrame, columns: ItemColumns, scenarios: list[str], s
         "category": get("category").fillna("").astype(str) if columns.category else "",
         "scenarios": eligible, "created_timestamp": created,
     })
+
+
+def write_item_keys(raw_ids: pd.Series, item_ids: pd.Series, data_dir: Path) -> None:
+    """Remember each item's own id beside its stable hash, for answers in the team's ids."""
+    pd.DataFrame({"item_id": item_ids.astype("int64").to_numpy(), "key": raw_ids.astype(str).to_numpy()}).to_parquet(
+        data_dir / ITEM_KEYS, index=False)

@@ -109,13 +109,22 @@ class OpenAPIDocument(dict):
 yaml.add_representer(OpenAPIDocument, lambda dumper, document: dumper.represent_dict(dict(document)))
 
 
-def amended(spec: dict[str, Any], api_key_required: bool) -> OpenAPIDocument:
-    """BentoML's generated document (as a dict) with the answer bodies, statuses and security the service really has."""
+TEAM_ID = {"oneOf": [{"type": "integer", "minimum": 0}, {"type": "string", "minLength": 1, "maxLength": 256}],
+           "description": "Your own id (source.string_ids), or the integer it hashes to"}
+
+
+def amended(spec: dict[str, Any], api_key_required: bool, string_ids: bool = False) -> OpenAPIDocument:
+    """BentoML's generated document (as a dict) with the answer bodies, statuses and security the service really has
+    (answers name users and items by the team's own ids when `string_ids`)."""
     spec = openapi_30_nullable(spec)
     schemas = spec["components"]["schemas"]
     for name in ("TaskStatusResponse", "NotFound", "InvalidArgument", "InternalServerError"):
         schemas.pop(name, None)
-    schemas.update(SCHEMAS)
+    schemas.update(yaml.safe_load(yaml.safe_dump(SCHEMAS)))  # a copy: the string-id variant below must not leak
+    if string_ids:
+        schemas["Recommendation"]["properties"]["items"]["items"]["properties"]["item_id"] = TEAM_ID
+        for name in ("UserVectors", "EventReceipt"):
+            schemas[name]["properties"]["user_id"] = TEAM_ID
     for route in API_ROUTES:
         operation = spec["paths"][route]["post"]
         operation["responses"] = api_responses(route, api_key_required)
@@ -133,7 +142,7 @@ def amended(spec: dict[str, Any], api_key_required: bool) -> OpenAPIDocument:
     return OpenAPIDocument(spec)
 
 
-def document_service(service: Any, api_key_required: bool) -> None:
+def document_service(service: Any, api_key_required: bool, string_ids: bool = False) -> None:
     """Make `service` (a bentoml Service) publish the amended document at /docs.json and in built Bentos."""
     base = type(service)
 
@@ -142,6 +151,6 @@ def document_service(service: Any, api_key_required: bool) -> None:
 
         @property
         def openapi_spec(self) -> OpenAPIDocument:
-            return amended(base.openapi_spec.fget(self).asdict(), api_key_required)
+            return amended(base.openapi_spec.fget(self).asdict(), api_key_required, string_ids)
 
     service.__class__ = DocumentedService

@@ -6,7 +6,7 @@ import os
 import threading
 from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
-from typing import Annotated, Literal, Optional
+from typing import Annotated, Literal, Optional, Union
 
 import anyio
 import bentoml
@@ -19,6 +19,7 @@ from starlette.responses import JSONResponse
 
 from recplugin.config import load_config
 from recplugin.serving.guards import RequestGuard, bound_metrics_labels
+from recplugin.serving.ids import IdCodec
 from recplugin.serving.openapi import document_service
 from recplugin.serving.recommender import InvalidRequest, Recommender, RecommendRequest, UnknownItem
 
@@ -27,6 +28,7 @@ LIMITS = CONFIG.serving
 logger = logging.getLogger("recplugin.serving")
 logging.getLogger("recplugin").setLevel(logging.INFO)  # one INFO line per 4xx, version switches; BentoML's handlers print them
 
+TeamId = Annotated[str, Field(strict=True, min_length=1, max_length=256)]  # source.string_ids: the team's own id
 UserId = Annotated[int, Field(strict=True, ge=0, le=LIMITS.max_user_id, description="Non-negative integer user id")]
 TopK = Annotated[int, Field(strict=True, ge=1, le=LIMITS.max_k, description=f"Number of items, 1..{LIMITS.max_k}")]
 Query = Annotated[Optional[str], Field(default=None, max_length=LIMITS.max_query_chars,
@@ -34,6 +36,8 @@ Query = Annotated[Optional[str], Field(default=None, max_length=LIMITS.max_query
 Scenario = Annotated[Literal[tuple(CONFIG.scenarios)], Field(description="One of the configured scenarios")]
 Action = Annotated[Literal[tuple(CONFIG.actions)], Field(description="One of the configured actions")]
 ItemId = Annotated[int, Field(strict=True, ge=0, le=2**63 - 1, description="An item id of the served model's catalogue")]
+if CONFIG.source.string_ids:  # the team's string ids (hashed as at load time), or the integers they became
+    UserId, ItemId = Union[UserId, TeamId], Union[ItemId, TeamId]  # noqa: F811
 
 
 MILVUS_ERRORS = (MilvusException, grpc.RpcError)  # a deadline (a hung server) comes as a bare gRPC error
@@ -81,6 +85,7 @@ class RecPlugin:
 
     def __init__(self) -> None:
         self.config = CONFIG
+        self.ids = IdCodec(CONFIG.source.string_ids, CONFIG.data_dir)
         self._lock = threading.Lock()
         self._recommender: Recommender | None = None
         self._error = "not started"
@@ -142,12 +147,12 @@ class RecPlugin:
         if self._recommender is None and await anyio.to_thread.run_sync(self._connect) is None:
             return unavailable(f"recplugin is not ready: {self._error}")
         try:
-            answer = await self._batched(RecommendRequest(user_id, scenario, k, query or None))
+            answer = await self._batched(RecommendRequest(self.ids.internal(user_id), scenario, k, query or None))
         except InvalidRequest as error:
             return bad_request(str(error))
         except MILVUS_ERRORS as error:
             return unavailable(f"the Milvus item index did not answer: {milvus_reason(error)}")
-        return answer.as_dict()
+        return self.ids.answer(answer.as_dict())
 
     @bentoml.api(route="/user_vectors")
     def user_vectors(self, user_id: UserId, scenario: Scenario, query: Query = None) -> dict:
@@ -157,7 +162,7 @@ class RecPlugin:
         if recommender is None:
             return unavailable(f"recplugin is not ready: {self._error}")
         try:
-            return recommender.user_vectors(user_id, scenario, query or None)
+            return {**recommender.user_vectors(self.ids.internal(user_id), scenario, query or None), "user_id": user_id}
         except InvalidRequest as error:
             return bad_request(str(error))
         except Exception as error:  # online store down or hung: no vectors to give
@@ -171,7 +176,8 @@ class RecPlugin:
         if recommender is None:
             return unavailable(f"recplugin is not ready: {self._error}")
         try:
-            return recommender.record_event(user_id, item_id, scenario, action)
+            receipt = recommender.record_event(self.ids.internal(user_id), self.ids.internal(item_id), scenario, action)
+            return {**receipt, "user_id": user_id}
         except UnknownItem as error:
             return bad_request(str(error), 422)
         except InvalidRequest as error:
@@ -181,7 +187,7 @@ class RecPlugin:
             return unavailable(f"the event was not recorded ({type(error).__name__}: {error}); retry later")
 
 
-document_service(RecPlugin, api_key_required=bool(os.environ.get(LIMITS.api_key_env)))
+document_service(RecPlugin, api_key_required=bool(os.environ.get(LIMITS.api_key_env)), string_ids=CONFIG.source.string_ids)
 # Bodies over serving.max_body_bytes get 413; when the variable named by serving.api_key_env is set,
 # /recommend, /user_vectors and /events need that key in X-API-Key or as a bearer token (401 otherwise).
 bound_metrics_labels()

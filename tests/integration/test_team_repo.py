@@ -121,17 +121,23 @@ def test_recplugin_runs_inside_a_team_repo_and_leaves_its_objects_alone(team_rep
     snapshot = pd.read_parquet(pipeline.build_training_set(config))
     assert len(snapshot) > 0
     result = pipeline.train(config, progress=False)
-    pipeline.index(config, progress=False)
+    pipeline.index(config, progress=False, force=True)  # one epoch on 80 users: not about quality
 
     port = pipeline.free_port()
     process = pipeline.start_service(config, port, log_path=tmp_path / "service.log")
     try:
         pipeline.wait_ready(f"http://127.0.0.1:{port}", process)
-        user = stable_id("u" + str(int(pd.read_parquet(generated.events_path)["user_id"].iloc[0])))  # the team's "u<N>"
+        user = "u" + str(int(pd.read_parquet(generated.events_path)["user_id"].iloc[0]))  # the team's own "u<N>"
+        skus = set(pd.read_parquet(items_parquet)["sku"])
         with RecClient(f"http://127.0.0.1:{port}", timeout_s=30) as client:
-            answer = client.recommend(user, "feed", k=5)
+            answer = client.recommend(user, "feed", k=5)  # the team's ids in, the team's ids out
             assert len(answer.items) == 5 and answer.model_version == result.version and not answer.cold_start
-            assert client.event(user, answer.items[0].item_id, "feed", "click").counts["feed"] >= 1
+            assert all(item.item_id in skus for item in answer.items), answer.items
+            assert client.recommend(stable_id(user), "feed", k=5).items == answer.items  # the hashed integer works too
+            receipt = client.event(user, answer.items[0].item_id, "feed", "click")
+            assert receipt.user_id == user and receipt.counts["feed"] >= 1
+            assert answer.items[0].item_id not in {item.item_id for item in client.recommend(user, "feed", k=5).items}
+            assert client.user_vectors(user, "feed").known_user
     finally:
         pipeline.stop_service(process)
 

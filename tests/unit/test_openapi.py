@@ -43,3 +43,13 @@ def test_optional_fields_are_openapi_30_nullable_and_the_document_dumps_as_yaml(
     assert query == {"type": "string", "maxLength": 5, "default": None, "nullable": True}
     assert openapi_30_nullable({"anyOf": [{"type": "integer"}, {"type": "string"}]}) == {"anyOf": [{"type": "integer"}, {"type": "string"}]}
     assert yaml.safe_load(yaml.dump(amended(_generated(), False)))["openapi"] == "3.0.2"
+
+
+def test_string_ids_are_declared_in_answers_only_for_a_string_id_deployment():
+    plain = amended(_generated(), False)["components"]["schemas"]
+    assert plain["Recommendation"]["properties"]["items"]["items"]["properties"]["item_id"]["type"] == "integer"
+    team = amended(_generated(), False, string_ids=True)["components"]["schemas"]
+    item_id = team["Recommendation"]["properties"]["items"]["items"]["properties"]["item_id"]
+    assert [option["type"] for option in item_id["oneOf"]] == ["integer", "string"]
+    assert team["EventReceipt"]["properties"]["user_id"] == item_id
+    assert amended(_generated(), False)["components"]["schemas"]["EventReceipt"]["properties"]["user_id"]["type"] == "integer"
