@@ -106,6 +106,7 @@ class TrainingConfig:
     split: str = "last"  # last: each user's last label per scenario is test, the one before validation | time: a cutoff
     split_fraction: float = 0.1  # split: time: the newest fraction of labels is test, the fraction before validation
     patience: int = 3
+    max_validation_labels: int = 10_000  # each epoch's validation on at most this many labels (a seeded sample); 0: all
     sampled_negatives: int = 0
     scenario_ranking: bool = False  # also rank among the target scenario's items only (Amazon: domain-restricted)
     random_negatives: int = 512
