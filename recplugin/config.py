@@ -3,26 +3,17 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
 
 from recplugin.data.mapping import SourceConfig
+from recplugin.config_rules import CHOICES, INDEX_TYPES  # noqa: F401  (re-exported: the allowed values)
 from recplugin.typed_config import ConfigError, build
 
 DEFAULT_SCENARIOS = ("search", "feed", "discovery")
 DEFAULT_ACTIONS = ("click", "like", "share", "purchase")
-INDEX_TYPES = ("auto", "FLAT", "IVF_FLAT", "HNSW")
-CHOICES = {  # section.field -> the values it may take
-    "model.item_finetune": ("frozen", "full", "lora"), "model.mixing": ("interleaved", "blocks"),
-    "model.user_attention": ("causal", "bidirectional"), "training.positions": ("all", "last"),
-    "training.negatives": ("scenario", "global"), "training.softmax": ("sampled", "full"), "training.sampling": ("natural", "balanced"),
-    "training.window_weights": ("target", "row"), "serving.merge": ("max", "interleave"),
-    "serving.exclude_seen": ("all", "window", "none"), "index.index_type": INDEX_TYPES,
-    "feast.state_engine": ("duckdb", "spark", "python"), "training.split": ("last", "time"),
-}
 
 
 @dataclass
@@ -115,6 +106,7 @@ class TrainingConfig:
     split: str = "last"  # last: each user's last label per scenario is test, the one before validation | time: a cutoff
     split_fraction: float = 0.1  # split: time: the newest fraction of labels is test, the fraction before validation
     patience: int = 3
+    max_validation_labels: int = 10_000  # each epoch's validation on at most this many labels (a seeded sample); 0: all
     sampled_negatives: int = 0
     scenario_ranking: bool = False  # also rank among the target scenario's items only (Amazon: domain-restricted)
     random_negatives: int = 512
@@ -247,62 +239,10 @@ class RecConfig:
         return str(self.path(self.index.uri))
 
     def validate(self) -> "RecConfig":
-        """Check cross-field rules that types alone cannot express."""
-        if len(set(self.scenarios)) != len(self.scenarios) or not self.scenarios:
-            raise ConfigError("scenarios must be a non-empty list of distinct names")
-        for name in self.scenarios:
-            if not name.isidentifier():
-                raise ConfigError(f"scenario name {name!r} must be a Python identifier (letters, digits, _)")
-        if self.model.embedding_dim <= 0 or self.model.interests_per_scenario <= 0:
-            raise ConfigError("model.embedding_dim and model.interests_per_scenario must be positive")
-        if self.model.user_dim % self.model.user_heads:
-            raise ConfigError("model.user_dim must be divisible by model.user_heads")
-        if self.serving.max_k <= 0 or not 0 < self.serving.default_k <= self.serving.max_k:
-            raise ConfigError("serving.default_k must be in 1..serving.max_k")
-        for path, allowed in CHOICES.items():
-            section, name = path.split(".")
-            if (value := getattr(getattr(self, section), name)) not in allowed:
-                raise ConfigError(f"{path} must be one of {list(allowed)}, got {value!r}")
-        if self.model.user_attention == "causal" and self.model.mixing == "blocks":
-            raise ConfigError("model.mixing: blocks needs model.user_attention: bidirectional and training.positions: last "
-                              "(a causal tower reads events in time order)")
-        if self.training.positions == "all" and (self.model.user_attention != "causal" or self.model.mixing != "interleaved"
-                                                 or self.model.user_llm):
-            raise ConfigError("training.positions: all needs model.user_attention: causal, model.mixing: interleaved and the "
-                              "built-in user encoder (no model.user_llm); set training.positions: last otherwise")
-        if self.training.softmax == "full" and self.model.item_finetune != "frozen":
-            raise ConfigError("training.softmax: full needs model.item_finetune: frozen (it encodes every item each step)")
-        if not (self.model.use_text or self.model.use_item_ids):
-            raise ConfigError("the item tower needs model.use_text or model.use_item_ids (or both)")
-        if self.training.only_scenario and self.training.only_scenario not in self.scenarios:
-            raise ConfigError(f"training.only_scenario {self.training.only_scenario!r} is not one of {self.scenarios}")
-        if not 0.0 <= self.training.min_context <= 1.0:
-            raise ConfigError(f"training.min_context must be a fraction of the window in 0..1, got {self.training.min_context}")
-        if self.training.target_window < 1:
-            raise ConfigError("training.target_window must be at least 1 (the next target)")
-        if not set(self.negative_actions) <= set(self.actions):
-            raise ConfigError(f"negative_actions {self.negative_actions} must be among actions {self.actions}")
-        if not 0 < self.training.split_fraction < 0.5:
-            raise ConfigError(f"training.split_fraction must be in (0, 0.5), got {self.training.split_fraction}")
-        if self.demo.training_minutes < 0:
-            raise ConfigError(f"demo.training_minutes must be >= 0 (0: no budget), got {self.demo.training_minutes}")
-        if self.model.item_id_init_std <= 0:
-            raise ConfigError(f"model.item_id_init_std must be positive, got {self.model.item_id_init_std}")
-        if not 1 <= self.model.interests_per_scenario <= 6:
-            raise ConfigError("model.interests_per_scenario must be 1..6 (clusters are matched to interests exactly)")
-        if self.serving.workers < 1:
-            raise ConfigError("serving.workers must be at least 1")
-        if self.serving.workers > 1 and "://" not in self.index.uri:
-            raise ConfigError("serving.workers > 1 needs a Milvus server: a Milvus Lite file opens in one process only; run "
-                              "`recplugin milvus-server` and set index.uri: http://127.0.0.1:19530 (or use Milvus standalone)")
-        if min(self.index.ivf_nprobe, self.index.insert_batch, self.index.hnsw_m, self.index.hnsw_ef, self.index.keep_versions) < 1:
-            raise ConfigError("index.ivf_nprobe, insert_batch, hnsw_m, hnsw_ef and keep_versions must be positive")
-        if not re.fullmatch(r"[A-Za-z0-9_]*", self.feast.prefix):
-            raise ConfigError(f"feast.prefix may hold letters, digits and _ only, got {self.feast.prefix!r}")
-        if self.feast.online_timeout_s <= 0:
-            raise ConfigError("feast.online_timeout_s must be positive")
-        if self.index.rpc_timeout_s <= 0 or self.serving.reload_interval_s <= 0 or self.index.drop_grace_s < 0:
-            raise ConfigError("index.rpc_timeout_s and serving.reload_interval_s must be positive, index.drop_grace_s >= 0")
+        """Check cross-field rules that types alone cannot express (recplugin/config_rules.py)."""
+        from recplugin.config_rules import check
+
+        check(self)
         return self
 
 

@@ -61,7 +61,7 @@ def run_demo(config: RecConfig, fresh: bool = True) -> None:
     print(f"user-state rows: {pipeline.apply(config):,}")
     _stage("3. feast materialize -> SQLite online store")
     pipeline.materialize(config)
-    print(describe_materialized(config, "SQLite"))
+    print(describe_materialized(config, "sqlite"))
     _stage("4. point-in-time training set (get_historical_features)")
     print(f"snapshot: {pipeline.build_training_set(config)}\n{describe_snapshot(config)}")
     _stage(f"5. train item + user towers ({config.training.max_minutes:g} min budget, early stopping on validation)")

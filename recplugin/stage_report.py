@@ -36,7 +36,8 @@ def describe_materialized(config: RecConfig, online_store: str) -> str:
     """How many users and items the online store now holds features for."""
     users = pq.read_metadata(config.data_dir / "user_state.parquet").num_rows
     items = pq.read_metadata(config.catalog_path).num_rows
-    return f"materialised {users:,} user-state rows and {items:,} items into the {online_store} online store"
+    kind = next((name for name in ("redis", "sqlite", "postgres") if name in online_store.lower()), online_store)
+    return f"materialised {users:,} user-state rows and {items:,} items into the {kind} online store"
 
 
 @contextmanager

@@ -4,7 +4,7 @@ config that sets the mapping, the scenarios, the training budget and the seed, n
 
     python benchmarks/out_of_box/run.py --datasets ml-1m amazon-food-kitchen --seeds 0 1 2 --minutes 15
 
-Writes benchmarks/results/out_of_box.json: per dataset, seed and scenario, test NDCG@10 of the model and of
+Writes benchmarks/results/out_of_box.json (out_of_box_<label>.json with --label: more seeds beside it): per dataset, seed and scenario, test NDCG@10 of the model and of
 popularity (leave-last-out per scenario, full ranking over all items, seen items excluded) and their ratio.
 """
 from __future__ import annotations
@@ -25,7 +25,6 @@ from benchmarks.provenance import ROOT, git_commit, provenance  # noqa: E402
 from recplugin.data import loaders  # noqa: E402
 
 SHARED = ROOT.parent / "shared" / "data"
-RESULT = ROOT / "benchmarks" / "results" / "out_of_box.json"
 
 
 def export_ml1m(folder: Path, out: Path) -> dict:
@@ -111,7 +110,9 @@ def main() -> None:
     parser.add_argument("--datasets", nargs="+", default=list(DATASETS), choices=list(DATASETS))
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--minutes", type=float, default=15.0, help="training.max_minutes (the default config has none)")
+    parser.add_argument("--label", default="", help="write out_of_box_<label>.json")
     args = parser.parse_args()
+    result_path = ROOT / "benchmarks" / "results" / f"out_of_box{'_' + args.label if args.label else ''}.json"
     began, commit = time.monotonic(), git_commit()
     rows, setups, skipped = [], {}, []
     for name in args.datasets:
@@ -122,8 +123,8 @@ def main() -> None:
         rows += found
         result = {"meta": {**provenance(f"python {shlex.join(sys.argv)}", began, commit), "minutes": args.minutes,
                            "seeds": args.seeds, "skipped": skipped, "setups": setups}, "rows": rows}
-        RESULT.write_text(json.dumps(result, indent=2) + "\n")  # after every dataset: a cut-off run keeps what it has
-    print(f"wrote {RESULT}")
+        result_path.write_text(json.dumps(result, indent=2) + "\n")  # after every dataset: a cut-off run keeps what it has
+    print(f"wrote {result_path}")
 
 
 if __name__ == "__main__":

@@ -45,6 +45,13 @@ class LabelledSplit:
     def __len__(self) -> int:
         return len(self.target_rows)
 
+    def sample(self, count: int, seed: int) -> "LabelledSplit":
+        """At most `count` rows (a seeded sample, in their order); all of them when `count` is 0 or not fewer."""
+        if not count or len(self) <= count:
+            return self
+        rows = np.sort(np.random.default_rng(seed).choice(len(self), size=count, replace=False))
+        return LabelledSplit(self.inputs.take(rows), self.target_rows[rows], self.user_ids[rows], [self.seen[i] for i in rows])
+
     def only_scenario(self, scenario: int) -> "LabelledSplit":
         """Rows whose target is in `scenario`, with histories cut to that scenario's events (an isolated model's view)."""
         rows = np.flatnonzero(self.inputs.target_scenario == scenario)

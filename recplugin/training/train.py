@@ -209,7 +209,8 @@ def train(config: RecConfig, snapshot_path: Path, catalog_path: Path, out_dir: P
     if settings.only_scenario:  # an isolated single-scenario model (a baseline for the unified one)
         snapshot = snapshot.only_scenario(config.scenarios.index(settings.only_scenario))
     model, query_vectors = build_model(config, catalog, snapshot, device, progress and context.is_main)
-    train_split, validation = snapshot.splits["train"], snapshot.splits["validation"]
+    train_split = snapshot.splits["train"]
+    validation = snapshot.splits["validation"].sample(settings.max_validation_labels, settings.seed)
     packed = packed_split(train_split, config)
     steps_per_epoch = math.ceil(len(train_split) / settings.batch_size)
     total_steps = steps_per_epoch * settings.epochs if settings.max_steps <= 0 else min(settings.max_steps, steps_per_epoch * settings.epochs)
@@ -259,7 +260,7 @@ def train(config: RecConfig, snapshot_path: Path, catalog_path: Path, out_dir: P
     best_epoch = run.best_epoch + 1
     reason = stop_reason(settings, run.epoch, best_epoch, run.steps_done, run.planned_steps)
     verdict = Verdict(run.epoch, best_epoch, reason, max(run.best_ndcg, 0.0),
-                      popularity_validation_ndcg(snapshot, model.num_items, len(config.scenarios)))
+                      popularity_validation_ndcg(train_split, validation, model.num_items, len(config.scenarios)))
     return _finish(model, snapshot, catalog, query_vectors, config, device, out_dir, run.curve, verdict)
 
 

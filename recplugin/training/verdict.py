@@ -8,7 +8,7 @@ from pathlib import Path
 
 from recplugin.config import TrainingConfig
 from recplugin.training import evaluate as ev
-from recplugin.training.dataset import Snapshot
+from recplugin.training.dataset import LabelledSplit
 
 VERDICT = "verdict.json"
 ADVICE = ("try: map every text column the items have (source.items.text), model.use_item_ids: true when items recur in "
@@ -58,9 +58,9 @@ def load_verdict(artifact_dir: Path) -> Verdict | None:
     return Verdict(**json.loads(path.read_text())) if path.exists() else None
 
 
-def popularity_validation_ndcg(snapshot: Snapshot, num_items: int, num_scenarios: int) -> float:
-    """NDCG@10 of per-scenario popularity (counted on the training labels) on the validation labels."""
-    train_split, validation = snapshot.splits["train"], snapshot.splits["validation"]
+def popularity_validation_ndcg(train_split: LabelledSplit, validation: LabelledSplit, num_items: int,
+                               num_scenarios: int) -> float:
+    """NDCG@10 of per-scenario popularity (counted on the training labels) on the validation labels the model met."""
     if not len(validation):
         return 0.0
     popularity = ev.popularity_scores(train_split.target_rows, train_split.inputs.target_scenario, num_items, num_scenarios)

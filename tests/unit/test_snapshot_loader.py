@@ -91,3 +91,14 @@ def test_evaluation_leaves_out_what_serving_would_under_each_exclude_seen(tmp_pa
     for seen, row in zip(snapshot.splits["test"].seen, rows.to_dict("records")):
         window = {i for s in SCENARIOS for i in row[f"{s}_item_ids"] if i in id_to_row}
         assert seen.tolist() == (sorted(window) if mode == "window" else [])
+
+
+def test_a_validation_sample_is_seeded_and_keeps_whole_rows(tmp_path):
+    frame = random_snapshot(np.random.default_rng(5))
+    pq.write_table(pa.Table.from_pandas(frame, preserve_index=False), tmp_path / "snapshot.parquet")
+    split = load_snapshot(tmp_path / "snapshot.parquet", SCENARIOS, {item: item for item in range(30)}, max_length=3).splits["test"]
+    assert split.sample(0, seed=1) is split and split.sample(len(split), seed=1) is split
+    small, again = split.sample(3, seed=1), split.sample(3, seed=1)
+    assert len(small) == 3 and small.user_ids.tolist() == again.user_ids.tolist()
+    whole = {(int(u), int(t), tuple(s.tolist())) for u, t, s in zip(split.user_ids, split.target_rows, split.seen)}
+    assert {(int(u), int(t), tuple(s.tolist())) for u, t, s in zip(small.user_ids, small.target_rows, small.seen)} <= whole
