@@ -74,10 +74,10 @@ def test_users_do_not_share_histories_and_first_events_are_not_labels(snapshot):
     assert 19 not in np.concatenate([np.asarray(snapshot.loc[1][c].sum()) for c in ("feed_item_ids", "search_item_ids")])
 
 
-def test_splits_are_leave_last_out(snapshot):
+def test_splits_are_leave_last_out_in_every_scenario(snapshot):
     splits = snapshot.loc[1]["split"]
-    assert splits.loc[15] == "test" and splits.loc[14] == "validation"
-    assert set(splits.loc[[11, 12, 13]]) == {"train"}
+    assert splits.loc[15] == "test" and splits.loc[13] == "validation" and splits.loc[12] == "train"  # feed
+    assert splits.loc[11] == "test" and splits.loc[14] == "test"  # the only search and discovery labels
 
 
 def test_no_history_timestamp_reaches_its_label_on_generated_data(built_pipeline):
