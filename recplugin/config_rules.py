@@ -66,6 +66,8 @@ def check(config: RecConfig) -> None:
         raise ConfigError("model.interests_per_scenario must be 1..6 (clusters are matched to interests exactly)")
     if config.serving.workers < 1:
         raise ConfigError("serving.workers must be at least 1")
+    if min(config.serving.batch_slots, config.serving.batch_max_size, config.serving.batch_max_latency_ms) < 1:
+        raise ConfigError("serving.batch_slots, batch_max_size and batch_max_latency_ms must be at least 1")
     if config.serving.workers > 1 and "://" not in config.index.uri:
         raise ConfigError("serving.workers > 1 needs a Milvus server: a Milvus Lite file opens in one process only; run "
                           "`recplugin milvus-server` and set index.uri: http://127.0.0.1:19530 (or use Milvus standalone)")

@@ -11,8 +11,10 @@ depends on the index size, not on what the extra items are. The original version
 `--milvus standalone` starts a real Milvus standalone server (the `milvus` package, data under the workdir) and indexes
 there (the index `index.index_type` picks: IVF_FLAT from `index.flat_index_below` items). Recall@100 of the served index
 is measured against exact search over the same catalogue, filter and seen items.
-Loopback only; every load level is bounded in request count and in time. Writes
-benchmarks/results/serving_<label>_<items>.{json,md}.
+Levels run in the order given (default c=1, c=32, c=1: the second c=1 shows how fast single requests recover from a
+burst), then the same levels against a no-op BentoML service (benchmarks/serving/noop_service.py), the framework's
+ceiling on this machine; `--profile` adds a c=32 level under py-spy and records where the samples fall.
+Loopback only; every level is bounded in request count and in time. Writes benchmarks/results/serving_<label>_<items>.json.
 """
 from __future__ import annotations
 
@@ -33,8 +35,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from recplugin import pipeline
-from recplugin.config import load_config
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+from benchmarks.serving import profile  # noqa: E402
+from recplugin import pipeline  # noqa: E402
+from recplugin.config import load_config  # noqa: E402
+from recplugin.models.artifact import ITEM_IDS  # noqa: E402
+from recplugin.registry.models import ModelRegistry  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parents[1] / "results"
 PADDED_SCENARIOS = "bench_scenarios.json"
@@ -47,6 +53,7 @@ def percentile(values: list[float], q: float) -> float:
 def drive(base: str, bodies: list[dict], concurrency: int, requests_total: int, seconds: float) -> dict:
     """Send up to `requests_total` requests from `concurrency` threads for at most `seconds`."""
     latencies: list[float] = []
+    first_second: list[float] = []  # latencies of the requests that ended within 1 s of the level's start
     errors = 0
     lock = threading.Lock()
     counter = iter(range(requests_total))
@@ -74,6 +81,8 @@ def drive(base: str, bodies: list[dict], concurrency: int, requests_total: int, 
             elapsed = (time.perf_counter() - start) * 1000
             with lock:
                 latencies.append(elapsed)
+                if time.perf_counter() - started <= 1.0:
+                    first_second.append(elapsed)
                 errors += 0 if ok else 1
 
     started = time.perf_counter()
@@ -84,7 +93,8 @@ def drive(base: str, bodies: list[dict], concurrency: int, requests_total: int, 
         thread.join()
     wall = time.perf_counter() - started
     return {"concurrency": concurrency, "requests": len(latencies), "errors": errors, "seconds": wall,
-            "throughput_rps": len(latencies) / wall, "p50_ms": percentile(latencies, 50),
+            "throughput_rps": len(latencies) / wall, "p50_first_second_ms": percentile(first_second, 50),
+            "p50_ms": percentile(latencies, 50),
             "p95_ms": percentile(latencies, 95), "p99_ms": percentile(latencies, 99)}
 
 
@@ -145,8 +155,7 @@ def feed_eligibility(config, model) -> np.ndarray:
 def padded_version(config, items: int) -> str:
     """Register and index a copy of the serving model with its catalogue padded to `items`; return its version."""
     from recplugin.index import collections, milvus
-    from recplugin.models.artifact import ITEM_IDS, ITEM_VECTORS, META
-    from recplugin.registry.models import ModelRegistry
+    from recplugin.models.artifact import ITEM_VECTORS, META
 
     registry = ModelRegistry(config.registry_sqlalchemy_url)
     base = registry.latest(status="serving")
@@ -191,8 +200,6 @@ def padded_version(config, items: int) -> str:
 def restore_serving(config, version: str) -> None:
     """Serve `version` again (its collection is still there)."""
     from recplugin.index import milvus
-    from recplugin.registry.models import ModelRegistry
-
     registry = ModelRegistry(config.registry_sqlalchemy_url)
     client = milvus.connect(config.milvus_uri)
     try:
@@ -208,8 +215,6 @@ def git_commit() -> str:
 def index_description(config, version: str) -> str:
     """The served collection's index type and search parameters."""
     from recplugin.index import collections, milvus
-    from recplugin.registry.models import ModelRegistry
-
     client = milvus.connect(config.milvus_uri)
     try:
         kind = collections.collection_index(client, ModelRegistry(config.registry_sqlalchemy_url).get(version).collection)
@@ -219,41 +224,88 @@ def index_description(config, version: str) -> str:
     return f"{kind} {search}" if search else kind
 
 
+def drive_levels(base: str, bodies: list[dict], args) -> list[dict]:
+    """Warm up at concurrency 1 (no burst before the fresh level), then every level in the order given."""
+    drive(base, bodies, 1, 100, 30)
+    levels = []
+    for concurrency in args.concurrency:
+        levels.append(drive(base, bodies, concurrency, args.requests, args.seconds))
+        print(f"  c={concurrency}: p50 {levels[-1]['p50_ms']:.1f} ms, {levels[-1]['throughput_rps']:.0f} req/s, "
+              f"{levels[-1]['errors']} errors", flush=True)
+    return levels
+
+
+def noop_ceiling(bodies: list[dict], args, workdir: Path) -> list[dict]:
+    """The same levels against a BentoML service that does no work: the framework's ceiling on this machine."""
+    port = pipeline.free_port()
+    bentoml_cli = shutil.which("bentoml", path=str(Path(sys.executable).parent)) or "bentoml"
+    env = {**os.environ, "BENTOML_DO_NOT_TRACK": "True", "PYTHONPATH": str(RESULTS.parents[1])}
+    with open(workdir / "bench_noop.log", "a") as log:
+        process = subprocess.Popen([bentoml_cli, "serve", "benchmarks.serving.noop_service:NoOp", "--host", "127.0.0.1",
+                                    "--port", str(port)], env=env, stdout=log, stderr=subprocess.STDOUT, cwd=RESULTS.parents[1])
+    try:
+        pipeline.wait_ready(f"http://127.0.0.1:{port}", process)
+        print("no-op BentoML service:", flush=True)
+        return drive_levels(f"http://127.0.0.1:{port}", bodies, args)
+    finally:
+        pipeline.stop_service(process)
+
+
+def profile_burst(base: str, process: subprocess.Popen, bodies: list[dict], args, out: Path) -> dict:
+    """py-spy over the service's processes during a c=32 level: the share of samples per stage."""
+    if not profile.available():
+        return {"skipped": "py-spy is not installed (pip install py-spy)"}
+    sampler = profile.record(process.pid, args.profile_seconds, out)
+    drive(base, bodies, 32, 10**6, args.profile_seconds)
+    sampler.wait(timeout=args.profile_seconds + 60)
+    return {"seconds": args.profile_seconds, "concurrency": 32, **profile.breakdown(out)}
+
+
+def burst_recovery(levels: list[dict]) -> dict:
+    """Fresh c=1 against c=1 right after the highest level (the order c=1, c=32, c=1 exposes a slow recovery)."""
+    top = max(range(len(levels)), key=lambda i: levels[i]["concurrency"])
+    fresh = next((level for level in levels[:top] if level["concurrency"] == 1), None)
+    after = next((level for level in levels[top + 1:] if level["concurrency"] == 1), None)
+    if fresh is None or after is None:
+        return {}
+    return {"fresh_p50_ms": fresh["p50_ms"], "after_burst_first_second_p50_ms": after["p50_first_second_ms"],
+            "after_burst_p50_ms": after["p50_ms"], "ratio_first_second": after["p50_first_second_ms"] / fresh["p50_ms"]}
+
+
 def bench_one(config, args, items: int, users: list[int], bodies: list[dict]) -> None:
-    """Serve the catalogue padded to `items`, drive every level, time the stages, write the report."""
+    """Serve the catalogue padded to `items`, drive every level (and the no-op ceiling), time the stages, write the report."""
     version = padded_version(config, items)
+    items = items or len(np.load(Path(ModelRegistry(config.registry_sqlalchemy_url).get(version).artifact_uri) / ITEM_IDS))
     port = pipeline.free_port()
     base = f"http://127.0.0.1:{port}"
     process = pipeline.start_service(config, port, log_path=config.path("bench_service.log"))
     try:
         pipeline.wait_ready(base, process)
-        drive(base, bodies, 4, 200, 30)  # warm-up, and BentoML's batching dispatcher trains its latency model
-        levels = [drive(base, bodies, c, args.requests, args.seconds) for c in args.concurrency]
+        print(f"recplugin, {items:,} items:", flush=True)
+        levels = drive_levels(base, bodies, args)
+        spent = profile_burst(base, process, bodies, args, config.path("bench_profile.txt")) if args.profile else {}
     finally:
         pipeline.stop_service(process)
+    ceiling = noop_ceiling(bodies, args, config.path("."))
     stages = time_stages(config, users, repeats=100)
     recall = stages.pop("recall_at_100")
     in_path = stages["feast_online_read"] + stages["user_tower"] + stages["milvus_search"]
+    top = max(args.concurrency)
+    rps = {name: max(level["throughput_rps"] for level in runs if level["concurrency"] == top)
+           for name, runs in (("service", levels), ("noop", ceiling))}
     label = f"{args.label}_{items}"
     meta = {"command": "python benchmarks/serving/run.py " + " ".join(sys.argv[1:]), "git_commit": git_commit(),
             "items": items, "model_version": version, "machine": f"{platform.machine()}, {os.cpu_count()} cores",
             "date": time.strftime("%Y-%m-%d %H:%M"), "online_store": config.feast.store_yaml, "milvus": args.milvus_label,
-            "workers": config.serving.workers, "index": index_description(config, version), "recall_at_100": recall,
-            "service_overhead_ratio_c1": levels[0]["p50_ms"] / in_path}
+            "workers": config.serving.workers, "batch_slots": config.serving.batch_slots,
+            "batch_max_size": config.serving.batch_max_size, "index": index_description(config, version),
+            "recall_at_100": recall, "service_overhead_ratio_c1": levels[0]["p50_ms"] / in_path}
+    summary = {"ceiling_ratio": rps["service"] / rps["noop"], "ceiling_concurrency": top, **burst_recovery(levels)}
     RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / f"serving_{label}.json").write_text(json.dumps({"meta": meta, "levels": levels, "stages_ms": stages}, indent=2))
-    lines = [f"# Serving: {items:,} items ({args.label})\n", f"`{meta['command']}` (commit {meta['git_commit'][:10]}) on "
-             f"{meta['machine']}, {meta['date']}; Feast store file {meta['online_store']}, Milvus: {meta['milvus']}, "
-             f"{meta['workers']} worker(s), index {meta['index']}, recall@100 of the served index **{recall:.4f}** "
-             "(30 users, against exact search with the same filter and seen items).\n",
-             "| concurrency | requests | errors | p50 ms | p95 ms | p99 ms | req/s |", "|---|---|---|---|---|---|---|"]
-    lines += [f"| {r['concurrency']} | {r['requests']} | {r['errors']} | {r['p50_ms']:.1f} | {r['p95_ms']:.1f} | {r['p99_ms']:.1f} "
-              f"| {r['throughput_rps']:.1f} |" for r in levels]
-    lines += ["", "| stage alone (median of 100) | ms |", "|---|---|"]
-    lines += [f"| {name} | {value:.2f} |" for name, value in stages.items()]
-    lines += ["", f"Service p50 at concurrency 1 / (Feast read + user tower + Milvus search) = **{meta['service_overhead_ratio_c1']:.2f}x**"]
-    (RESULTS / f"serving_{label}.md").write_text("\n".join(lines) + "\n")
-    print("\n".join(lines), flush=True)
+    (RESULTS / f"serving_{label}.json").write_text(json.dumps(
+        {"meta": meta, "summary": summary, "levels": levels, "noop_levels": ceiling, "stages_ms": stages, "profile": spent},
+        indent=2))
+    print(json.dumps(summary, indent=2), flush=True)
 
 
 def main() -> None:
@@ -261,7 +313,10 @@ def main() -> None:
     parser.add_argument("--workdir", default=".recplugin/demo")
     parser.add_argument("--label", default="embedded")
     parser.add_argument("--items", type=int, nargs="+", default=[0], help="catalogue sizes (0: the workdir's own)")
-    parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 8, 32, 64])
+    parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 32, 1],
+                        help="levels in this order; a c=1 after the highest level measures the recovery from a burst")
+    parser.add_argument("--profile", action="store_true", help="py-spy the service during an extra c=32 level")
+    parser.add_argument("--profile-seconds", type=float, default=15)
     parser.add_argument("--requests", type=int, default=3000, help="at most this many requests per level")
     parser.add_argument("--seconds", type=float, default=30, help="at most this long per level")
     parser.add_argument("--milvus", choices=["config", "standalone"], default="config",
@@ -272,8 +327,6 @@ def main() -> None:
     events = pd.read_parquet(config.events_path, columns=["user_id"])
     users = [int(u) for u in events["user_id"].drop_duplicates().sample(200, random_state=0, replace=True)]
     bodies = [{"user_id": u, "scenario": config.scenarios[i % len(config.scenarios)], "k": 20} for i, u in enumerate(users)]
-    from recplugin.registry.models import ModelRegistry
-
     original = ModelRegistry(config.registry_sqlalchemy_url).latest(status="serving").version
     server = None
     if args.milvus == "standalone":

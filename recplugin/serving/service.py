@@ -11,13 +11,13 @@ from typing import Annotated, Literal, Optional, Union
 import anyio
 import bentoml
 import grpc
-from bentoml._internal.marshal.dispatcher import CorkDispatcher
 from bentoml.exceptions import BentoMLException, ServiceUnavailable
 from pydantic import Field, ValidationError
 from pymilvus.exceptions import MilvusException
 from starlette.responses import JSONResponse
 
 from recplugin.config import load_config
+from recplugin.serving.batching import Batcher, Overloaded
 from recplugin.serving.guards import RequestGuard, bound_metrics_labels
 from recplugin.serving.ids import IdCodec
 from recplugin.serving.openapi import document_service
@@ -92,14 +92,10 @@ class RecPlugin:
         self._checker = ThreadPoolExecutor(1, thread_name_prefix="recplugin-readyz")
         self._readiness: Future | None = None
         self._connect()
-        # BentoML's adaptive batching (its CorkDispatcher) groups concurrent /recommend calls in this worker: one Feast
-        # read, one user-tower forward and one Milvus call per scenario serve the whole group.
-        self._batched = CorkDispatcher(max_latency_in_ms=LIMITS.batch_max_latency_ms, max_batch_size=LIMITS.batch_max_size,
-                                       fallback=self._overloaded, get_batch_size=lambda _: 1)(self._recommend_batch)
-
-    @staticmethod
-    def _overloaded() -> None:
-        raise ServiceUnavailable("recplugin is overloaded: the request waited longer than serving.batch_max_latency_ms")
+        # Concurrent /recommend calls in this worker are served in batches (one Feast read, one user-tower forward and one
+        # Milvus call per scenario for the group); a batch starts as soon as a slot is free, never on a timer.
+        self._batched = Batcher(self._recommend_batch, LIMITS.batch_max_size, LIMITS.batch_max_latency_ms,
+                                slots=LIMITS.batch_slots)
 
     def _recommend_batch(self, requests: list[RecommendRequest]) -> list:
         """The batch callback: the recommender's answers, or the batch-wide Milvus failure for each request."""
@@ -150,6 +146,8 @@ class RecPlugin:
             answer = await self._batched(RecommendRequest(self.ids.internal(user_id), scenario, k, query or None))
         except InvalidRequest as error:
             return bad_request(str(error))
+        except Overloaded as error:
+            return unavailable(f"recplugin is overloaded: {error}; retry later")
         except MILVUS_ERRORS as error:
             return unavailable(f"the Milvus item index did not answer: {milvus_reason(error)}")
         return self.ids.answer(answer.as_dict())

@@ -1,0 +1,85 @@
+"""Batching of concurrent calls in one worker: a batch starts as soon as a slot is free and takes every request waiting.
+
+There is no latency model and no timer: a lone request starts at once, and under load the requests that arrive while
+a batch runs form the next one. Latency at low load therefore never depends on the load before it.
+"""
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Callable, Generic, TypeVar
+
+Request = TypeVar("Request")
+Answer = TypeVar("Answer")
+
+
+class Overloaded(Exception):
+    """The request was refused: the queue was full, or it waited longer than the bound before its batch started."""
+
+
+@dataclass(eq=False)
+class _Waiting(Generic[Request]):
+    request: Request
+    future: asyncio.Future
+    since: float = field(default_factory=time.monotonic)
+
+
+class Batcher(Generic[Request, Answer]):
+    """Calls `handle(requests)` in a thread; `handle` returns one answer, or one exception instance, per request."""
+
+    def __init__(self, handle: Callable[[list[Request]], list], max_batch_size: int, max_wait_ms: float, slots: int = 1,
+                 max_queue: int = 4096) -> None:
+        self._handle = handle
+        self._max_batch_size = max_batch_size
+        self._max_wait_s = max_wait_ms / 1000
+        self._max_queue = max_queue
+        self._free_slots = slots
+        self._queue: deque[_Waiting] = deque()
+        self._executor = ThreadPoolExecutor(slots, thread_name_prefix="recplugin-batch")
+        self.batches = 0  # batches started, for tests and metrics
+        self.largest_batch = 0
+
+    async def __call__(self, request: Request) -> Answer:
+        """The answer to one request, raised if it is an exception; Overloaded past the queue or wait bounds."""
+        if len(self._queue) >= self._max_queue:
+            raise Overloaded(f"{len(self._queue)} requests already queued in this worker")
+        waiting = _Waiting(request, asyncio.get_running_loop().create_future())
+        self._queue.append(waiting)
+        self._start_batches()
+        try:
+            return await asyncio.wait_for(asyncio.shield(waiting.future), self._max_wait_s)
+        except asyncio.TimeoutError:
+            if waiting in self._queue:  # never started: give up on it
+                self._queue.remove(waiting)
+                raise Overloaded(f"the request waited {self._max_wait_s:g} s for a free batch slot") from None
+            return await waiting.future  # started: its batch is bounded by the dependencies' own timeouts
+
+    def _start_batches(self) -> None:
+        """Start a batch in every free slot while requests wait."""
+        loop = asyncio.get_running_loop()
+        while self._free_slots and self._queue:
+            batch = [self._queue.popleft() for _ in range(min(self._max_batch_size, len(self._queue)))]
+            self._free_slots -= 1
+            self.batches += 1
+            self.largest_batch = max(self.largest_batch, len(batch))
+            task = loop.run_in_executor(self._executor, self._handle, [waiting.request for waiting in batch])
+            task.add_done_callback(lambda done, batch=batch: self._finish(batch, done))
+
+    def _finish(self, batch: list[_Waiting], done: asyncio.Future) -> None:
+        """Hand each request its answer (or the batch's failure), free the slot, start the next batch."""
+        self._free_slots += 1
+        error = done.exception()
+        answers = [error] * len(batch) if error is not None else done.result()
+        if len(answers) != len(batch):
+            answers = [RuntimeError(f"the batch handler gave {len(answers)} answers to {len(batch)} requests")] * len(batch)
+        for waiting, answer in zip(batch, answers):
+            if waiting.future.done():
+                continue
+            if isinstance(answer, BaseException):
+                waiting.future.set_exception(answer)
+            else:
+                waiting.future.set_result(answer)
+        self._start_batches()
