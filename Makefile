@@ -40,8 +40,13 @@ SUITE ?= defaults
 bench-quality: install
 	$(BIN)/python benchmarks/quality/suite.py benchmarks/quality/suites/$(SUITE).yaml
 
+# Both stacks after `make demo`: c=1, c=32, c=1 beside a no-op BentoML service, py-spy profile (from PyPI, bench only).
 bench-serving: install
-	$(BIN)/python benchmarks/serving/run.py --workdir .recplugin/demo --items 100000 1000000 --label embedded
+	$(BIN)/pip install -q py-spy
+	$(BIN)/python benchmarks/serving/run.py --workdir .recplugin/demo --items 0 100000 --label embedded --profile
+	$(BIN)/python benchmarks/serving/production.py
+	$(BIN)/python benchmarks/serving/run.py --workdir .recplugin/production --milvus standalone --items 0 100000 \
+		--label production_server --profile
 
 bench-generator: install
 	$(BIN)/python benchmarks/generator/run.py

@@ -34,7 +34,7 @@ def cmd_load(config: RecConfig, args: argparse.Namespace) -> None:
     from pathlib import Path
 
     from recplugin import pipeline
-    from recplugin.stage_report import describe_data, timed
+    from recplugin.stage_report import describe_data
 
     try:
         began = time.monotonic()
@@ -182,6 +182,22 @@ def cmd_models(config: RecConfig, args: argparse.Namespace) -> None:
         print(f"{entry.version}  {entry.status:8s}  {entry.created_at:%Y-%m-%d %H:%M:%S}  {entry.collection or '-'}  {entry.artifact_uri}")
 
 
+def cmd_items(config: RecConfig, args: argparse.Namespace) -> None:
+    from recplugin.features.store import OnlineFeatures
+    from recplugin.serving.ids import IdCodec
+
+    hidden = OnlineFeatures(config).hidden
+    codec = IdCodec(config.source.string_ids, config.data_dir)
+    if args.action != "hidden":
+        if not args.item_ids:
+            sys.exit(f"recplugin items {args.action}: name the item ids")
+        ids = [codec.internal(item if config.source.string_ids else int(item)) for item in args.item_ids]
+        hidden.change(ids, hide=args.action == "hide")
+    now = sorted(hidden.current())
+    print(f"{len(now)} items hidden (every worker leaves them out from its next request){': ' if now else ''}"
+          + " ".join(str(codec.item_key(item)) for item in now[:50]) + (" ..." if len(now) > 50 else ""))
+
+
 def cmd_demo(config: RecConfig, args: argparse.Namespace) -> None:
     from recplugin.demo import run_demo
 
@@ -201,6 +217,7 @@ COMMANDS = {
     "serve": (cmd_serve, "run the BentoML service (POST /recommend, POST /events, GET /readyz)"),
     "milvus-server": (cmd_milvus_server, "serve the workdir's Milvus Lite file over gRPC so several processes (workers) share it"),
     "models": (cmd_models, "list registered model versions"),
+    "items": (cmd_items, "hide items from every answer (out of stock, a takedown), unhide them, or list the hidden ones"),
     "demo": (cmd_demo, "run every stage on generated data, query the live service, print results"),
 }
 
@@ -232,6 +249,9 @@ def build_parser() -> argparse.ArgumentParser:
                                  help="events: your own event table (config `source` maps its columns); or a public dataset")
             command.add_argument("path", help="events: a CSV/parquet file, glob or folder; a dataset: its folder, e.g. ../shared/data/ml-1m")
             command.add_argument("--items", help="events: your item table (CSV/parquet file, glob or folder)")
+        if name == "items":
+            command.add_argument("action", choices=["hide", "unhide", "hidden"])
+            command.add_argument("item_ids", nargs="*", help="item ids (the team's own with source.string_ids)")
         if name == "demo":
             command.add_argument("--keep", action="store_true", help="keep an existing workdir instead of starting fresh")
     return parser

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import uuid
 from dataclasses import dataclass
 
 import bentoml
@@ -40,10 +41,13 @@ class UserVectors:
 
 @dataclass(frozen=True)
 class EventReceipt:
-    """The answer of /events: the event is stored; the user's counts per scenario after it."""
+    """The answer of /events: the event is stored; the user's counts per scenario after it; its id, and whether an
+    earlier attempt had stored it already."""
 
     user_id: int | str
     counts: dict[str, int]
+    event_id: str
+    duplicate: bool
 
 
 class ServiceError(RuntimeError):
@@ -81,10 +85,21 @@ class RecClient:
         return UserVectors(body["user_id"], body["scenario"], body["model_version"], bool(body["known_user"]),
                            [list(map(float, vector)) for vector in body["vectors"]])
 
-    def event(self, user_id: int | str, item_id: int | str, scenario: str, action: str | None = None) -> EventReceipt:
-        """Record a behaviour; it is stored (online store and event log) when this returns."""
-        body = self._call("events", user_id=user_id, item_id=item_id, scenario=scenario, action=action)
-        return EventReceipt(body["user_id"], {name: int(count) for name, count in body["counts"].items()})
+    def event(self, user_id: int | str, item_id: int | str, scenario: str, action: str | None = None,
+              event_id: str | None = None, timestamp: float | None = None, retries: int = 2) -> EventReceipt:
+        """Record a behaviour; it is stored (online store and event log) exactly once when this returns: a call that
+        times out or gets a 5xx is retried up to `retries` times with the same event id (a new one unless given)."""
+        event_id = event_id or f"c-{uuid.uuid4().hex}"
+        for attempt in range(retries + 1):
+            try:
+                body = self._call("events", user_id=user_id, item_id=item_id, scenario=scenario, action=action,
+                                  event_id=event_id, timestamp=timestamp)
+                break
+            except ServiceError as error:
+                if attempt == retries or error.status < 500:
+                    raise
+        return EventReceipt(body["user_id"], {name: int(count) for name, count in body["counts"].items()},
+                            body["event_id"], bool(body["duplicate"]))
 
     def close(self) -> None:
         """Close the connection pool."""

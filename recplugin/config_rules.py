@@ -68,6 +68,8 @@ def check(config: RecConfig) -> None:
         raise ConfigError("serving.workers must be at least 1")
     if min(config.serving.batch_slots, config.serving.batch_max_size, config.serving.batch_max_latency_ms) < 1:
         raise ConfigError("serving.batch_slots, batch_max_size and batch_max_latency_ms must be at least 1")
+    if config.serving.event_id_retention_h <= 0 or config.serving.max_clock_skew_s < 0:
+        raise ConfigError("serving.event_id_retention_h must be positive and serving.max_clock_skew_s >= 0")
     if config.serving.workers > 1 and "://" not in config.index.uri:
         raise ConfigError("serving.workers > 1 needs a Milvus server: a Milvus Lite file opens in one process only; run "
                           "`recplugin milvus-server` and set index.uri: http://127.0.0.1:19530 (or use Milvus standalone)")

@@ -19,6 +19,8 @@ from recplugin.data.live_events import read_all_events
 from recplugin.features import definitions as defs
 from recplugin.features.history import UserState, build_user_state
 from recplugin.features.labels import label_events
+from recplugin.features.hidden import RedisHiddenItems, SqliteHiddenItems
+from recplugin.features.ledger import RedisEventLedger, SqliteEventLedger
 from recplugin.features.locks import FileUserLocks, RedisUserLocks
 from recplugin.features.state_sql import build_user_seen, build_user_state_duckdb
 from recplugin.progress import progress as progress_bar
@@ -237,12 +239,16 @@ class OnlineFeatures:
         self.config = config
         self.store = store or open_store(config)
         self.service = self.store.get_feature_service(defs.names(config).user_serving)
-        timeout = config.feast.online_timeout_s
+        timeout, retention = config.feast.online_timeout_s, config.serving.event_id_retention_h * 3600
         if self.store.config.online_store.type == "redis":
             self.locks = RedisUserLocks(config.feast.redis, f"recplugin:{config.feast.project}", timeout)
+            self.ledger = RedisEventLedger(self.locks.client, f"recplugin:{config.feast.project}", retention)
+            self.hidden = RedisHiddenItems(self.locks.client, f"recplugin:{config.feast.project}")
             without_retries(self.store)
         else:
             self.locks = FileUserLocks(config.data_dir / "user_locks", timeout)
+            self.ledger = SqliteEventLedger(config.data_dir / "user_locks" / "event_ids.db", retention, timeout)
+            self.hidden = SqliteHiddenItems(config.data_dir / "user_locks" / "hidden_items.db", timeout)
 
     def user_states(self, user_ids: list[int]) -> list[UserState | None]:
         """Each user's state, or None when the online store has nothing for that user."""

@@ -6,7 +6,7 @@ import hmac
 import json
 
 PROBES = ("/readyz", "/livez", "/healthz")  # always open, for orchestrators
-API = ("/recommend", "/events", "/user_vectors")
+API = ("/recommend", "/events", "/user_vectors", "/items/hide", "/items/unhide")
 PROTECTED = (*API, "/metrics", "/docs.json", "/docs", "/schema.json", "/")  # need the key when one is set
 STATIC_PREFIX = "/static_content/"  # the docs page's assets
 
@@ -105,7 +105,7 @@ class RequestGuard:
         if path in PROBES:
             return await self.app(scope, receive, send)
         if not known_path(path):  # one answer for every unknown path
-            return await _reply(send, 404, "no such route; routes: /recommend, /events, /user_vectors, /readyz, /livez, /metrics, /docs")
+            return await _reply(send, 404, "no such route; routes: /recommend, /events, /user_vectors, /items/hide, /items/unhide, /readyz, /livez, /metrics, /docs")
         headers = dict(scope.get("headers") or [])
         if self.api_key and not hmac.compare_digest(presented_key(headers), self.api_key):
             return await _reply(send, 401, "missing or wrong API key: send it in X-API-Key or as Authorization: Bearer")

@@ -8,7 +8,7 @@ from typing import Any
 import yaml
 
 REF = "#/components/schemas/{}"
-API_ROUTES = ("/recommend", "/events", "/user_vectors")
+API_ROUTES = ("/recommend", "/events", "/user_vectors", "/items/hide", "/items/unhide")
 
 SCHEMAS: dict[str, dict[str, Any]] = {
     "ErrorBody": {
@@ -43,17 +43,28 @@ SCHEMAS: dict[str, dict[str, Any]] = {
                         "description": "K interest vectors; an item's score is its best dot product with them"},
         },
     },
+    "HiddenItems": {
+        "type": "object", "required": ["hidden", "changed"],
+        "properties": {
+            "hidden": {"type": "integer", "minimum": 0, "description": "How many items are hidden now"},
+            "changed": {"type": "integer", "minimum": 0, "description": "How many items this call hid or showed again"},
+        },
+    },
     "EventReceipt": {
-        "type": "object", "required": ["accepted", "user_id", "counts"],
+        "type": "object", "required": ["accepted", "user_id", "counts", "event_id", "duplicate"],
         "properties": {
             "accepted": {"type": "boolean", "enum": [True]},
             "user_id": {"type": "integer", "minimum": 0},
             "counts": {"type": "object", "additionalProperties": {"type": "integer", "minimum": 0},
                        "description": "The user's event count per scenario after this event"},
+            "event_id": {"type": "string", "description": "The event's id: the client's, derived from the content and "
+                                                          "timestamp, or new; retry with it to be counted once"},
+            "duplicate": {"type": "boolean", "description": "True when this event id was already stored (nothing changed)"},
         },
     },
 }
-ANSWERS = {"/recommend": "Recommendation", "/events": "EventReceipt", "/user_vectors": "UserVectors"}
+ANSWERS = {"/recommend": "Recommendation", "/events": "EventReceipt", "/user_vectors": "UserVectors",
+           "/items/hide": "HiddenItems", "/items/unhide": "HiddenItems"}
 MISSING_KEY = "Missing or wrong API key (X-API-Key header or Authorization: Bearer)"
 API_KEY_SCHEME = {"ApiKey": {"type": "apiKey", "in": "header", "name": "X-API-Key"},
                   "Bearer": {"type": "http", "scheme": "bearer", "description": "The same key as a bearer token"}}

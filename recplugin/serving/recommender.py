@@ -11,7 +11,7 @@ import pandas as pd
 from pymilvus.client.types import LoadState
 
 from recplugin.config import RecConfig
-from recplugin.data.live_events import append_event, log_to_append
+from recplugin.data.live_events import log_to_append
 from recplugin.features.history import UserState
 from recplugin.features.store import OnlineFeatures
 from recplugin.index.collections import alias_target, collection_index, collection_version, row_count, supports_aliases
@@ -20,6 +20,7 @@ from recplugin.models.artifact import RetrievalModel
 from recplugin.models.exclusion import excluded_items
 from recplugin.models.inputs import NO_QUERY, ScenarioEvents, build_batch
 from recplugin.registry.models import ModelRegistry, UnknownVersion, UntrustedArtifact, confined_artifact
+from recplugin.serving.events import LiveEvent, record_once
 
 
 logger = logging.getLogger("recplugin.serving")
@@ -88,6 +89,7 @@ class Recommender:
             self.close()
             raise
         self.feast_lock = threading.Lock()
+        self._hidden: frozenset[int] = frozenset()
         self._follower = threading.Thread(target=self._follow, name="recplugin-follow-version", daemon=True)
         self._follower.start()
 
@@ -184,6 +186,7 @@ class Recommender:
         A request's own mistake comes back as its InvalidRequest; a Milvus failure fails the whole batch.
         """
         served = self.served  # one model and collection for the whole batch, even if the version switches meanwhile
+        hidden = self.hidden_items()
         answers: list[Recommendation | Exception | None] = [None] * len(requests)
         valid = []
         for position, request in enumerate(requests):
@@ -199,15 +202,15 @@ class Recommender:
             logger.warning("Feast online read failed, answering with popular items: %s", error)
             reason = f"feature store unavailable ({type(error).__name__}); popular items"
             for position in valid:
-                answers[position] = self.popular(requests[position].scenario, requests[position].k, served, degraded=reason)
+                answers[position] = self.popular(requests[position].scenario, requests[position].k, served, reason, hidden)
             return answers
         by_user = {state_user: state for state_user, state in zip(sorted({requests[p].user_id for p in valid}), states)}
         known = [p for p in valid if by_user[requests[p].user_id] is not None]
         for position in valid:
             if by_user[requests[position].user_id] is None:
-                answers[position] = self.popular(requests[position].scenario, requests[position].k, served)
+                answers[position] = self.popular(requests[position].scenario, requests[position].k, served, hidden=hidden)
         if known:
-            self._retrieve(served, [requests[p] for p in known], [by_user[requests[p].user_id] for p in known],
+            self._retrieve(served, [requests[p] for p in known], [by_user[requests[p].user_id] for p in known], hidden,
                            lambda index, answer: answers.__setitem__(known[index], answer))
         return answers
 
@@ -229,12 +232,21 @@ class Recommender:
         return {"user_id": user_id, "scenario": scenario, "model_version": served.model.version, "known_user": state is not None,
                 "vectors": [[round(float(x), 7) for x in vector] for vector in vectors]}
 
-    def _retrieve(self, served: Served, requests: list[RecommendRequest], states: list[UserState], put) -> None:
-        """User tower for all requests at once, then one Milvus search per scenario among them."""
+    def hidden_items(self) -> frozenset[int]:
+        """The items off the shelf now (read once per batch); the last set read when its store does not answer."""
+        try:
+            self._hidden = self.online.hidden.current()
+        except Exception as error:  # the store is down or hung: keep hiding what was hidden
+            logger.warning("hidden items not read, the last set read applies: %s", error)
+        return self._hidden
+
+    def _retrieve(self, served: Served, requests: list[RecommendRequest], states: list[UserState], hidden: frozenset[int],
+                  put) -> None:
+        """User tower for all requests at once, then one Milvus search per scenario among them, hidden items left out."""
         interests = self._interests(served, states, [r.scenario for r in requests], [r.query for r in requests])
         mode = self.config.serving.exclude_seen
         seen = [set(excluded_items([i for h in state.histories.values() for i in h.item_ids], sorted(state.seen), mode).tolist())
-                for state in states]
+                | hidden for state in states]
         for scenario in {r.scenario for r in requests}:
             group = [i for i, r in enumerate(requests) if r.scenario == scenario]
             k = max(requests[i].k for i in group)
@@ -244,32 +256,30 @@ class Recommender:
                 items = [{"item_id": h.item_id, "score": round(h.score, 6)} for h in hits[:requests[index].k]]
                 put(index, Recommendation(items, served.model.version, False))
 
-    def popular(self, scenario: str, k: int, served: Served | None = None, degraded: str | None = None) -> Recommendation:
+    def popular(self, scenario: str, k: int, served: Served | None = None, degraded: str | None = None,
+                hidden: frozenset[int] = frozenset()) -> Recommendation:
         """The scenario's most popular items (cold start); a score is the item's training count over the top item's (0..1]."""
         model = (served or self.served).model
-        ranked = model.popular[scenario][:k]
+        ranked = [entry for entry in model.popular[scenario] if int(entry[0]) not in hidden][:k]
         top = float(ranked[0][1]) if ranked and ranked[0][1] > 0 else 1.0
         items = [{"item_id": int(item_id), "score": round(float(count) / top, 6)} for item_id, count in ranked]
         return Recommendation(items, model.version, cold_start=True, degraded=degraded)
 
-    def record_event(self, user_id: int, item_id: int, scenario: str, action: str) -> dict:
-        """Append one behaviour to the user's state, push it online and log it for the offline source."""
+    def record_event(self, user_id: int, item_id: int, scenario: str, action: str, event_id: str | None = None,
+                     timestamp_s: float | None = None) -> dict:
+        """Append one behaviour to the user's state, push it online and log it for the offline source, exactly once per
+        event id (the client's, one derived from the content and `timestamp_s`, or a new one: then a retry counts twice)."""
         self.check_scenario(scenario)
         if action not in self.config.actions:
             raise InvalidRequest(f"action {action!r} is unknown; allowed: {self.config.actions}")
         if int(item_id) not in self.served.model.id_to_row:
             raise UnknownItem(f"item_id {item_id} is not in the catalogue of model {self.served.model.version}; "
                                  "new items are served once a model that knows them is indexed")
-        with self.online.locks.hold(user_id):  # across workers: read-modify-write of one user's state is atomic
-            now = pd.Timestamp.now(tz="UTC")
-            with self.online_store():
-                state = self.online.user_states([user_id])[0] or UserState(self.config.scenarios, self.config.feast.history_length)
-                state.histories[scenario].append(item_id, self.config.actions.index(action), int(now.timestamp()))
-                state.seen.add(int(item_id))
-                self.online.push_state(user_id, state, now)
-            append_event(self.event_log, user_id, item_id, scenario, action, now)
-        counts = {name: history.count for name, history in state.histories.items()}
-        return {"accepted": True, "user_id": user_id, "counts": counts}
+        if timestamp_s is not None and timestamp_s > pd.Timestamp.now(tz="UTC").timestamp() + self.config.serving.max_clock_skew_s:
+            raise InvalidRequest(f"timestamp {timestamp_s} is in the future; allowed: unix seconds up to now + "
+                                 f"serving.max_clock_skew_s ({self.config.serving.max_clock_skew_s:g} s)")
+        return record_once(self.config, self.online, self.online_store, self.event_log,
+                           LiveEvent(user_id, int(item_id), scenario, action, event_id, timestamp_s))
 
     def ready(self) -> bool:
         """True when the online store answers and the served Milvus collection is loaded."""

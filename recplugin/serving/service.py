@@ -11,7 +11,7 @@ from typing import Annotated, Literal, Optional, Union
 import anyio
 import bentoml
 import grpc
-from bentoml.exceptions import BentoMLException, ServiceUnavailable
+from bentoml.exceptions import BentoMLException
 from pydantic import Field, ValidationError
 from pymilvus.exceptions import MilvusException
 from starlette.responses import JSONResponse
@@ -35,9 +35,15 @@ Query = Annotated[Optional[str], Field(default=None, max_length=LIMITS.max_query
                                        description=f"Search query text, at most {LIMITS.max_query_chars} characters")]
 Scenario = Annotated[Literal[tuple(CONFIG.scenarios)], Field(description="One of the configured scenarios")]
 Action = Annotated[Literal[tuple(CONFIG.actions)], Field(description="One of the configured actions")]
+EventId = Annotated[Optional[str], Field(default=None, min_length=1, max_length=128, pattern=r"^[A-Za-z0-9._:-]+$",
+                                         description="The client's id of this event: a retried call with it is applied once")]
+EventTime = Annotated[Optional[float], Field(default=None, gt=0, description="When the event happened, unix seconds (default: "
+                                             "when it arrives); with it and no event_id, the id is derived from the content")]
 ItemId = Annotated[int, Field(strict=True, ge=0, le=2**63 - 1, description="An item id of the served model's catalogue")]
+ItemIds = Annotated[list[ItemId], Field(min_length=1, max_length=1000, description="1..1000 item ids")]
 if CONFIG.source.string_ids:  # the team's string ids (hashed as at load time), or the integers they became
     UserId, ItemId = Union[UserId, TeamId], Union[ItemId, TeamId]  # noqa: F811
+    ItemIds = Annotated[list[ItemId], Field(min_length=1, max_length=1000, description="1..1000 item ids")]  # noqa: F811
 
 
 MILVUS_ERRORS = (MilvusException, grpc.RpcError)  # a deadline (a hung server) comes as a bare gRPC error
@@ -168,13 +174,16 @@ class RecPlugin:
             return unavailable(f"the online store did not answer ({type(error).__name__}: {error}); retry later")
 
     @bentoml.api(route="/events")
-    def events(self, user_id: UserId, item_id: ItemId, scenario: Scenario, action: Action = CONFIG.actions[0]) -> dict:
-        """Record one behaviour; the next /recommend for this user sees it. A 200 means it is stored online and logged."""
+    def events(self, user_id: UserId, item_id: ItemId, scenario: Scenario, action: Action = CONFIG.actions[0],
+               event_id: EventId = None, timestamp: EventTime = None) -> dict:
+        """Record one behaviour; the next /recommend for this user sees it. A 200 means it is stored online and logged,
+        once per event_id: retry a failed call with the same event_id (or timestamp) and it is never counted twice."""
         recommender = self._connect()
         if recommender is None:
             return unavailable(f"recplugin is not ready: {self._error}")
         try:
-            receipt = recommender.record_event(self.ids.internal(user_id), self.ids.internal(item_id), scenario, action)
+            receipt = recommender.record_event(self.ids.internal(user_id), self.ids.internal(item_id), scenario, action,
+                                               event_id, timestamp)
             return {**receipt, "user_id": user_id}
         except UnknownItem as error:
             return bad_request(str(error), 422)
@@ -183,6 +192,31 @@ class RecPlugin:
         except Exception as error:  # online store down or hung, user locked too long, log not writable: not acknowledged
             logger.warning("event not recorded: %s: %s", type(error).__name__, error)
             return unavailable(f"the event was not recorded ({type(error).__name__}: {error}); retry later")
+
+    @bentoml.api(route="/items/hide")
+    def hide_items(self, item_ids: ItemIds) -> dict:
+        """Take items off the shelf (out of stock, a takedown): no answer holds them from the next request on, on every
+        worker; their events are kept. /items/unhide puts them back."""
+        return self._change_hidden(item_ids, hide=True)
+
+    @bentoml.api(route="/items/unhide")
+    def unhide_items(self, item_ids: ItemIds) -> dict:
+        """Put hidden items back on the shelf."""
+        return self._change_hidden(item_ids, hide=False)
+
+    def _change_hidden(self, item_ids: list, hide: bool) -> dict:
+        recommender = self._connect()
+        if recommender is None:
+            return unavailable(f"recplugin is not ready: {self._error}")
+        internal = {self.ids.internal(item_id) for item_id in item_ids}
+        try:
+            before = recommender.hidden_items()
+            recommender.online.hidden.change(sorted(internal), hide)
+            after = recommender.online.hidden.current()
+        except Exception as error:  # the store of the hidden set is down or hung: nothing changed for sure
+            logger.warning("hidden items not changed: %s: %s", type(error).__name__, error)
+            return unavailable(f"the hidden items were not changed ({type(error).__name__}: {error}); retry later")
+        return {"hidden": len(after), "changed": len(after ^ before)}
 
 
 document_service(RecPlugin, api_key_required=bool(os.environ.get(LIMITS.api_key_env)), string_ids=CONFIG.source.string_ids)

@@ -1,5 +1,6 @@
 """A TCP proxy for fault tests and the fault benchmark: forwards to a real server until told to hang (accept, then never
-forward a byte) or to drop (cut every connection, close new ones at once: a server that is down)."""
+forward a byte), to drop (cut every connection, close new ones at once: a server that is down) or to lose answers (the
+server acts on a request, its answer never reaches the client)."""
 from __future__ import annotations
 
 import selectors
@@ -19,6 +20,8 @@ class HangingProxy:
         self.forwarding.set()
         self.dropping = threading.Event()
         self.closed = False
+        self._answers_to_lose = 0
+        self._lock = threading.Lock()
         threading.Thread(target=self._accept, daemon=True).start()
 
     def hang(self) -> None:
@@ -26,6 +29,16 @@ class HangingProxy:
 
     def drop(self) -> None:
         self.dropping.set()
+
+    def lose_answers(self, count: int) -> None:
+        """The next `count` connections that get an answer never see it (nor anything after it on that connection)."""
+        with self._lock:
+            self._answers_to_lose = count
+
+    def _lose_this_answer(self) -> bool:
+        with self._lock:
+            self._answers_to_lose, lose = max(0, self._answers_to_lose - 1), self._answers_to_lose > 0
+        return lose
 
     def resume(self) -> None:
         self.dropping.clear()
@@ -56,6 +69,7 @@ class HangingProxy:
         selector = selectors.DefaultSelector()
         selector.register(client, selectors.EVENT_READ, upstream)
         selector.register(upstream, selectors.EVENT_READ, client)
+        losing = False
         try:
             while not self.closed and not self.dropping.is_set():
                 for key, _ in selector.select(timeout=0.2):
@@ -63,7 +77,9 @@ class HangingProxy:
                     data = key.fileobj.recv(65536)
                     if not data:
                         return
-                    key.data.sendall(data)
+                    losing = losing or (key.fileobj is upstream and self._lose_this_answer())
+                    if not (losing and key.fileobj is upstream):
+                        key.data.sendall(data)
         except OSError:
             pass
         finally:

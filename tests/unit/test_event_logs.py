@@ -22,3 +22,20 @@ def test_each_host_appends_to_its_own_log_and_all_are_read(tmp_path, monkeypatch
 def test_no_log_at_all_reads_as_an_empty_table(tmp_path):
     events = read_all_events(tmp_path / "live_events.jsonl")
     assert len(events) == 0 and list(events.columns) == list(live_events.EVENT_SCHEMA.names)
+
+
+def test_an_event_id_logged_twice_is_read_once_across_logs_and_lines_without_ids_all_count(tmp_path, monkeypatch):
+    """A retry after a failure part-way appends its line again, maybe on another host: readers keep the first line."""
+    shared = tmp_path / "live_events.jsonl"
+    first, retry = pd.Timestamp("2026-11-01 10:00", tz="UTC"), pd.Timestamp("2026-11-01 10:05", tz="UTC")
+    append_event(shared, 1, 10, "feed", "click", first, "e-1")
+    append_event(shared, 1, 11, "feed", "click", first)  # an old line: no id
+    append_event(shared, 1, 11, "feed", "click", first)
+    monkeypatch.setattr(live_events.socket, "gethostname", lambda: "pod-b")
+    append_event(log_to_append(shared, per_host=True), 1, 10, "feed", "click", retry, "e-1")
+    append_event(log_to_append(shared, per_host=True), 1, 12, "feed", "click", retry, "e-2")
+    events = read_all_events(shared)
+    assert sorted(events["item_id"]) == [10, 11, 11, 12]
+    assert events[events.item_id == 10]["event_timestamp"].tolist() == [first]
+    assert list(events.columns) == list(live_events.EVENT_SCHEMA.names)
+    assert len(live_events.read_events(shared)) == 3

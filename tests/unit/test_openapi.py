@@ -5,15 +5,17 @@ from recplugin.serving.openapi import amended, openapi_30_nullable
 
 
 def _generated() -> dict:
-    """The shape of BentoML's generated document for our two routes (what `amended` receives)."""
+    """The shape of BentoML's generated document for our routes (what `amended` receives)."""
     body = {"content": {"application/json": {"schema": {"type": "object"}}}}
     schemas = {"recommend__Input": {"type": "object", "properties": {
         "query": {"anyOf": [{"type": "string", "maxLength": 5}, {"type": "null"}], "default": None}}},
-        "events__Input": {"type": "object"}, "user_vectors__Input": {"type": "object"}, "TaskStatusResponse": {}, "InvalidArgument": {}}
+        "events__Input": {"type": "object"}, "user_vectors__Input": {"type": "object"}, "hide_items__Input": {"type": "object"},
+        "unhide_items__Input": {"type": "object"}, "TaskStatusResponse": {}, "InvalidArgument": {}}
     post = lambda name: {"post": {"x-bentoml-name": name, "requestBody": body, "responses": {"200": {}, "404": {}}}}
     probe = {"get": {"responses": {"200": {"description": "ok"}}}}
     return {"openapi": "3.0.2", "components": {"schemas": schemas},
-            "paths": {"/recommend": post("recommend"), "/events": post("events"), "/user_vectors": post("user_vectors"), "/readyz": probe, "/metrics": probe}}
+            "paths": {"/recommend": post("recommend"), "/events": post("events"), "/user_vectors": post("user_vectors"),
+                      "/items/hide": post("hide_items"), "/items/unhide": post("unhide_items"), "/readyz": probe, "/metrics": probe}}
 
 
 def test_every_status_the_api_returns_is_declared_with_its_body():
@@ -24,6 +26,9 @@ def test_every_status_the_api_returns_is_declared_with_its_body():
     assert recommend["responses"]["200"]["content"]["application/json"]["schema"]["$ref"].endswith("/Recommendation")
     assert events["requestBody"]["required"] is True
     assert events["requestBody"]["content"]["application/json"]["schema"]["$ref"].endswith("/events__Input")
+    hide = document["paths"]["/items/hide"]["post"]["responses"]["200"]["content"]["application/json"]["schema"]["$ref"]
+    assert hide.endswith("/HiddenItems") and set(document["components"]["schemas"]["EventReceipt"]["required"]) >= {
+        "event_id", "duplicate"}
     assert "503" in document["paths"]["/readyz"]["get"]["responses"]
     assert "TaskStatusResponse" not in document["components"]["schemas"] and "securitySchemes" not in document["components"]
 
@@ -32,7 +37,7 @@ def test_the_api_key_is_declared_only_when_one_is_required():
     document = amended(_generated(), api_key_required=True)
     assert document["components"]["securitySchemes"]["ApiKey"] == {"type": "apiKey", "in": "header", "name": "X-API-Key"}
     assert document["components"]["securitySchemes"]["Bearer"]["scheme"] == "bearer"
-    for route in ("/recommend", "/events", "/user_vectors"):
+    for route in ("/recommend", "/events", "/user_vectors", "/items/hide", "/items/unhide"):
         assert document["paths"][route]["post"]["security"] == [{"ApiKey": []}, {"Bearer": []}]
         assert "401" in document["paths"][route]["post"]["responses"]
     assert "401" in document["paths"]["/metrics"]["get"]["responses"]
