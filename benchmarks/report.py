@@ -158,20 +158,22 @@ def out_of_box_section() -> tuple[str, list[list[object]]]:
     for (dataset, scenario), runs in groups.items():
         scored = [run for run in runs if run.get("users")]
         if not scored:
-            rows.append([dataset, scenario, "-", "no test labels", "-", "-"])
+            rows.append([dataset, scenario, "-", "no test labels", "-", "-", "-"])
             continue
         model, popularity = [r["NDCG@10"] for r in scored], [r["popularity NDCG@10"] for r in scored]
         ratio = np.mean(model) / np.mean(popularity)
         seeds = ", ".join(str(r["seed"]) for r in scored)
-        rows.append([dataset, scenario, seeds, mean_std(model), mean_std(popularity), f"{ratio:.1f}x"])
+        worst = min(r["NDCG@10"] / r["popularity NDCG@10"] for r in scored)
+        rows.append([dataset, scenario, seeds, mean_std(model), mean_std(popularity), f"{ratio:.1f}x", f"{worst:.1f}x"])
         if scenario != "overall":
             glance.append([f"your data, default config: {dataset} {scenario} NDCG@10 vs popularity ({len(scored)} seed(s))",
-                           f"{np.mean(model):.4f} vs {np.mean(popularity):.4f} ({ratio:.1f}x)", "out of the box"])
+                           f"{np.mean(model):.4f} vs {np.mean(popularity):.4f} ({ratio:.1f}x; worst seed {worst:.1f}x)",
+                           "out of the box"])
     text = (f"## Out of the box: your data, the default config\n\nA public log exported under a team's column names, "
             f"then only `recplugin` commands (load events, apply, materialize, build-training-set, train, evaluate) with "
             f"the mapping, the scenarios, the seed and a {runs_of[0]['meta']['minutes']:g}-minute training budget set; test split "
             f"leave-last-out per scenario, full ranking over all items, seen items excluded.\n\n"
-            + table(["dataset", "scenario", "seeds", "NDCG@10", "popularity NDCG@10", "vs popularity"], rows)
+            + table(["dataset", "scenario", "seeds", "NDCG@10", "popularity NDCG@10", "vs popularity", "worst seed"], rows)
             + f"\n\n{source(*names)}\n")
     return text, glance
 
