@@ -36,14 +36,14 @@ class LiveEvent:
 def record_once(config: RecConfig, online: OnlineFeatures, online_store: Callable[[], ContextManager], event_log: Path,
                 event: LiveEvent) -> dict:
     """Store the event (online state, seen set, live log) unless its id is stored already; the receipt."""
-    now = pd.Timestamp.now(tz="UTC")
+    arrived = pd.Timestamp.now(tz="UTC")
     event_id = event.event_id or (
         derived_event_id(event.user_id, event.item_id, event.scenario, event.action, event.timestamp_s)
         if event.timestamp_s is not None else f"s-{uuid.uuid4().hex}")
     ledger, user = online.ledger, event.user_id
     with online.locks.hold(user):  # across workers: read-modify-write of one user's state is atomic
         earlier = ledger.get(user, event_id)  # an attempt of this event that succeeded, or failed part-way
-        micros = int(event.timestamp_s * 1e6) if event.timestamp_s is not None else epoch_micros(now)
+        micros = int(event.timestamp_s * 1e6) if event.timestamp_s is not None else epoch_micros(arrived)
         entry = earlier or LedgerEntry(micros, done=False)
         if earlier is None:
             ledger.put(user, event_id, entry)
@@ -55,7 +55,9 @@ def record_once(config: RecConfig, online: OnlineFeatures, online_store: Callabl
                 if earlier is None or (event.item_id, code, seconds) not in held:  # a failed attempt may have pushed it
                     history.append(event.item_id, code, seconds)
                 state.seen.add(event.item_id)
-                online.push_state(user, state, now)  # pushed at `now`: the stores keep the newest write per user
+                # stamped now, inside the lock: the stores keep the newest write per user, so a time taken before the lock
+                # could lose this write to the previous holder's later stamp
+                online.push_state(user, state, pd.Timestamp.now(tz="UTC"))
         if not entry.done:
             append_event(event_log, user, event.item_id, event.scenario, event.action,
                          pd.Timestamp(entry.micros * 1000, tz="UTC"), event_id)

@@ -81,13 +81,13 @@ def test_a_rolling_restart_of_two_workers_under_load_fails_no_request(built_pipe
         _wait(lambda: len(outcomes) > 50, 60, "no load before the restart")
         current = set(original)
         for pid in sorted(original):  # one at a time, as a rolling restart does
-            started = log.read_text().count("Application startup complete")
+            started = log.read_text().count("Service recplugin initialized")
             os.kill(pid, signal.SIGTERM)
             _wait(lambda pid=pid: not Path(f"/proc/{pid}").exists() or Path(f"/proc/{pid}/stat").read_text().split()[2] == "Z",
                   60, f"worker {pid} did not exit after SIGTERM")
             _wait(lambda: len(_workers(process.pid) - current) == 1, 60, "no worker replaced the stopped one")
             current = _workers(process.pid)
-            _wait(lambda started=started: log.read_text().count("Application startup complete") > started, 120,
+            _wait(lambda started=started: log.read_text().count("Service recplugin initialized") > started, 120,
                   "the new worker did not start")
         served_after = len(outcomes)
         _wait(lambda: len(outcomes) > served_after + 50, 60, "no load after the restart")
