@@ -66,8 +66,9 @@ def check(config: RecConfig) -> None:
         raise ConfigError("model.interests_per_scenario must be 1..6 (clusters are matched to interests exactly)")
     if config.serving.workers < 1:
         raise ConfigError("serving.workers must be at least 1")
-    if min(config.serving.batch_slots, config.serving.batch_max_size, config.serving.batch_max_latency_ms) < 1:
-        raise ConfigError("serving.batch_slots, batch_max_size and batch_max_latency_ms must be at least 1")
+    if min(config.serving.batch_slots, config.serving.batch_max_size, config.serving.batch_max_latency_ms,
+           config.serving.torch_threads) < 1:
+        raise ConfigError("serving.batch_slots, batch_max_size, batch_max_latency_ms and torch_threads must be at least 1")
     if config.serving.event_id_retention_h <= 0 or config.serving.max_clock_skew_s < 0:
         raise ConfigError("serving.event_id_retention_h must be positive and serving.max_clock_skew_s >= 0")
     if config.serving.workers > 1 and "://" not in config.index.uri:

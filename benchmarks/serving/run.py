@@ -36,7 +36,7 @@ import numpy as np
 import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-from benchmarks.serving import profile  # noqa: E402
+from benchmarks.serving import spy  # noqa: E402
 from recplugin import pipeline  # noqa: E402
 from recplugin.config import load_config  # noqa: E402
 from recplugin.models.artifact import ITEM_IDS  # noqa: E402
@@ -253,12 +253,12 @@ def noop_ceiling(bodies: list[dict], args, workdir: Path) -> list[dict]:
 
 def profile_burst(base: str, process: subprocess.Popen, bodies: list[dict], args, out: Path) -> dict:
     """py-spy over the service's processes during a c=32 level: the share of samples per stage."""
-    if not profile.available():
+    if spy.executable() is None:
         return {"skipped": "py-spy is not installed (pip install py-spy)"}
-    sampler = profile.record(process.pid, args.profile_seconds, out)
+    sampler = spy.record(process.pid, args.profile_seconds, out)
     drive(base, bodies, 32, 10**6, args.profile_seconds)
     sampler.wait(timeout=args.profile_seconds + 60)
-    return {"seconds": args.profile_seconds, "concurrency": 32, **profile.breakdown(out)}
+    return {"seconds": args.profile_seconds, "concurrency": 32, **spy.breakdown(out)}
 
 
 def burst_recovery(levels: list[dict]) -> dict:

@@ -11,6 +11,7 @@ from typing import Annotated, Literal, Optional, Union
 import anyio
 import bentoml
 import grpc
+import torch
 from bentoml.exceptions import BentoMLException
 from pydantic import Field, ValidationError
 from pymilvus.exceptions import MilvusException
@@ -25,6 +26,7 @@ from recplugin.serving.recommender import InvalidRequest, Recommender, Recommend
 
 CONFIG = load_config()
 LIMITS = CONFIG.serving
+torch.set_num_threads(LIMITS.torch_threads)  # batches and requests overlap in a worker: one thread each beats contention
 logger = logging.getLogger("recplugin.serving")
 logging.getLogger("recplugin").setLevel(logging.INFO)  # one INFO line per 4xx, version switches; BentoML's handlers print them
 

@@ -1,4 +1,5 @@
-"""Where a /recommend request's time goes under load: py-spy samples of the service's processes, grouped by stage.
+"""Where a /recommend request's time goes under load: py-spy samples of the service's processes, grouped by stage (not named
+`profile`: this folder is first on sys.path when run.py runs, and the standard library has a `profile` module).
 
 py-spy is not a dependency of recplugin: `pip install py-spy` (the benchmark skips the profile without it).
 """
@@ -7,28 +8,30 @@ from __future__ import annotations
 import re
 import shutil
 import subprocess
+import sys
 from collections import Counter
 from pathlib import Path
 
 # The innermost frame that matches decides a sample's stage (checked from the leaf outwards, first rule first).
-STAGES = [("Feast online read (Feast, SQLite / Redis)", r"/(feast|redis|sqlite3|psycopg|sqlalchemy)/|features/online"),
-          ("Milvus search (pymilvus, gRPC)", r"/(pymilvus|grpc|milvus_lite)/|index/milvus"),
-          ("user tower (torch)", r"/torch/|recplugin/models/"),
+STAGES = [("Feast online read (Feast, SQLite / Redis)", r"(^|/)(feast|redis|sqlite3|psycopg|sqlalchemy)/|recplugin/features/"),
+          ("Milvus search (pymilvus, gRPC)", r"(^|/)(pymilvus|grpc|milvus_lite)/|recplugin/index/"),
+          ("user tower (torch)", r"(^|/)torch/|recplugin/models/"),
           ("HTTP, validation, metrics (BentoML, Starlette, pydantic)",
-           r"/(bentoml|_bentoml_impl|starlette|uvicorn|pydantic|pydantic_core|h11|httptools|prometheus_client|opentelemetry|anyio)/"),
+           r"(^|/)(bentoml|_bentoml_impl|_bentoml_sdk|starlette|uvicorn|pydantic|pydantic_core|h11|httptools|prometheus_client|"
+           r"opentelemetry|attributes|trace|metrics|anyio)/"),
           ("recplugin serving code (merging, ids, JSON)", r"recplugin/serving/"),
-          ("event loop and threads", r"/(asyncio|selectors|threading|concurrent)/|uvloop")]
+          ("event loop and threads", r"(^|/)(asyncio|selectors|concurrent)/|threading\.py|uvloop")]
 FRAME = re.compile(r"^(?P<function>.*) \((?P<file>[^()]*?)(:\d+)?\)$")
 
 
-def available() -> bool:
-    """Whether py-spy is installed next to this Python or on PATH."""
-    return shutil.which("py-spy") is not None
+def executable() -> str | None:
+    """py-spy next to this Python (a virtual environment's bin/), or on PATH."""
+    return shutil.which("py-spy", path=str(Path(sys.executable).parent)) or shutil.which("py-spy")
 
 
 def record(pid: int, seconds: float, out: Path, rate: int = 100) -> subprocess.Popen:
     """Start sampling `pid` and its children (the BentoML workers) for `seconds`, raw collapsed stacks into `out`."""
-    return subprocess.Popen(["py-spy", "record", "--pid", str(pid), "--subprocesses", "--duration", str(int(seconds)),
+    return subprocess.Popen([executable(), "record", "--pid", str(pid), "--subprocesses", "--duration", str(int(seconds)),
                              "--rate", str(rate), "--format", "raw", "--output", str(out), "--nonblocking"],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
