@@ -37,7 +37,7 @@ DECISION_FILES = {"K (interests per scenario)": ["quality_defaults", "quality_de
 BASES = {"quality_defaults_amazon-min-context-patience6": "patience 6"}  # a run whose base is not `unified` or `K=1`
 UNIFIED_VS_ISOLATED = "quality_amazon-food-kitchen-budget-16-text-ids-k1"
 ML1M_PROTOCOL = ["quality_ml-1m-gsasrec-ids-k1", "quality_ml-1m-gsasrec-text-ids-k1"]
-SERVING = ["serving_embedded_100000", "serving_production_server_100000", "serving_production_server_1000000"]
+SERVING = ["serving_embedded_3000", "serving_embedded_100000", "serving_production_server_3000", "serving_production_server_100000"]
 
 
 def load(name: str) -> dict:
@@ -201,13 +201,14 @@ def serving_section() -> tuple[str, list[dict]]:
     stages = sorted({stage for share in profiles.values() for stage in share},
                     key=lambda stage: -max(share.get(stage, 0) for share in profiles.values()))
     profile_text = ("\nWhere the service's CPU samples fall at c=32 (py-spy over every service process, idle threads left "
-                    "out; a sample counts for the innermost frame that names a stage):\n\n" +
+                    "out; a sample counts for the innermost frame that names a stage; the Milvus server or Milvus Lite process, "
+                    "Redis and the load generator are not Python in the service and are not sampled):\n\n" +
                     table(["stage", *profiles], [[stage, *(f"{share.get(stage, 0):.0%}" for share in profiles.values())]
                                                  for stage in stages]) + "\n") if profiles else ""
     text = ("## Serving\n\n`POST /recommend` over HTTP, the load generator on the same 2 cores. Levels run in the order "
             "c=1, c=32, c=1: the second c=1 shows how fast single requests recover after a burst (p50 of the requests that "
             "ended within its first second, and its ratio to the fresh p50). The no-op column is a BentoML service that "
-            "does no work (benchmarks/serving/noop_service.py), driven the same way in the same run: the framework's "
+            "does no work (benchmarks/serving/noop_service.py, 1 worker), driven the same way in the same run: the framework's "
             "ceiling on this machine.\n\n" +
             table(["stack", "items", "c=1 p50 / p99 ms", "c=1 after burst p50 ms", "c=32 req/s", "no-op c=32 req/s",
                    "of the ceiling", "errors"], rows) + "\n" + profile_text + f"\n{source(*SERVING)}\n")

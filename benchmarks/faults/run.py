@@ -29,7 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the repo root: b
 
 from benchmarks.faults.stack import Stack, build  # noqa: E402
 from benchmarks.provenance import git_commit, provenance  # noqa: E402
-from benchmarks.serving.production import ensure_database  # noqa: E402
+from benchmarks.serving.production import fresh_database  # noqa: E402
 from recplugin.config import to_dict  # noqa: E402
 from recplugin.data.live_events import read_events  # noqa: E402
 from recplugin.features.store import OnlineFeatures  # noqa: E402
@@ -222,7 +222,7 @@ def main() -> None:
     parser.add_argument("--faults", nargs="+", choices=FAULTS, default=list(FAULTS))
     args = parser.parse_args()
     began, commit = time.monotonic(), git_commit()
-    stack = build(Path(tempfile.mkdtemp(prefix="recplugin-faults-")), ensure_database())
+    stack = build(Path(tempfile.mkdtemp(prefix="recplugin-faults-")), fresh_database())
     rows: list[dict] = []
     try:
         load = Load(stack)

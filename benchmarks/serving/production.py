@@ -24,12 +24,13 @@ SERVER_URL = "postgresql+psycopg://postgres@127.0.0.1:5432"
 MILVUS_ADDRESS = "127.0.0.1:19539"
 
 
-def ensure_database() -> str:
-    """The benchmark's own PostgreSQL database (so it never touches the test database's tables)."""
+def fresh_database() -> str:
+    """The benchmark's own PostgreSQL database, empty (it never touches the test database's tables, and no registry row
+    of an earlier run points outside this workdir)."""
     engine = sqlalchemy.create_engine(f"{SERVER_URL}/test", isolation_level="AUTOCOMMIT")
     with engine.connect() as connection:
-        if not connection.execute(sqlalchemy.text("SELECT 1 FROM pg_database WHERE datname = :name"), {"name": DATABASE}).scalar():
-            connection.execute(sqlalchemy.text(f'CREATE DATABASE "{DATABASE}"'))
+        connection.execute(sqlalchemy.text(f'DROP DATABASE IF EXISTS "{DATABASE}" WITH (FORCE)'))
+        connection.execute(sqlalchemy.text(f'CREATE DATABASE "{DATABASE}"'))
     engine.dispose()
     return f"{SERVER_URL}/{DATABASE}"
 
@@ -40,7 +41,7 @@ def main() -> None:
     parser.add_argument("--target", default=".recplugin/production")
     args = parser.parse_args()
     source = load_config(Path(args.source) / pipeline.CONFIG_FILE)
-    database = ensure_database()
+    database = fresh_database()
     target = Path(args.target).resolve()
     shutil.rmtree(target, ignore_errors=True)
     embedded = pipeline.with_overrides(source, feast={"store_yaml": "feature_store.production.yaml", "project": "recplugin_bench",
@@ -53,8 +54,10 @@ def main() -> None:
     pipeline.materialize(embedded)
     registry = ModelRegistry(embedded.registry_sqlalchemy_url)
     served = ModelRegistry(source.registry_sqlalchemy_url).latest(status="serving")
-    if served.version not in {entry.version for entry in registry.list()}:
-        registry.register(served.version, served.config, served.metrics, served.artifact_uri)
+    if served.version not in {entry.version for entry in registry.list()}:  # a copy under this workdir's artifact root
+        artifact = embedded.models_dir / served.version
+        shutil.copytree(served.artifact_uri, artifact, dirs_exist_ok=True)
+        registry.register(served.version, served.config, served.metrics, str(artifact))
     server = pipeline.start_milvus_server(embedded, MILVUS_ADDRESS)
     try:
         production = pipeline.with_overrides(embedded, index={"uri": f"http://{MILVUS_ADDRESS}"}, serving={"workers": 2})
