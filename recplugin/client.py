@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import time
 import uuid
 from dataclasses import dataclass
 
@@ -98,6 +99,7 @@ class RecClient:
             except ServiceError as error:
                 if attempt == retries or error.status < 500:
                     raise
+                time.sleep(0.2 * 2**attempt)  # a moment for a restarting worker or a recovering store
         return EventReceipt(body["user_id"], {name: int(count) for name, count in body["counts"].items()},
                             body["event_id"], bool(body["duplicate"]))
 
