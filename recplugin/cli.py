@@ -198,6 +198,26 @@ def cmd_items(config: RecConfig, args: argparse.Namespace) -> None:
           + " ".join(str(codec.item_key(item)) for item in now[:50]) + (" ..." if len(now) > 50 else ""))
 
 
+def cmd_experiments(config: RecConfig, args: argparse.Namespace) -> None:
+    import requests
+
+    from recplugin.registry.models import ModelRegistry, UnknownVersion
+    from recplugin.serving import experiments
+
+    url = args.url or f"http://{config.serving.host}:{config.serving.port}"
+    key = os.environ.get(config.serving.api_key_env, "")
+    try:
+        reply = requests.get(f"{url}/metrics", headers={"X-API-Key": key} if key else {}, timeout=10)
+        reply.raise_for_status()
+    except requests.RequestException as error:
+        sys.exit(f"recplugin experiments: cannot read {url}/metrics ({error})")
+    try:
+        control = ModelRegistry(config.registry_sqlalchemy_url).latest(status="serving").version
+    except UnknownVersion:
+        control = ""
+    print(experiments.table(experiments.parse(reply.text), control))
+
+
 def cmd_demo(config: RecConfig, args: argparse.Namespace) -> None:
     from recplugin.demo import run_demo
 
@@ -217,6 +237,7 @@ COMMANDS = {
     "serve": (cmd_serve, "run the BentoML service (POST /recommend, POST /events, GET /readyz)"),
     "milvus-server": (cmd_milvus_server, "serve the workdir's Milvus Lite file over gRPC so several processes (workers) share it"),
     "models": (cmd_models, "list registered model versions"),
+    "experiments": (cmd_experiments, "per model version online: answers, attributed events, CTR@10 and its interval vs the serving one"),
     "items": (cmd_items, "hide items from every answer (out of stock, a takedown), unhide them, or list the hidden ones"),
     "demo": (cmd_demo, "run every stage on generated data, query the live service, print results"),
 }
@@ -249,6 +270,8 @@ def build_parser() -> argparse.ArgumentParser:
                                  help="events: your own event table (config `source` maps its columns); or a public dataset")
             command.add_argument("path", help="events: a CSV/parquet file, glob or folder; a dataset: its folder, e.g. ../shared/data/ml-1m")
             command.add_argument("--items", help="events: your item table (CSV/parquet file, glob or folder)")
+        if name == "experiments":
+            command.add_argument("--url", help="the service (default: http://serving.host:serving.port)")
         if name == "items":
             command.add_argument("action", choices=["hide", "unhide", "hidden"])
             command.add_argument("item_ids", nargs="*", help="item ids (the team's own with source.string_ids)")

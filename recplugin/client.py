@@ -27,6 +27,7 @@ class Recommendation:
     model_version: str
     cold_start: bool
     degraded: str | None
+    request_id: str  # send it back with an event on one of these items: the event counts for model_version
 
 
 @dataclass(frozen=True)
@@ -78,7 +79,7 @@ class RecClient:
         """Top-k items for the user in the scenario (a search query for search)."""
         body = self._call("recommend", user_id=user_id, scenario=scenario, k=k, query=query)
         items = [ScoredItem(item["item_id"], float(item["score"])) for item in body["items"]]
-        return Recommendation(items, body["model_version"], bool(body["cold_start"]), body.get("degraded"))
+        return Recommendation(items, body["model_version"], bool(body["cold_start"]), body.get("degraded"), body["request_id"])
 
     def user_vectors(self, user_id: int | str, scenario: str, query: str | None = None) -> UserVectors:
         """The user's K interest vectors in the scenario and the model version they belong to."""
@@ -87,14 +88,16 @@ class RecClient:
                            [list(map(float, vector)) for vector in body["vectors"]])
 
     def event(self, user_id: int | str, item_id: int | str, scenario: str, action: str | None = None,
-              event_id: str | None = None, timestamp: float | None = None, retries: int = 2) -> EventReceipt:
+              event_id: str | None = None, timestamp: float | None = None, request_id: str | None = None,
+              position: int | None = None, retries: int = 2) -> EventReceipt:
         """Record a behaviour; it is stored (online store and event log) exactly once when this returns: a call that
-        times out or gets a 5xx is retried up to `retries` times with the same event id (a new one unless given)."""
+        times out or gets a 5xx is retried up to `retries` times with the same event id (a new one unless given).
+        `request_id` and `position`: the answer (and the place in it) the item came from, for per-version metrics."""
         event_id = event_id or f"c-{uuid.uuid4().hex}"
         for attempt in range(retries + 1):
             try:
                 body = self._call("events", user_id=user_id, item_id=item_id, scenario=scenario, action=action,
-                                  event_id=event_id, timestamp=timestamp)
+                                  event_id=event_id, timestamp=timestamp, request_id=request_id, position=position)
                 break
             except ServiceError as error:
                 if attempt == retries or error.status < 500:

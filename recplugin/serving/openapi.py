@@ -20,7 +20,7 @@ SCHEMAS: dict[str, dict[str, Any]] = {
         },
     },
     "Recommendation": {
-        "type": "object", "required": ["items", "model_version", "cold_start", "degraded"],
+        "type": "object", "required": ["items", "model_version", "cold_start", "degraded", "request_id"],
         "properties": {
             "items": {"type": "array", "items": {
                 "type": "object", "required": ["item_id", "score"],
@@ -31,6 +31,8 @@ SCHEMAS: dict[str, dict[str, Any]] = {
             "cold_start": {"type": "boolean", "description": "True when the items are the scenario's popular items"},
             "degraded": {"type": "string", "nullable": True,
                          "description": "Why popular items were served instead (e.g. the feature store is unavailable)"},
+            "request_id": {"type": "string", "description": "This answer's id; send it with /events (and the item's "
+                                                            "position) to count the event for this model version"},
         },
     },
     "UserVectors": {

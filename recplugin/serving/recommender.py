@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Iterator
@@ -90,6 +91,7 @@ class Recommender:
             raise
         self.feast_lock = threading.Lock()
         self._hidden: frozenset[int] = frozenset()
+        self._versions: tuple[float, set[str]] = (0.0, set())
         self._follower = threading.Thread(target=self._follow, name="recplugin-follow-version", daemon=True)
         self._follower.start()
 
@@ -231,6 +233,14 @@ class Recommender:
         vectors = [] if state is None else self._interests(served, [state], [scenario], [query])[0].tolist()
         return {"user_id": user_id, "scenario": scenario, "model_version": served.model.version, "known_user": state is not None,
                 "vectors": [[round(float(x), 7) for x in vector] for vector in vectors]}
+
+    def known_versions(self) -> set[str]:
+        """The registry's model versions, read again at most every reload interval (attribution labels come from it)."""
+        read_at, versions = self._versions
+        if time.monotonic() - read_at > self.config.serving.reload_interval_s:
+            versions = {entry.version for entry in self.registry.list()}
+            self._versions = (time.monotonic(), versions)
+        return versions
 
     def hidden_items(self) -> frozenset[int]:
         """The items off the shelf now (read once per batch); the last set read when its store does not answer."""

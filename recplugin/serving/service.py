@@ -21,6 +21,7 @@ from recplugin.config import load_config
 from recplugin.serving.batching import Batcher, Overloaded
 from recplugin.serving.guards import RequestGuard, bound_metrics_labels
 from recplugin.serving.ids import IdCodec
+from recplugin.serving.online_metrics import count_answer, count_attributed, new_request_id, version_of
 from recplugin.serving.openapi import document_service
 from recplugin.serving.recommender import InvalidRequest, Recommender, RecommendRequest, UnknownItem
 
@@ -41,6 +42,10 @@ EventId = Annotated[Optional[str], Field(default=None, min_length=1, max_length=
                                          description="The client's id of this event: a retried call with it is applied once")]
 EventTime = Annotated[Optional[float], Field(default=None, gt=0, description="When the event happened, unix seconds (default: "
                                              "when it arrives); with it and no event_id, the id is derived from the content")]
+RequestId = Annotated[Optional[str], Field(default=None, max_length=96, description="The request_id of the /recommend answer "
+                                           "this event came from: it counts for that answer's model version")]
+Position = Annotated[Optional[int], Field(default=None, ge=0, le=LIMITS.max_k - 1,
+                                          description="The item's position in that answer, 0-based")]
 ItemId = Annotated[int, Field(strict=True, ge=0, le=2**63 - 1, description="An item id of the served model's catalogue")]
 ItemIds = Annotated[list[ItemId], Field(min_length=1, max_length=1000, description="1..1000 item ids")]
 if CONFIG.source.string_ids:  # the team's string ids (hashed as at load time), or the integers they became
@@ -158,7 +163,8 @@ class RecPlugin:
             return unavailable(f"recplugin is overloaded: {error}; retry later")
         except MILVUS_ERRORS as error:
             return unavailable(f"the Milvus item index did not answer: {milvus_reason(error)}")
-        return self.ids.answer(answer.as_dict())
+        count_answer(answer.model_version, scenario, answer.cold_start)
+        return self.ids.answer({**answer.as_dict(), "request_id": new_request_id(answer.model_version)})
 
     @bentoml.api(route="/user_vectors")
     def user_vectors(self, user_id: UserId, scenario: Scenario, query: Query = None) -> dict:
@@ -177,7 +183,8 @@ class RecPlugin:
 
     @bentoml.api(route="/events")
     def events(self, user_id: UserId, item_id: ItemId, scenario: Scenario, action: Action = CONFIG.actions[0],
-               event_id: EventId = None, timestamp: EventTime = None) -> dict:
+               event_id: EventId = None, timestamp: EventTime = None, request_id: RequestId = None,
+               position: Position = None) -> dict:
         """Record one behaviour; the next /recommend for this user sees it. A 200 means it is stored online and logged,
         once per event_id: retry a failed call with the same event_id (or timestamp) and it is never counted twice."""
         recommender = self._connect()
@@ -186,6 +193,8 @@ class RecPlugin:
         try:
             receipt = recommender.record_event(self.ids.internal(user_id), self.ids.internal(item_id), scenario, action,
                                                event_id, timestamp)
+            if request_id and not receipt["duplicate"]:
+                self._attribute(recommender, request_id, scenario, action, position)
             return {**receipt, "user_id": user_id}
         except UnknownItem as error:
             return bad_request(str(error), 422)
@@ -194,6 +203,15 @@ class RecPlugin:
         except Exception as error:  # online store down or hung, user locked too long, log not writable: not acknowledged
             logger.warning("event not recorded: %s: %s", type(error).__name__, error)
             return unavailable(f"the event was not recorded ({type(error).__name__}: {error}); retry later")
+
+    @staticmethod
+    def _attribute(recommender: Recommender, request_id: str, scenario: str, action: str, position: int | None) -> None:
+        """Count a stored event for the version its answer came from; a registry that does not answer costs the count
+        only, never the event (it is stored already)."""
+        try:
+            count_attributed(version_of(request_id, recommender.known_versions()), scenario, action, position)
+        except Exception as error:
+            logger.warning("event stored but not attributed to %s: %s: %s", request_id, type(error).__name__, error)
 
     @bentoml.api(route="/items/hide")
     def hide_items(self, item_ids: ItemIds) -> dict:
