@@ -12,6 +12,7 @@ import warnings
 import sqlalchemy.exc
 import yaml
 
+from recplugin.cli_operate import cmd_experiments, cmd_items, cmd_promote
 from recplugin.config import ConfigError, RecConfig, load_config
 from recplugin.registry.models import UnknownVersion, UntrustedArtifact
 
@@ -182,42 +183,6 @@ def cmd_models(config: RecConfig, args: argparse.Namespace) -> None:
         print(f"{entry.version}  {entry.status:8s}  {entry.created_at:%Y-%m-%d %H:%M:%S}  {entry.collection or '-'}  {entry.artifact_uri}")
 
 
-def cmd_items(config: RecConfig, args: argparse.Namespace) -> None:
-    from recplugin.features.store import OnlineFeatures
-    from recplugin.serving.ids import IdCodec
-
-    hidden = OnlineFeatures(config).hidden
-    codec = IdCodec(config.source.string_ids, config.data_dir)
-    if args.action != "hidden":
-        if not args.item_ids:
-            sys.exit(f"recplugin items {args.action}: name the item ids")
-        ids = [codec.internal(item if config.source.string_ids else int(item)) for item in args.item_ids]
-        hidden.change(ids, hide=args.action == "hide")
-    now = sorted(hidden.current())
-    print(f"{len(now)} items hidden (every worker leaves them out from its next request){': ' if now else ''}"
-          + " ".join(str(codec.item_key(item)) for item in now[:50]) + (" ..." if len(now) > 50 else ""))
-
-
-def cmd_experiments(config: RecConfig, args: argparse.Namespace) -> None:
-    import requests
-
-    from recplugin.registry.models import ModelRegistry, UnknownVersion
-    from recplugin.serving import experiments
-
-    url = args.url or f"http://{config.serving.host}:{config.serving.port}"
-    key = os.environ.get(config.serving.api_key_env, "")
-    try:
-        reply = requests.get(f"{url}/metrics", headers={"X-API-Key": key} if key else {}, timeout=10)
-        reply.raise_for_status()
-    except requests.RequestException as error:
-        sys.exit(f"recplugin experiments: cannot read {url}/metrics ({error})")
-    try:
-        control = ModelRegistry(config.registry_sqlalchemy_url).latest(status="serving").version
-    except UnknownVersion:
-        control = ""
-    print(experiments.table(experiments.parse(reply.text), control))
-
-
 def cmd_demo(config: RecConfig, args: argparse.Namespace) -> None:
     from recplugin.demo import run_demo
 
@@ -237,6 +202,8 @@ COMMANDS = {
     "serve": (cmd_serve, "run the BentoML service (POST /recommend, POST /events, GET /readyz)"),
     "milvus-server": (cmd_milvus_server, "serve the workdir's Milvus Lite file over gRPC so several processes (workers) share it"),
     "models": (cmd_models, "list registered model versions"),
+    "promote": (cmd_promote, "serve an indexed version (its collection still kept) on every worker, without a restart"),
+    "rollback": (cmd_promote, "serve again the version that served before the current one"),
     "experiments": (cmd_experiments, "per model version online: answers, attributed events, CTR@10 and its interval vs the serving one"),
     "items": (cmd_items, "hide items from every answer (out of stock, a takedown), unhide them, or list the hidden ones"),
     "demo": (cmd_demo, "run every stage on generated data, query the live service, print results"),
@@ -270,6 +237,8 @@ def build_parser() -> argparse.ArgumentParser:
                                  help="events: your own event table (config `source` maps its columns); or a public dataset")
             command.add_argument("path", help="events: a CSV/parquet file, glob or folder; a dataset: its folder, e.g. ../shared/data/ml-1m")
             command.add_argument("--items", help="events: your item table (CSV/parquet file, glob or folder)")
+        if name == "promote":
+            command.add_argument("version", help="a registered version whose Milvus collection is kept")
         if name == "experiments":
             command.add_argument("--url", help="the service (default: http://serving.host:serving.port)")
         if name == "items":

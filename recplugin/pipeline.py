@@ -16,7 +16,7 @@ from recplugin.config import RecConfig, from_dict, load_config, save_config, to_
 from recplugin.data.generator import generate as generate_dataset
 from recplugin.features import store as feast_glue
 from recplugin.index.standalone import free_port  # noqa: F401  (re-exported for callers)
-from recplugin.registry.models import ModelRegistry, confined_artifact
+from recplugin.registry.models import ModelRegistry, UnknownVersion, confined_artifact
 
 CONFIG_FILE = "recplugin.yaml"
 
@@ -178,6 +178,35 @@ def index(config: RecConfig, version: str | None = None, progress: bool = True, 
     finally:
         disconnect(client, config.milvus_uri)
     return name
+
+
+def promote(config: RecConfig, version: str) -> str:
+    """Serve an indexed version whose collection still exists (`index.keep_versions`); every worker follows within
+    `serving.reload_interval_s`. Returns its collection."""
+    from recplugin.index.milvus import connect, disconnect
+
+    registry = ModelRegistry(config.registry_sqlalchemy_url)
+    entry = registry.get(version)
+    client = connect(config.milvus_uri, timeout=config.index.rpc_timeout_s)
+    try:
+        if not entry.collection or not client.has_collection(entry.collection):
+            raise UnknownVersion(f"version {version} has no Milvus collection any more (index.keep_versions); "
+                                 f"run `recplugin index --version {version}` to serve it")
+        serve_collection(client, registry, config, version, entry.collection)
+    finally:
+        disconnect(client, config.milvus_uri)
+    return entry.collection
+
+
+def rollback(config: RecConfig) -> str:
+    """Serve again the version that served before the current one (the registry's serving history); its version."""
+    registry = ModelRegistry(config.registry_sqlalchemy_url)
+    current = registry.latest(status="serving").version
+    earlier = [version for version in registry.serving_history() if version != current]
+    if not earlier:
+        raise UnknownVersion(f"no version served before {current}: nothing to roll back to")
+    promote(config, earlier[0])
+    return earlier[0]
 
 
 def serve_collection(client, registry: ModelRegistry, config: RecConfig, version: str, collection: str) -> None:

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
-from sqlalchemy import JSON, DateTime, String, Text, create_engine, select
+from sqlalchemy import JSON, DateTime, Integer, String, Text, create_engine, select
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
 
@@ -26,6 +26,16 @@ class ModelVersionRow(Base):
     artifact_uri: Mapped[str] = mapped_column(Text)
     collection: Mapped[str | None] = mapped_column(String(255), nullable=True)
     status: Mapped[str] = mapped_column(String(16), default="trained")
+
+
+class ServingChangeRow(Base):
+    """Which version started serving when: `recplugin rollback` goes back along it."""
+
+    __tablename__ = "recplugin_serving_history"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    version: Mapped[str] = mapped_column(String(64))
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 
 
 @dataclass(frozen=True)
@@ -125,6 +135,13 @@ class ModelRegistry:
             if target is None:
                 raise UnknownVersion(f"model version {version!r} is not in the registry")
             target.status = "serving"
+            session.add(ServingChangeRow(version=version, at=datetime.now(timezone.utc)))
+
+    def serving_history(self) -> list[str]:
+        """The versions that started serving, newest first (a version appears once per time it started)."""
+        with Session(self.engine) as session:
+            query = select(ServingChangeRow.version).order_by(ServingChangeRow.id.desc())
+            return list(session.scalars(query).all())
 
     def forget_collections(self, names: list[str]) -> None:
         """Versions whose collection was dropped go back to 'trained' (index them again to serve them)."""

@@ -12,10 +12,11 @@ import pandas as pd
 import pytest
 import requests
 
-from recplugin import pipeline
-from recplugin.config import from_dict, to_dict
+from recplugin import cli, pipeline
+from recplugin.config import from_dict, to_dict, with_overrides
 from recplugin.index import collections, milvus
 from recplugin.models.artifact import ITEM_VECTORS, META
+from recplugin.registry.models import ModelRegistry
 
 pytestmark = pytest.mark.integration
 RELOAD_S, GRACE_S = 2.0, 20.0
@@ -127,3 +128,52 @@ def test_two_workers_switch_versions_live_on_a_milvus_server(built_pipeline, ser
         milvus.disconnect(client, config.milvus_uri)
     started = log.read_text()
     assert "[entry_service:recplugin:1]" in started and "[entry_service:recplugin:2]" in started
+
+
+def test_rollback_and_promote_switch_every_worker_under_load_without_a_failed_request(built_pipeline, server_config, tmp_path):
+    config = with_overrides(server_config, index={"keep_versions": 2, "drop_grace_s": 0.0})
+    config_path = pipeline.save_config(config, tmp_path / "recplugin.yaml")
+    first = pipeline.register_artifact(config, Path(built_pipeline.config.models_dir) / built_pipeline.version)
+    second = pipeline.register_artifact(config, _copy_artifact(Path(built_pipeline.config.models_dir) / built_pipeline.version,
+                                                               tmp_path / "second", "v_second"))
+    pipeline.index(config, first, progress=False)
+    pipeline.index(config, second, progress=False)  # serving: second; the first's collection is kept for a rollback
+    port = pipeline.free_port()
+    base = f"http://127.0.0.1:{port}"
+    process = pipeline.start_service(config, port, log_path=tmp_path / "service.log")
+    rows, stop = [], threading.Event()
+    users = pd.read_parquet(config.events_path, columns=["user_id"])["user_id"].drop_duplicates().head(8).tolist()
+
+    def load() -> None:
+        while not stop.is_set():
+            for user in users:
+                response = requests.post(f"{base}/recommend", json={"user_id": int(user), "scenario": "feed", "k": 5}, timeout=30)
+                rows.append((time.monotonic(), response.status_code, response.json().get("model_version")))
+
+    def settled_on(version: str, since: float) -> bool:
+        late = [v for at, _, v in rows if at > since + 2 * RELOAD_S + 1]
+        return len(late) > 20 and set(late) == {version}
+
+    try:
+        pipeline.wait_ready(base, process)
+        threads = [threading.Thread(target=load) for _ in range(4)]
+        for thread in threads:
+            thread.start()
+        for command, expected in ((["rollback"], first), (["promote", second], second)):
+            started = time.monotonic()
+            cli.main([*command, "-c", str(config_path)])
+            deadline = time.monotonic() + 60
+            while not settled_on(expected, started):
+                assert time.monotonic() < deadline, f"workers did not all switch to {expected} after {command}"
+                time.sleep(0.5)
+        stop.set()
+        for thread in threads:
+            thread.join()
+    finally:
+        stop.set()
+        pipeline.stop_service(process)
+    assert {status for _, status, _ in rows} == {200}, "a request failed during rollback or promote"
+    assert {version for _, _, version in rows} == {first, second}
+    assert ModelRegistry(config.registry_sqlalchemy_url).serving_history()[:3] == [second, first, second]
+    with pytest.raises(SystemExit, match="no Milvus collection|not in the registry"):
+        cli.main(["promote", "v_never_indexed", "-c", str(config_path)])
