@@ -135,7 +135,7 @@ def test_rollback_and_promote_switch_every_worker_under_load_without_a_failed_re
     config_path = pipeline.save_config(config, tmp_path / "recplugin.yaml")
     first = pipeline.register_artifact(config, Path(built_pipeline.config.models_dir) / built_pipeline.version)
     second = pipeline.register_artifact(config, _copy_artifact(Path(built_pipeline.config.models_dir) / built_pipeline.version,
-                                                               tmp_path / "second", "v_second"))
+                                                               tmp_path / "second", "v_rollback"))  # the root is shared
     pipeline.index(config, first, progress=False)
     pipeline.index(config, second, progress=False)  # serving: second; the first's collection is kept for a rollback
     port = pipeline.free_port()
