@@ -90,7 +90,8 @@ def api_responses(route: str, api_key_required: bool) -> dict[str, Any]:
         "500": _json("An unexpected error (see the server log)", "ErrorBody"),
     }
     if route == "/events":
-        responses["422"] = _json("item_id is not in the catalogue of the served model", "ErrorBody")
+        responses["422"] = _json("item_id is not in the catalogue of the served model, or timestamp is more than "
+                                 "serving.max_clock_skew_s in the future", "ErrorBody")
     if api_key_required:
         responses["401"] = _json(MISSING_KEY, "ErrorBody")
     return responses

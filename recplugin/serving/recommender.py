@@ -31,7 +31,11 @@ class InvalidRequest(ValueError):
     """A request value that is not allowed; the message names the field and what is allowed."""
 
 
-class UnknownItem(InvalidRequest):
+class Unprocessable(InvalidRequest):
+    """A well-formed value that cannot be taken now (HTTP 422)."""
+
+
+class UnknownItem(Unprocessable):
     """A well-formed item id that the served model's catalogue does not hold (HTTP 422)."""
 
 
@@ -286,7 +290,7 @@ class Recommender:
             raise UnknownItem(f"item_id {item_id} is not in the catalogue of model {self.served.model.version}; "
                                  "new items are served once a model that knows them is indexed")
         if timestamp_s is not None and timestamp_s > pd.Timestamp.now(tz="UTC").timestamp() + self.config.serving.max_clock_skew_s:
-            raise InvalidRequest(f"timestamp {timestamp_s} is in the future; allowed: unix seconds up to now + "
+            raise Unprocessable(f"timestamp {timestamp_s} is in the future; allowed: unix seconds up to now + "
                                  f"serving.max_clock_skew_s ({self.config.serving.max_clock_skew_s:g} s)")
         return record_once(self.config, self.online, self.online_store, self.event_log,
                            LiveEvent(user_id, int(item_id), scenario, action, event_id, timestamp_s))

@@ -23,7 +23,7 @@ from recplugin.serving.guards import RequestGuard, bound_metrics_labels
 from recplugin.serving.ids import IdCodec
 from recplugin.serving.online_metrics import count_answer, count_attributed, new_request_id, version_of
 from recplugin.serving.openapi import document_service
-from recplugin.serving.recommender import InvalidRequest, Recommender, RecommendRequest, UnknownItem
+from recplugin.serving.recommender import InvalidRequest, Recommender, RecommendRequest, Unprocessable
 
 CONFIG = load_config()
 LIMITS = CONFIG.serving
@@ -40,11 +40,11 @@ Scenario = Annotated[Literal[tuple(CONFIG.scenarios)], Field(description="One of
 Action = Annotated[Literal[tuple(CONFIG.actions)], Field(description="One of the configured actions")]
 EventId = Annotated[Optional[str], Field(default=None, min_length=1, max_length=128, pattern=r"^[A-Za-z0-9._:-]+$",
                                          description="The client's id of this event: a retried call with it is applied once")]
-EventTime = Annotated[Optional[float], Field(default=None, gt=0, description="When the event happened, unix seconds (default: "
+EventTime = Annotated[Optional[float], Field(default=None, ge=1, description="When the event happened, unix seconds (default: "
                                              "when it arrives); with it and no event_id, the id is derived from the content")]
 RequestId = Annotated[Optional[str], Field(default=None, max_length=96, description="The request_id of the /recommend answer "
                                            "this event came from: it counts for that answer's model version")]
-Position = Annotated[Optional[int], Field(default=None, ge=0, le=LIMITS.max_k - 1,
+Position = Annotated[Optional[int], Field(default=None, strict=True, ge=0, le=LIMITS.max_k - 1,
                                           description="The item's position in that answer, 0-based")]
 ItemId = Annotated[int, Field(strict=True, ge=0, le=2**63 - 1, description="An item id of the served model's catalogue")]
 ItemIds = Annotated[list[ItemId], Field(min_length=1, max_length=1000, description="1..1000 item ids")]
@@ -196,7 +196,7 @@ class RecPlugin:
             if request_id and not receipt["duplicate"]:
                 self._attribute(recommender, request_id, scenario, action, position)
             return {**receipt, "user_id": user_id}
-        except UnknownItem as error:
+        except Unprocessable as error:  # an item the served model does not know, a timestamp in the future
             return bad_request(str(error), 422)
         except InvalidRequest as error:
             return bad_request(str(error))

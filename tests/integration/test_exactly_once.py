@@ -11,7 +11,7 @@ from recplugin.client import RecClient
 from recplugin.data.live_events import read_all_events
 from recplugin.features.store import open_store
 from recplugin.serving import events as events_module
-from recplugin.serving.recommender import InvalidRequest, Recommender
+from recplugin.serving.recommender import Recommender, Unprocessable
 from tests.conftest import served_copy
 from tests.support.proxy import HangingProxy
 
@@ -97,7 +97,7 @@ def test_a_retried_event_is_stored_once_whatever_step_failed(built_pipeline, mil
         logged = read_all_events(config.live_events_path)
         times = sorted(logged[(logged.user_id == USER) & (logged.item_id == item)]["event_timestamp"])
         assert times == [pd.Timestamp(1_700_000_000.5, unit="s", tz="UTC"), pd.Timestamp(1_700_000_060, unit="s", tz="UTC")]
-        with pytest.raises(InvalidRequest, match="timestamp .* in the future; allowed"):
+        with pytest.raises(Unprocessable, match="timestamp .* in the future; allowed"):
             recommender.record_event(USER, item, scenario, action, timestamp_s=4_000_000_000.0)
         # without either, every call is a new event (at least once), and the receipt says which id it got
         plain = [recommender.record_event(USER, item, scenario, action) for _ in range(2)]
