@@ -163,7 +163,7 @@ class ServingConfig:
     reload_interval_s: float = 10.0  # how often each worker checks which model version is served (alias or registry)
     merge: str = "max"  # how K interests make one answer: max (best score) | interleave (each interest in turn)
     exclude_seen: str = "all"  # never answer: all (every item the user interacted with) | window (the history) | none
-    event_id_retention_h: float = 168.0  # a retried event (same event_id) within this many hours is applied once
+    event_id_retention_h: float = 24.0  # a retried event (same event_id) within this many hours is applied once (~100 B each)
     max_clock_skew_s: float = 300.0  # an event's client timestamp may be at most this far in the future
     event_log_per_host: bool = False  # data/live_events/<hostname>.jsonl: replicas sharing one volume never interleave
 

@@ -41,11 +41,12 @@ def record_once(config: RecConfig, online: OnlineFeatures, online_store: Callabl
         derived_event_id(event.user_id, event.item_id, event.scenario, event.action, event.timestamp_s)
         if event.timestamp_s is not None else f"s-{uuid.uuid4().hex}")
     ledger, user = online.ledger, event.user_id
+    retriable = event.event_id is not None or event.timestamp_s is not None  # a new server-made id is never sent again
     with online.locks.hold(user):  # across workers: read-modify-write of one user's state is atomic
-        earlier = ledger.get(user, event_id)  # an attempt of this event that succeeded, or failed part-way
+        earlier = ledger.get(user, event_id) if retriable else None  # an attempt that succeeded, or failed part-way
         micros = int(event.timestamp_s * 1e6) if event.timestamp_s is not None else epoch_micros(arrived)
         entry = earlier or LedgerEntry(micros, done=False)
-        if earlier is None:
+        if earlier is None and retriable:
             ledger.put(user, event_id, entry)
         with online_store():
             state = online.user_states([user])[0] or UserState(config.scenarios, config.feast.history_length)
@@ -61,6 +62,7 @@ def record_once(config: RecConfig, online: OnlineFeatures, online_store: Callabl
         if not entry.done:
             append_event(event_log, user, event.item_id, event.scenario, event.action,
                          pd.Timestamp(entry.micros * 1000, tz="UTC"), event_id)
-            ledger.put(user, event_id, LedgerEntry(entry.micros, done=True))
+            if retriable:
+                ledger.put(user, event_id, LedgerEntry(entry.micros, done=True))
     counts = {name: history.count for name, history in state.histories.items()}
     return {"accepted": True, "user_id": user, "counts": counts, "event_id": event_id, "duplicate": entry.done}
