@@ -205,7 +205,8 @@ COMMANDS = {
     "promote": (cmd_promote, "serve an indexed version (its collection still kept) on every worker, without a restart"),
     "rollback": (cmd_promote, "serve again the version that served before the current one"),
     "experiments": (cmd_experiments, "per model version online: answers, attributed events, CTR@10 and its interval vs the serving one"),
-    "items": (cmd_items, "hide items from every answer (out of stock, a takedown), unhide them, or list the hidden ones"),
+    "items": (cmd_items, "add new items while serving (load), hide items from every answer (out of stock, a takedown), "
+                         "unhide them, or list the hidden ones"),
     "demo": (cmd_demo, "run every stage on generated data, query the live service, print results"),
 }
 
@@ -239,11 +240,12 @@ def build_parser() -> argparse.ArgumentParser:
             command.add_argument("--items", help="events: your item table (CSV/parquet file, glob or folder)")
         if name == "promote":
             command.add_argument("version", help="a registered version whose Milvus collection is kept")
-        if name == "experiments":
+        if name in ("experiments", "items"):
             command.add_argument("--url", help="the service (default: http://serving.host:serving.port)")
         if name == "items":
-            command.add_argument("action", choices=["hide", "unhide", "hidden"])
-            command.add_argument("item_ids", nargs="*", help="item ids (the team's own with source.string_ids)")
+            command.add_argument("action", choices=["load", "hide", "unhide", "hidden"])
+            command.add_argument("item_ids", nargs="*", help="item ids (the team's own with source.string_ids); "
+                                                             "load: an item table mapped by the config's `source.items`")
         if name == "demo":
             command.add_argument("--keep", action="store_true", help="keep an existing workdir instead of starting fresh")
     return parser

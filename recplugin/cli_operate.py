@@ -12,6 +12,8 @@ def cmd_items(config: RecConfig, args: argparse.Namespace) -> None:
     from recplugin.features.store import OnlineFeatures
     from recplugin.serving.ids import IdCodec
 
+    if args.action == "load":
+        return load_items(config, args)
     hidden = OnlineFeatures(config).hidden
     codec = IdCodec(config.source.string_ids, config.data_dir)
     if args.action != "hidden":
@@ -22,6 +24,32 @@ def cmd_items(config: RecConfig, args: argparse.Namespace) -> None:
     now = sorted(hidden.current())
     print(f"{len(now)} items hidden (every worker leaves them out from its next request){': ' if now else ''}"
           + " ".join(str(codec.item_key(item)) for item in now[:50]) + (" ..." if len(now) > 50 else ""))
+
+
+def load_items(config: RecConfig, args: argparse.Namespace, chunk: int = 500) -> None:
+    """`recplugin items load FILE`: a team's item table (the `source.items` mapping of `load events`) sent to the running
+    service in chunks; items it already holds are left as they are, so the whole table may be sent every day."""
+    from recplugin.client import RecClient
+    from recplugin.data import tables
+
+    if len(args.item_ids) != 1:
+        sys.exit("recplugin items load: name one item table (CSV/parquet file, glob or folder)")
+    columns = config.source.items
+    tables.check_header(args.item_ids[0], columns, "items")
+    raw = tables.read_table(args.item_ids[0]).reset_index(drop=True)
+    mapped = tables.map_items(raw, columns, config.scenarios, config.source.string_ids)
+    ids = raw[columns.item].astype(str).tolist() if config.source.string_ids else mapped["item_id"].tolist()
+    items = [{"item_id": item_id, "title": title or str(item_id), "text": text, "category": category, "scenarios": list(scenarios)}
+             for item_id, title, text, category, scenarios in zip(ids, mapped["title"], mapped["text"], mapped["category"],
+                                                                  mapped["scenarios"])]
+    added = known = 0
+    with RecClient(args.url or f"http://{config.serving.host}:{config.serving.port}",
+                   api_key=os.environ.get(config.serving.api_key_env), timeout_s=120) as client:
+        for start in range(0, len(items), chunk):
+            answer = client.add_items(items[start:start + chunk])
+            added, known = added + answer.added, known + answer.known
+    print(f"{added} items added, {known} already known, of {len(items)} (model {answer.model_version}); "
+          "recommendable and accepted by /events on every worker from its next request")
 
 
 def cmd_promote(config: RecConfig, args: argparse.Namespace) -> None:

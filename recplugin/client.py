@@ -1,4 +1,5 @@
-"""A small typed client for a running recplugin service, on BentoML's HTTP client: /recommend, /user_vectors, /events."""
+"""A small typed client for a running recplugin service, on BentoML's HTTP client: /recommend, /user_vectors, /events,
+/items."""
 from __future__ import annotations
 
 import json
@@ -50,6 +51,15 @@ class EventReceipt:
     counts: dict[str, int]
     event_id: str
     duplicate: bool
+
+
+@dataclass(frozen=True)
+class ItemsAdded:
+    """The answer of /items: how many items became recommendable, how many the served model already held."""
+
+    added: int
+    known: int
+    model_version: str
 
 
 class ServiceError(RuntimeError):
@@ -105,6 +115,12 @@ class RecClient:
                 time.sleep(0.2 * 2**attempt)  # a moment for a restarting worker or a recovering store
         return EventReceipt(body["user_id"], {name: int(count) for name, count in body["counts"].items()},
                             body["event_id"], bool(body["duplicate"]))
+
+    def add_items(self, items: list[dict]) -> ItemsAdded:
+        """Add catalogue items while serving (dicts with item_id, title and optionally text, category, scenarios); the
+        same call again is harmless (items already held are `known`)."""
+        body = self._call("add_items", items=items)
+        return ItemsAdded(int(body["added"]), int(body["known"]), body["model_version"])
 
     def close(self) -> None:
         """Close the connection pool."""

@@ -150,8 +150,10 @@ class ServingConfig:
     max_k: int = 200
     default_k: int = 20
     max_query_chars: int = 512
+    max_item_text_chars: int = 8000
     max_user_id: int = 2**62
     max_body_bytes: int = 16384
+    max_items_body_bytes: int = 4_194_304  # POST /items: up to 1000 items with their text
     api_key_env: str = "RECPLUGIN_API_KEY"
     workers: int = 1
     batch_max_size: int = 32

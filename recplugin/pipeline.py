@@ -86,7 +86,12 @@ def load_events(config: RecConfig, events: str, items: str) -> tuple[Path, Path]
 
 
 def apply(config: RecConfig, progress: bool = True) -> int:
-    """Build the user-state source from events and register every Feast object; returns state rows."""
+    """Fold the items added while serving into the catalogue, build the user-state source from events (and live ones),
+    and register every Feast object; returns state rows."""
+    from recplugin.data.live_items import fold_live_items
+
+    if config.catalog_path.exists():
+        fold_live_items(config.data_dir, config.catalog_path)
     rows = feast_glue.prepare_sources(config, progress=progress)
     feast_glue.apply(config)
     save_config(config, workdir_config_path(config))

@@ -10,20 +10,21 @@ import time
 from pathlib import Path
 
 
-class _Cached:
-    """The last set read and the counter it was read at (shared by the threads of one worker)."""
+class VersionedCache:
+    """The last value read and the change counter it was read at (shared by the threads of one worker): the value is
+    read again only when the counter moved, so every worker pays one small read per batch."""
 
-    def __init__(self) -> None:
+    def __init__(self, empty) -> None:
         self.version: int | None = None
-        self.items: frozenset[int] = frozenset()
+        self.value = empty
         self.lock = threading.Lock()
 
-    def current(self, read_version, read_items) -> frozenset[int]:
+    def current(self, read_version, read_value):
         version = read_version()
         with self.lock:
             if version != self.version:
-                self.items, self.version = frozenset(read_items()), version
-            return self.items
+                self.value, self.version = read_value(), version
+            return self.value
 
 
 class RedisHiddenItems:
@@ -31,7 +32,7 @@ class RedisHiddenItems:
 
     def __init__(self, client, namespace: str):
         self.client, self.key = client, f"{namespace}:hidden"
-        self._cache = _Cached()
+        self._cache = VersionedCache(frozenset())
 
     def change(self, item_ids: list[int], hide: bool) -> None:
         if item_ids:
@@ -42,7 +43,7 @@ class RedisHiddenItems:
 
     def current(self) -> frozenset[int]:
         return self._cache.current(lambda: int(self.client.get(f"{self.key}:version") or 0),
-                                   lambda: {int(i) for i in self.client.smembers(self.key)})
+                                   lambda: frozenset(int(i) for i in self.client.smembers(self.key)))
 
 
 class SqliteHiddenItems:
@@ -56,7 +57,7 @@ class SqliteHiddenItems:
             connection.execute("CREATE TABLE IF NOT EXISTS hidden_items (item_id INTEGER PRIMARY KEY, since REAL)")
             connection.execute("CREATE TABLE IF NOT EXISTS hidden_version (id INTEGER PRIMARY KEY CHECK (id = 0), version INTEGER)")
             connection.execute("INSERT OR IGNORE INTO hidden_version VALUES (0, 0)")
-        self._cache = _Cached()
+        self._cache = VersionedCache(frozenset())
 
     def _connect(self) -> sqlite3.Connection:
         return sqlite3.connect(self.path, timeout=self.timeout_s)
@@ -76,8 +77,8 @@ class SqliteHiddenItems:
             with self._connect() as connection:
                 return int(connection.execute("SELECT version FROM hidden_version").fetchone()[0])
 
-        def items() -> set[int]:
+        def items() -> frozenset[int]:
             with self._connect() as connection:
-                return {int(row[0]) for row in connection.execute("SELECT item_id FROM hidden_items")}
+                return frozenset(int(row[0]) for row in connection.execute("SELECT item_id FROM hidden_items"))
 
         return self._cache.current(version, items)

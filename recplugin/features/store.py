@@ -20,6 +20,7 @@ from recplugin.features import definitions as defs
 from recplugin.features.history import UserState, build_user_state
 from recplugin.features.labels import label_events
 from recplugin.features.hidden import RedisHiddenItems, SqliteHiddenItems
+from recplugin.features.new_items import RedisNewItems, SqliteNewItems
 from recplugin.features.ledger import RedisEventLedger, SqliteEventLedger
 from recplugin.features.locks import FileUserLocks, RedisUserLocks
 from recplugin.features.state_sql import build_user_seen, build_user_state_duckdb
@@ -244,11 +245,13 @@ class OnlineFeatures:
             self.locks = RedisUserLocks(config.feast.redis, f"recplugin:{config.feast.project}", timeout)
             self.ledger = RedisEventLedger(self.locks.client, f"recplugin:{config.feast.project}", retention)
             self.hidden = RedisHiddenItems(self.locks.client, f"recplugin:{config.feast.project}")
+            self.new_items = RedisNewItems(self.locks.client, f"recplugin:{config.feast.project}")
             without_retries(self.store)
         else:
             self.locks = FileUserLocks(config.data_dir / "user_locks", timeout)
             self.ledger = SqliteEventLedger(config.data_dir / "user_locks" / "event_ids.db", retention, timeout)
             self.hidden = SqliteHiddenItems(config.data_dir / "user_locks" / "hidden_items.db", timeout)
+            self.new_items = SqliteNewItems(config.data_dir / "user_locks" / "new_items.db", timeout)
 
     def user_states(self, user_ids: list[int]) -> list[UserState | None]:
         """Each user's state, or None when the online store has nothing for that user."""
@@ -272,6 +275,17 @@ class OnlineFeatures:
         names = defs.names(self.config)
         self.store.push(names.user_state_push, pd.DataFrame([state.row(user_id, timestamp)]), to=PushMode.ONLINE)
         self.store.push(names.user_seen_push, pd.DataFrame([state.seen_row(user_id, timestamp)]), to=PushMode.ONLINE)
+
+    def write_items(self, items: list, vectors: np.ndarray, model_version: str) -> None:
+        """New items' text and vectors into the online item views (the offline side is the live item log)."""
+        names, now = defs.names(self.config), pd.Timestamp.now(tz="UTC")
+        ids = [item.item_id for item in items]
+        self.store.write_to_online_store(names.item_features, pd.DataFrame({
+            "item_id": ids, "title": [i.title for i in items], "text": [i.text for i in items],
+            "category": [i.category for i in items], "created_timestamp": now}))
+        self.store.write_to_online_store(names.item_embedding, pd.DataFrame({
+            "item_id": ids, "embedding": [list(map(float, v)) for v in vectors], "model_version": model_version,
+            "event_timestamp": now}))
 
     def ping(self) -> bool:
         """True when the online store answers a read."""

@@ -84,11 +84,8 @@ def build_collection(client: MilvusClient, config: IndexConfig, version: str, it
         batch = config.insert_batch  # Milvus Lite 2.5 inserts 100k rows in ~8 s in 500-row batches, ~330 s in 20k-row ones
         for start in progress_bar(range(0, len(item_ids), batch), desc="index items", unit="batch", disable=not progress):
             stop = start + batch
-            client.insert(name, [
-                {"item_id": int(i), VECTOR_FIELD: v.tolist(), "category": str(c)[:256], "scenarios": list(s),
-                 **{eligibility_field(scenario): scenario in s for scenario in names}}
-                for i, v, c, s in zip(item_ids[start:stop], vectors[start:stop], categories[start:stop], scenarios[start:stop])
-            ])
+            client.insert(name, item_rows(item_ids[start:stop], vectors[start:stop], categories[start:stop],
+                                          scenarios[start:stop], names))
         client.flush(name)  # seal the segments so that the server builds the index over them
         wait_for_index(client, name, config.build_timeout_s)
         client.load_collection(name)
@@ -99,6 +96,19 @@ def build_collection(client: MilvusClient, config: IndexConfig, version: str, it
         client.drop_collection(name)
         raise
     return name
+
+
+def item_rows(item_ids, vectors: np.ndarray, categories: list[str], scenarios: list[list[str]], names: list[str]) -> list[dict]:
+    """Collection rows: id, vector, category, scenarios and one `in_<scenario>` flag per scenario."""
+    return [{"item_id": int(item_id), VECTOR_FIELD: vector.tolist(), "category": str(category)[:256],
+             "scenarios": list(eligible), **{eligibility_field(scenario): scenario in eligible for scenario in names}}
+            for item_id, vector, category, eligible in zip(item_ids, vectors, categories, scenarios)]
+
+
+def upsert_items(client: MilvusClient, name: str, item_ids: list[int], vectors: np.ndarray, categories: list[str],
+                 scenarios: list[list[str]], names: list[str], timeout: float | None = None) -> None:
+    """Insert or replace items in a live collection (items added while serving); idempotent."""
+    client.upsert(name, item_rows(item_ids, vectors, categories, scenarios, names), timeout=timeout)
 
 
 def wait_for_index(client: MilvusClient, name: str, timeout_s: float) -> None:

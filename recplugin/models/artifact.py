@@ -42,6 +42,10 @@ def save_artifact(directory: Path, model: TwoTower, config: RecConfig, item_ids:
     return directory
 
 
+class NoTextTower(ValueError):
+    """An ids-only model (model.use_text false) has no vector for an item it was not trained on."""
+
+
 class RetrievalModel:
     """User tower + item vectors for serving: histories (and an optional query text) in, interest vectors out."""
 
@@ -62,7 +66,7 @@ class RetrievalModel:
         self.item_ids = np.load(self.directory / ITEM_IDS)
         self.item_vectors = np.load(self.directory / ITEM_VECTORS)
         self.item_table = torch.as_tensor(self.item_vectors, device=self.device)
-        self.id_to_row = {int(item_id): row for row, item_id in enumerate(self.item_ids)}
+        self.id_to_row = {int(item_id): row for row, item_id in enumerate(self.item_ids)}  # trained items, then added ones
         self.popular: dict[str, list[list[float]]] = json.loads((self.directory / POPULAR).read_text())
         fine_tuned = self.directory / TEXT_ENCODER
         encoder_name = str(fine_tuned) if fine_tuned.is_dir() else model_config.text_encoder
@@ -71,6 +75,33 @@ class RetrievalModel:
     def warm_up(self) -> None:
         """Load the query text model now: the first search query after start must not wait ~30 s for it."""
         self.encoder.encode(["warm up"])
+
+    def is_trained_on(self, item_id: int) -> bool:
+        """Whether the item was in the catalogue this model was trained on (not added while serving)."""
+        row = self.id_to_row.get(int(item_id))
+        return row is not None and row < len(self.item_ids)
+
+    @torch.no_grad()
+    def cold_item_vectors(self, texts: list[str]) -> np.ndarray:
+        """Vectors for items this model was not trained on, from their text alone: the projection of the text encoding.
+        For a text + ids model this is the cold-item rule: an unseen item's id embedding is zero."""
+        if not self.config.model.use_text:
+            raise NoTextTower(f"model {self.version} reads item ids only (model.use_text false): it has no vector for a new "
+                              "item; new items are served once a model trained with them is indexed")
+        if not texts:
+            return np.zeros((0, self.item_vectors.shape[1]), dtype=np.float32)
+        encoded = torch.as_tensor(self.encoder.encode(texts), device=self.device)
+        return self.projection(encoded).float().cpu().numpy()
+
+    def add_items(self, item_ids: list[int], vectors: np.ndarray) -> None:
+        """Append items the table does not hold yet. The table grows before the id map, so a row any reader took from
+        the old map is valid in the new table (no lock on the request path)."""
+        fresh = [row for row, item_id in enumerate(item_ids) if int(item_id) not in self.id_to_row]
+        if not fresh:
+            return
+        start = len(self.item_table)
+        self.item_table = torch.cat([self.item_table, torch.as_tensor(vectors[fresh], device=self.device)])
+        self.id_to_row = {**self.id_to_row, **{int(item_ids[row]): start + n for n, row in enumerate(fresh)}}
 
     @torch.no_grad()
     def user_vectors(self, batch: SequenceBatch, query_texts: list[str | None]) -> np.ndarray:

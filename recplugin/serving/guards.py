@@ -6,7 +6,7 @@ import hmac
 import json
 
 PROBES = ("/readyz", "/livez", "/healthz")  # always open, for orchestrators
-API = ("/recommend", "/events", "/user_vectors", "/items/hide", "/items/unhide")
+API = ("/recommend", "/events", "/user_vectors", "/items", "/items/hide", "/items/unhide")
 PROTECTED = (*API, "/metrics", "/docs.json", "/docs", "/schema.json", "/")  # need the key when one is set
 STATIC_PREFIX = "/static_content/"  # the docs page's assets
 
@@ -93,9 +93,10 @@ def readable_400s(send):
 class RequestGuard:
     """Rejects oversized bodies (413) and, when an API key is configured, requests without it (401), bodies that are not JSON (415); 400s name fields."""
 
-    def __init__(self, app, max_body_bytes: int, api_key: str = ""):
+    def __init__(self, app, max_body_bytes: int, api_key: str = "", max_items_body_bytes: int | None = None):
         self.app = app
         self.max_body_bytes = max_body_bytes
+        self.limits = {"/items": max_items_body_bytes or max_body_bytes}  # a batch of new items is larger than a request
         self.api_key = api_key.encode()
 
     async def __call__(self, scope, receive, send):
@@ -105,7 +106,7 @@ class RequestGuard:
         if path in PROBES:
             return await self.app(scope, receive, send)
         if not known_path(path):  # one answer for every unknown path
-            return await _reply(send, 404, "no such route; routes: /recommend, /events, /user_vectors, /items/hide, /items/unhide, /readyz, /livez, /metrics, /docs")
+            return await _reply(send, 404, "no such route; routes: /recommend, /events, /user_vectors, /items, /items/hide, /items/unhide, /readyz, /livez, /metrics, /docs")
         headers = dict(scope.get("headers") or [])
         if self.api_key and not hmac.compare_digest(presented_key(headers), self.api_key):
             return await _reply(send, 401, "missing or wrong API key: send it in X-API-Key or as Authorization: Bearer")
@@ -115,9 +116,10 @@ class RequestGuard:
         if media_type != b"application/json" and not media_type.endswith(b"+json"):
             return await _reply(send, 415, f"Content-Type {media_type.decode(errors='replace')!r} is not accepted; "
                                            "send a JSON body with Content-Type: application/json")
+        limit = self.limits.get(path, self.max_body_bytes)
         declared = headers.get(b"content-length")
-        if declared is not None and (not declared.isdigit() or int(declared) > self.max_body_bytes):
-            return await _reply(send, 413, f"request body over {self.max_body_bytes} bytes")
+        if declared is not None and (not declared.isdigit() or int(declared) > limit):
+            return await _reply(send, 413, f"request body over {limit} bytes")
         body, more = b"", True
         while more:
             message = await receive()
@@ -125,8 +127,8 @@ class RequestGuard:
                 return None
             body += message.get("body", b"")
             more = message.get("more_body", False)
-            if len(body) > self.max_body_bytes:
-                return await _reply(send, 413, f"request body over {self.max_body_bytes} bytes")
+            if len(body) > limit:
+                return await _reply(send, 413, f"request body over {limit} bytes")
         replayed = False
 
         async def replay():

@@ -16,6 +16,7 @@ class IdCodec:
         self.string_ids = string_ids
         self._data_dir = data_dir
         self._keys: dict[int, str] | None = None
+        self.added_keys: dict[int, str] = {}  # the own ids of items added while serving (the recommender's catalogue)
 
     def internal(self, value: int | str) -> int:
         """The integer id the stores and the model use."""
@@ -29,7 +30,7 @@ class IdCodec:
             path = self._data_dir / ITEM_KEYS
             table = pd.read_parquet(path) if path.exists() else pd.DataFrame({"item_id": [], "key": []})
             self._keys = dict(zip(table["item_id"].astype("int64").tolist(), table["key"].astype(str).tolist()))
-        return self._keys.get(int(item_id), item_id)
+        return self._keys.get(int(item_id)) or self.added_keys.get(int(item_id), item_id)
 
     def answer(self, body: dict) -> dict:
         """A /recommend answer with its items named by the team's own ids."""

@@ -8,7 +8,7 @@ from typing import Any
 import yaml
 
 REF = "#/components/schemas/{}"
-API_ROUTES = ("/recommend", "/events", "/user_vectors", "/items/hide", "/items/unhide")
+API_ROUTES = ("/recommend", "/events", "/user_vectors", "/items", "/items/hide", "/items/unhide")
 
 SCHEMAS: dict[str, dict[str, Any]] = {
     "ErrorBody": {
@@ -52,6 +52,14 @@ SCHEMAS: dict[str, dict[str, Any]] = {
             "changed": {"type": "integer", "minimum": 0, "description": "How many items this call hid or showed again"},
         },
     },
+    "ItemsAdded": {
+        "type": "object", "required": ["added", "known", "model_version"],
+        "properties": {
+            "added": {"type": "integer", "minimum": 0, "description": "Items now recommendable and accepted by /events"},
+            "known": {"type": "integer", "minimum": 0, "description": "Items the served model already held (left as they are)"},
+            "model_version": {"type": "string", "description": "The model whose item tower gave the new items' vectors"},
+        },
+    },
     "EventReceipt": {
         "type": "object", "required": ["accepted", "user_id", "counts", "event_id", "duplicate"],
         "properties": {
@@ -66,7 +74,7 @@ SCHEMAS: dict[str, dict[str, Any]] = {
     },
 }
 ANSWERS = {"/recommend": "Recommendation", "/events": "EventReceipt", "/user_vectors": "UserVectors",
-           "/items/hide": "HiddenItems", "/items/unhide": "HiddenItems"}
+           "/items": "ItemsAdded", "/items/hide": "HiddenItems", "/items/unhide": "HiddenItems"}
 MISSING_KEY = "Missing or wrong API key (X-API-Key header or Authorization: Bearer)"
 API_KEY_SCHEME = {"ApiKey": {"type": "apiKey", "in": "header", "name": "X-API-Key"},
                   "Bearer": {"type": "http", "scheme": "bearer", "description": "The same key as a bearer token"}}
@@ -92,6 +100,9 @@ def api_responses(route: str, api_key_required: bool) -> dict[str, Any]:
     if route == "/events":
         responses["422"] = _json("item_id is not in the catalogue of the served model, or timestamp is more than "
                                  "serving.max_clock_skew_s in the future", "ErrorBody")
+    if route == "/items":
+        responses["422"] = _json("The served model reads item ids only (model.use_text false): it has no vector for a "
+                                 "new item", "ErrorBody")
     if api_key_required:
         responses["401"] = _json(MISSING_KEY, "ErrorBody")
     return responses

@@ -13,58 +13,21 @@ from pymilvus.client.types import LoadState
 
 from recplugin.config import RecConfig
 from recplugin.data.live_events import log_to_append
+from recplugin.data.live_items import NewItem
 from recplugin.features.history import UserState
 from recplugin.features.store import OnlineFeatures
 from recplugin.index.collections import alias_target, collection_index, collection_version, row_count, supports_aliases
 from recplugin.index.milvus import connect, disconnect, search_many
-from recplugin.models.artifact import RetrievalModel
+from recplugin.models.artifact import NoTextTower, RetrievalModel
 from recplugin.models.exclusion import excluded_items
 from recplugin.models.inputs import NO_QUERY, ScenarioEvents, build_batch
 from recplugin.registry.models import ModelRegistry, UnknownVersion, UntrustedArtifact, confined_artifact
+from recplugin.serving.catalogue import Catalogue
+from recplugin.serving.messages import InvalidRequest, NotReady, Recommendation, RecommendRequest, Unprocessable, UnknownItem
 from recplugin.serving.events import LiveEvent, record_once
 
 
 logger = logging.getLogger("recplugin.serving")
-
-
-class InvalidRequest(ValueError):
-    """A request value that is not allowed; the message names the field and what is allowed."""
-
-
-class Unprocessable(InvalidRequest):
-    """A well-formed value that cannot be taken now (HTTP 422)."""
-
-
-class UnknownItem(Unprocessable):
-    """A well-formed item id that the served model's catalogue does not hold (HTTP 422)."""
-
-
-class NotReady(RuntimeError):
-    """Model, features or index are not usable yet."""
-
-
-@dataclass(frozen=True)
-class RecommendRequest:
-    """One /recommend call."""
-
-    user_id: int
-    scenario: str
-    k: int
-    query: str | None = None
-
-
-@dataclass(frozen=True)
-class Recommendation:
-    """The answer to /recommend."""
-
-    items: list[dict]
-    model_version: str
-    cold_start: bool
-    degraded: str | None = None
-
-    def as_dict(self) -> dict:
-        return {"items": self.items, "model_version": self.model_version, "cold_start": self.cold_start,
-                "degraded": self.degraded}
 
 
 @dataclass(frozen=True)
@@ -87,13 +50,14 @@ class Recommender:
         self.registry = ModelRegistry(config.registry_sqlalchemy_url)
         self.milvus = connect(config.milvus_uri, timeout=self.timeout)
         self._stop = threading.Event()
+        self.feast_lock = threading.Lock()
         try:
-            self.served = self._load_served(self._served_collection())
             self.online = OnlineFeatures(config)
+            self.catalogue = Catalogue(config, self.online, self.online_store, self.milvus)
+            self.served = self._load_served(self._served_collection())
         except Exception:
             self.close()
             raise
-        self.feast_lock = threading.Lock()
         self._hidden: frozenset[int] = frozenset()
         self._versions: tuple[float, set[str]] = (0.0, set())
         self._follower = threading.Thread(target=self._follow, name="recplugin-follow-version", daemon=True)
@@ -146,8 +110,9 @@ class Recommender:
         model.warm_up()  # readiness means ready: search queries included
         self.milvus.load_collection(collection, timeout=self.timeout)
         indexed = row_count(self.milvus, collection, timeout=self.timeout)
-        if indexed != len(model.item_ids):
+        if indexed < len(model.item_ids):  # more: items added while serving
             raise NotReady(f"collection {collection} has {indexed} items but model {version.version} has {len(model.item_ids)}")
+        self.catalogue.sync(model, collection)  # items added while serving, into this version's table (and collection)
         return Served(collection, model, collection_index(self.milvus, collection, timeout=self.timeout))
 
     def refresh(self) -> bool:
@@ -193,6 +158,7 @@ class Recommender:
         """
         served = self.served  # one model and collection for the whole batch, even if the version switches meanwhile
         hidden = self.hidden_items()
+        self.follow_new_items(served)
         answers: list[Recommendation | Exception | None] = [None] * len(requests)
         valid = []
         for position, request in enumerate(requests):
@@ -246,6 +212,24 @@ class Recommender:
             self._versions = (time.monotonic(), versions)
         return versions
 
+    def follow_new_items(self, served: Served) -> None:
+        """Items another worker added since the last batch, into this worker's table; on any error, at the next batch."""
+        try:
+            self.catalogue.sync(served.model, served.collection)
+        except Exception as error:  # the shared set or Milvus did not answer: answers go on without the newest items
+            logger.warning("items added while serving not followed yet: %s: %s", type(error).__name__, error)
+
+    def add_items(self, items: list[NewItem]) -> dict:
+        """Add items to the served version now (and to every worker from its next batch); known items are left as they are."""
+        served = self.served
+        unknown = [s for item in items for s in item.scenarios if s not in self.config.scenarios]
+        if unknown:
+            raise InvalidRequest(f"scenarios {unknown[0]!r} is unknown; allowed: {self.config.scenarios}")
+        try:
+            return self.catalogue.add(served.model, served.collection, items)
+        except NoTextTower as error:
+            raise Unprocessable(str(error)) from None
+
     def hidden_items(self) -> frozenset[int]:
         """The items off the shelf now (read once per batch); the last set read when its store does not answer."""
         try:
@@ -287,8 +271,10 @@ class Recommender:
         if action not in self.config.actions:
             raise InvalidRequest(f"action {action!r} is unknown; allowed: {self.config.actions}")
         if int(item_id) not in self.served.model.id_to_row:
+            self.follow_new_items(self.served)  # added on another worker a moment ago?
+        if int(item_id) not in self.served.model.id_to_row:
             raise UnknownItem(f"item_id {item_id} is not in the catalogue of model {self.served.model.version}; "
-                                 "new items are served once a model that knows them is indexed")
+                              "add it with POST /items (or `recplugin items load`)")
         if timestamp_s is not None and timestamp_s > pd.Timestamp.now(tz="UTC").timestamp() + self.config.serving.max_clock_skew_s:
             raise Unprocessable(f"timestamp {timestamp_s} is in the future; allowed: unix seconds up to now + "
                                  f"serving.max_clock_skew_s ({self.config.serving.max_clock_skew_s:g} s)")

@@ -4,6 +4,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
+import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from typing import Annotated, Literal, Optional, Union
@@ -13,11 +14,12 @@ import bentoml
 import grpc
 import torch
 from bentoml.exceptions import BentoMLException
-from pydantic import Field, ValidationError
+from pydantic import BaseModel, Field, ValidationError
 from pymilvus.exceptions import MilvusException
 from starlette.responses import JSONResponse
 
 from recplugin.config import load_config
+from recplugin.data.live_items import NewItem
 from recplugin.serving.batching import Batcher, Overloaded
 from recplugin.serving.guards import RequestGuard, bound_metrics_labels
 from recplugin.serving.ids import IdCodec
@@ -53,6 +55,21 @@ if CONFIG.source.string_ids:  # the team's string ids (hashed as at load time), 
     ItemIds = Annotated[list[ItemId], Field(min_length=1, max_length=1000, description="1..1000 item ids")]  # noqa: F811
 
 
+
+
+class ItemBody(BaseModel):
+    """One catalogue item to add while serving."""
+
+    item_id: ItemId
+    title: Annotated[str, Field(min_length=1, max_length=1000, description="The item's title")]
+    text: Annotated[Optional[str], Field(default=None, max_length=LIMITS.max_item_text_chars, description=(
+        "What the item tower reads, built as `load events` builds it from your text columns (default: the title)"))]
+    category: Annotated[str, Field(default="", max_length=256)]
+    scenarios: Annotated[Optional[list[Scenario]], Field(default=None, min_length=1, description=(
+        "The scenarios the item may be shown in (default: all)"))]
+
+
+ItemBodies = Annotated[list[ItemBody], Field(min_length=1, max_length=1000, description="1..1000 items")]
 MILVUS_ERRORS = (MilvusException, grpc.RpcError)  # a deadline (a hung server) comes as a bare gRPC error
 
 
@@ -123,6 +140,7 @@ class RecPlugin:
             if self._recommender is None:
                 try:
                     self._recommender = Recommender(self.config)
+                    self.ids.added_keys = self._recommender.catalogue.keys
                 except Exception as error:  # any dependency may be down; readiness reports it
                     self._error = f"{type(error).__name__}: {error}"
                     logger.warning("recplugin not ready: %s", self._error)
@@ -213,6 +231,26 @@ class RecPlugin:
         except Exception as error:
             logger.warning("event stored but not attributed to %s: %s: %s", request_id, type(error).__name__, error)
 
+    @bentoml.api(route="/items")
+    def add_items(self, items: ItemBodies) -> dict:
+        """Add items to the catalogue while serving: their vectors come from the served model's item tower (text), they
+        are searchable and accepted by /events at once, on every worker from its next request; items the served model
+        already holds are left as they are. `recplugin items load FILE` sends a whole item table."""
+        recommender = self._connect()
+        if recommender is None:
+            return unavailable(f"recplugin is not ready: {self._error}")
+        now = time.time()
+        new = [NewItem(self.ids.internal(item.item_id), item.title, item.text or item.title, item.category,
+                       list(item.scenarios or CONFIG.scenarios), now, item.item_id if isinstance(item.item_id, str) else None)
+               for item in items]
+        try:
+            return recommender.add_items(new)
+        except Unprocessable as error:  # an ids-only model has no vector for a new item
+            return bad_request(str(error), 422)
+        except Exception as error:  # Milvus, the online store or the log did not take them: retry the same call
+            logger.warning("items not added: %s: %s", type(error).__name__, error)
+            return unavailable(f"the items were not added ({type(error).__name__}: {error}); retry later")
+
     @bentoml.api(route="/items/hide")
     def hide_items(self, item_ids: ItemIds) -> dict:
         """Take items off the shelf (out of stock, a takedown): no answer holds them from the next request on, on every
@@ -240,8 +278,8 @@ class RecPlugin:
 
 
 document_service(RecPlugin, api_key_required=bool(os.environ.get(LIMITS.api_key_env)), string_ids=CONFIG.source.string_ids)
-# Bodies over serving.max_body_bytes get 413; when the variable named by serving.api_key_env is set,
+# Bodies over serving.max_body_bytes (POST /items: serving.max_items_body_bytes) get 413; when the variable named by serving.api_key_env is set,
 # /recommend, /user_vectors and /events need that key in X-API-Key or as a bearer token (401 otherwise).
 bound_metrics_labels()
 RecPlugin.add_asgi_middleware(RequestGuard, max_body_bytes=LIMITS.max_body_bytes,
-                              api_key=os.environ.get(LIMITS.api_key_env, ""))
+                              api_key=os.environ.get(LIMITS.api_key_env, ""), max_items_body_bytes=LIMITS.max_items_body_bytes)

@@ -10,12 +10,12 @@ def _generated() -> dict:
     schemas = {"recommend__Input": {"type": "object", "properties": {
         "query": {"anyOf": [{"type": "string", "maxLength": 5}, {"type": "null"}], "default": None}}},
         "events__Input": {"type": "object"}, "user_vectors__Input": {"type": "object"}, "hide_items__Input": {"type": "object"},
-        "unhide_items__Input": {"type": "object"}, "TaskStatusResponse": {}, "InvalidArgument": {}}
+        "unhide_items__Input": {"type": "object"}, "add_items__Input": {"type": "object"}, "TaskStatusResponse": {}, "InvalidArgument": {}}
     post = lambda name: {"post": {"x-bentoml-name": name, "requestBody": body, "responses": {"200": {}, "404": {}}}}
     probe = {"get": {"responses": {"200": {"description": "ok"}}}}
     return {"openapi": "3.0.2", "components": {"schemas": schemas},
             "paths": {"/recommend": post("recommend"), "/events": post("events"), "/user_vectors": post("user_vectors"),
-                      "/items/hide": post("hide_items"), "/items/unhide": post("unhide_items"), "/readyz": probe, "/metrics": probe}}
+                      "/items": post("add_items"), "/items/hide": post("hide_items"), "/items/unhide": post("unhide_items"), "/readyz": probe, "/metrics": probe}}
 
 
 def test_every_status_the_api_returns_is_declared_with_its_body():
@@ -29,6 +29,8 @@ def test_every_status_the_api_returns_is_declared_with_its_body():
     hide = document["paths"]["/items/hide"]["post"]["responses"]["200"]["content"]["application/json"]["schema"]["$ref"]
     assert hide.endswith("/HiddenItems") and set(document["components"]["schemas"]["EventReceipt"]["required"]) >= {
         "event_id", "duplicate"}
+    added = document["paths"]["/items"]["post"]["responses"]
+    assert "422" in added and added["200"]["content"]["application/json"]["schema"]["$ref"].endswith("/ItemsAdded")
     assert "503" in document["paths"]["/readyz"]["get"]["responses"]
     assert "TaskStatusResponse" not in document["components"]["schemas"] and "securitySchemes" not in document["components"]
 

@@ -1,0 +1,70 @@
+"""New items while serving, without a retrain or a restart: the served model's item tower gives their vectors (text
+only: the cold-item rule), the served Milvus collection gets them, Feast's online item views and the live item log too,
+and every worker adds them to its item table when the shared set of new items changes (read once per batch)."""
+from __future__ import annotations
+
+import logging
+import threading
+from contextlib import AbstractContextManager
+from typing import Callable
+
+from pymilvus import MilvusClient
+
+from recplugin.config import RecConfig
+from recplugin.data.live_items import LIVE_ITEMS, NewItem, append_items
+from recplugin.features.store import OnlineFeatures
+from recplugin.index.collections import upsert_items
+from recplugin.models.artifact import RetrievalModel
+
+logger = logging.getLogger("recplugin.serving")
+
+
+class Catalogue:
+    """Adds items for the whole deployment, and keeps this worker's served model in step with the items others added."""
+
+    def __init__(self, config: RecConfig, online: OnlineFeatures, online_store: Callable[[], AbstractContextManager],
+                 milvus: MilvusClient):
+        self.config, self.online, self.online_store, self.milvus = config, online, online_store, milvus
+        self.log_path = config.data_dir / LIVE_ITEMS
+        self.keys: dict[int, str] = {}  # the team's own ids of added items (source.string_ids)
+        self._lock = threading.Lock()
+        self._synced: tuple[RetrievalModel | None, object] = (None, None)  # the served model, the shared set it has
+
+    def add(self, model: RetrievalModel, collection: str, items: list[NewItem]) -> dict:
+        """Make items recommendable everywhere; items the served model already holds are left as they are (`known`).
+
+        Order: the live log (durable), Milvus, Feast, then the shared set (which tells the other workers): a failure
+        part-way leaves nothing announced, and the same call again finishes the job.
+        """
+        fresh = list({item.item_id: item for item in items if item.item_id not in model.id_to_row}.values())
+        if fresh:
+            vectors = model.cold_item_vectors([item.text for item in fresh])
+            append_items(self.log_path, fresh)
+            upsert_items(self.milvus, collection, [i.item_id for i in fresh], vectors, [i.category for i in fresh],
+                         [i.scenarios for i in fresh], self.config.scenarios, timeout=self.config.index.rpc_timeout_s)
+            with self.online_store():
+                self.online.write_items(fresh, vectors, model.version)
+                self.online.new_items.add(fresh)
+            with self._lock:
+                model.add_items([item.item_id for item in fresh], vectors)
+                self.keys.update({item.item_id: item.key for item in fresh if item.key is not None})
+        return {"added": len(fresh), "known": len(items) - len(fresh), "model_version": model.version}
+
+    def sync(self, model: RetrievalModel, collection: str) -> None:
+        """Bring this worker's model (and its collection) in step with the items any worker added: vectors from this
+        model's item tower, upserted (idempotent: a collection built meanwhile may lack them), then the item table."""
+        shared = self.online.new_items.current()
+        if self._synced[0] is model and self._synced[1] is shared:
+            return
+        with self._lock:
+            if self._synced[0] is model and self._synced[1] is shared:
+                return
+            missing = [item for item_id, item in shared.items() if item_id not in model.id_to_row]
+            if missing:
+                vectors = model.cold_item_vectors([item.text for item in missing])
+                upsert_items(self.milvus, collection, [i.item_id for i in missing], vectors, [i.category for i in missing],
+                             [i.scenarios for i in missing], self.config.scenarios, timeout=self.config.index.rpc_timeout_s)
+                model.add_items([item.item_id for item in missing], vectors)
+                logger.info("model %s: %d item(s) added while serving are now in its table", model.version, len(missing))
+            self.keys.update({item.item_id: item.key for item in shared.values() if item.key is not None})
+            self._synced = (model, shared)
