@@ -105,10 +105,11 @@ def cmd_index(config: RecConfig, args: argparse.Namespace) -> None:
 
     began = time.monotonic()
     try:
-        name = pipeline.index(config, args.version, force=args.force)
+        name = pipeline.index(config, args.version, force=args.force, serve=not args.candidate)
     except pipeline.WorseThanPopularity as error:
         sys.exit(f"recplugin index: {error}")
-    print(f"indexed into {name} on {config.milvus_uri}; it is now the serving collection\n"
+    role = "a candidate: `recplugin rollout VERSION --share N`" if args.candidate else "it is now the serving collection"
+    print(f"indexed into {name} on {config.milvus_uri}; {role}\n"
           f"index done in {time.monotonic() - began:.1f} s")
 
 
@@ -204,6 +205,7 @@ COMMANDS = {
     "models": (cmd_models, "list registered model versions"),
     "promote": (cmd_promote, "serve an indexed version (its collection still kept) on every worker, without a restart"),
     "rollback": (cmd_promote, "serve again the version that served before the current one"),
+    "rollout": (cmd_promote, "answer a share of users with a candidate version beside the serving one (online A/B)"),
     "experiments": (cmd_experiments, "per model version online: answers, attributed events, CTR@10 and its interval vs the serving one"),
     "items": (cmd_items, "add new items while serving (load), hide items from every answer (out of stock, a takedown), "
                          "unhide them, or list the hidden ones"),
@@ -224,6 +226,7 @@ def build_parser() -> argparse.ArgumentParser:
             command.add_argument("--version", help="model version (default: the newest)")
         if name == "index":
             command.add_argument("--force", action="store_true", help="serve a version that does not beat popularity")
+            command.add_argument("--candidate", action="store_true", help="build its collection only (for a rollout)")
         if name == "evaluate":
             command.add_argument("--json", action="store_true", help="print JSON instead of a table")
         if name == "serve":
@@ -238,8 +241,10 @@ def build_parser() -> argparse.ArgumentParser:
                                  help="events: your own event table (config `source` maps its columns); or a public dataset")
             command.add_argument("path", help="events: a CSV/parquet file, glob or folder; a dataset: its folder, e.g. ../shared/data/ml-1m")
             command.add_argument("--items", help="events: your item table (CSV/parquet file, glob or folder)")
-        if name == "promote":
+        if name in ("promote", "rollout"):
             command.add_argument("version", help="a registered version whose Milvus collection is kept")
+        if name == "rollout":
+            command.add_argument("--share", type=float, required=True, help="percent of users it answers (0 ends it)")
         if name in ("experiments", "items"):
             command.add_argument("--url", help="the service (default: http://serving.host:serving.port)")
         if name == "items":

@@ -55,7 +55,11 @@ def load_items(config: RecConfig, args: argparse.Namespace, chunk: int = 500) ->
 def cmd_promote(config: RecConfig, args: argparse.Namespace) -> None:
     from recplugin import pipeline
 
-    if args.command == "rollback":
+    if args.command == "rollout":
+        pipeline.rollout(config, args.version, args.share)
+        print(f"{args.version} answers {args.share:g}% of users beside the serving version" if args.share else
+              "rollout ended: the serving version answers every user", f"(every worker within {config.serving.reload_interval_s:g} s)")
+    elif args.command == "rollback":
         print(f"serving {pipeline.rollback(config)} again; every worker follows within {config.serving.reload_interval_s:g} s")
     else:
         pipeline.promote(config, args.version)

@@ -145,10 +145,12 @@ class WorseThanPopularity(ValueError):
     """The version did not beat popularity on validation; `index` serves it only when forced."""
 
 
-def index(config: RecConfig, version: str | None = None, progress: bool = True, force: bool = False) -> str:
+def index(config: RecConfig, version: str | None = None, progress: bool = True, force: bool = False,
+          serve: bool = True) -> str:
     """Index a version's item vectors in a new collection, publish them to Feast, make it the served one, then (after
-    `index.drop_grace_s`, while running services switch over) drop the collections it replaced. A version that did not
-    beat popularity on validation is refused unless `force`."""
+    `index.drop_grace_s`, while running services switch over) drop the collections it replaced (never a rollout's
+    candidate). A version that did not beat popularity on validation is refused unless `force`. Without `serve`, only
+    the collection is built: a candidate for `rollout`."""
     import numpy as np
 
     from recplugin.index import collections
@@ -174,12 +176,14 @@ def index(config: RecConfig, version: str | None = None, progress: bool = True, 
             [list(s) if isinstance(s, (list, np.ndarray)) else list(config.scenarios) for s in catalog["scenarios"]],
             progress=progress, scenario_names=list(config.scenarios))
         registry.mark_indexed(entry.version, name)
-        feast_glue.publish_item_embeddings(config, item_ids, vectors, entry.version)
-        serve_collection(client, registry, config, entry.version, name)
-        previous = [row.collection for row in registry.list() if row.collection and row.collection != name]
-        dropped = collections.retire_collections(client, config.index, name, keep=set(previous[:config.index.keep_versions - 1]),
-                                                 grace_s=config.index.drop_grace_s)
-        registry.forget_collections(dropped)
+        if serve:
+            feast_glue.publish_item_embeddings(config, item_ids, vectors, entry.version)
+            serve_collection(client, registry, config, entry.version, name)
+            previous = [row.collection for row in registry.list() if row.collection and row.collection != name]
+            rollout = registry.rollout()
+            keep = set(previous[:config.index.keep_versions - 1]) | ({registry.get(rollout.version).collection} if rollout else set())
+            dropped = collections.retire_collections(client, config.index, name, keep=keep, grace_s=config.index.drop_grace_s)
+            registry.forget_collections(dropped)
     finally:
         disconnect(client, config.milvus_uri)
     return name
@@ -198,9 +202,31 @@ def promote(config: RecConfig, version: str) -> str:
             raise UnknownVersion(f"version {version} has no Milvus collection any more (index.keep_versions); "
                                  f"run `recplugin index --version {version}` to serve it")
         serve_collection(client, registry, config, version, entry.collection)
+        rollout = registry.rollout()
+        if rollout is not None and rollout.version == version:  # the candidate won: its rollout is over
+            registry.set_rollout(None)
     finally:
         disconnect(client, config.milvus_uri)
     return entry.collection
+
+
+def rollout(config: RecConfig, version: str, share: float) -> None:
+    """Answer `share` % of users (a stable hash of their id) with an indexed `version` beside the serving one; every
+    worker follows within `serving.reload_interval_s`. A share of 0 ends the rollout."""
+    from recplugin.index.milvus import connect, disconnect
+
+    if not 0 <= share <= 100:
+        raise ValueError(f"share {share} is not a percentage; allowed: 0..100")
+    registry = ModelRegistry(config.registry_sqlalchemy_url)
+    entry = registry.get(version)
+    client = connect(config.milvus_uri, timeout=config.index.rpc_timeout_s)
+    try:
+        if share > 0 and (not entry.collection or not client.has_collection(entry.collection)):
+            raise UnknownVersion(f"version {version} has no Milvus collection; index it first: "
+                                 f"`recplugin index --version {version} --candidate`")
+    finally:
+        disconnect(client, config.milvus_uri)
+    registry.set_rollout(version, share)
 
 
 def rollback(config: RecConfig) -> str:

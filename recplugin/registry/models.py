@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
-from sqlalchemy import JSON, DateTime, Integer, String, Text, create_engine, select
+from sqlalchemy import JSON, DateTime, Float, Integer, String, Text, create_engine, select
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
 
@@ -36,6 +36,25 @@ class ServingChangeRow(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     version: Mapped[str] = mapped_column(String(64))
     at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class RolloutRow(Base):
+    """The candidate version served beside the current one, and the share of users (in %) who get it; one row."""
+
+    __tablename__ = "recplugin_rollout"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    version: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    share: Mapped[float] = mapped_column(Float, default=0.0)
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+@dataclass(frozen=True)
+class Rollout:
+    """A candidate version and the percentage of users (by a stable hash of their id) who are answered by it."""
+
+    version: str
+    share: float
 
 
 @dataclass(frozen=True)
@@ -142,6 +161,22 @@ class ModelRegistry:
         with Session(self.engine) as session:
             query = select(ServingChangeRow.version).order_by(ServingChangeRow.id.desc())
             return list(session.scalars(query).all())
+
+    def set_rollout(self, version: str | None, share: float = 0.0) -> None:
+        """Serve `version` to `share` % of users beside the serving version (None or a share of 0: no rollout)."""
+        if version is not None:
+            self.get(version)
+        with Session(self.engine) as session, session.begin():
+            row = session.get(RolloutRow, 0) or RolloutRow(id=0)
+            row.version, row.share = (version, float(share)) if version and share > 0 else (None, 0.0)
+            row.at = datetime.now(timezone.utc)
+            session.merge(row)
+
+    def rollout(self) -> Rollout | None:
+        """The rollout in force, if any."""
+        with Session(self.engine) as session:
+            row = session.get(RolloutRow, 0)
+            return Rollout(row.version, row.share) if row is not None and row.version else None
 
     def forget_collections(self, names: list[str]) -> None:
         """Versions whose collection was dropped go back to 'trained' (index them again to serve them)."""

@@ -28,7 +28,7 @@ class Catalogue:
         self.log_path = config.data_dir / LIVE_ITEMS
         self.keys: dict[int, str] = {}  # the team's own ids of added items (source.string_ids)
         self._lock = threading.Lock()
-        self._synced: tuple[RetrievalModel | None, object] = (None, None)  # the served model, the shared set it has
+        self._synced: dict[int, tuple[RetrievalModel, object]] = {}  # per model followed: the shared set it has
 
     def add(self, model: RetrievalModel, collection: str, items: list[NewItem]) -> dict:
         """Make items recommendable everywhere; items the served model already holds are left as they are (`known`).
@@ -54,10 +54,10 @@ class Catalogue:
         """Bring this worker's model (and its collection) in step with the items any worker added: vectors from this
         model's item tower, upserted (idempotent: a collection built meanwhile may lack them), then the item table."""
         shared = self.online.new_items.current()
-        if self._synced[0] is model and self._synced[1] is shared:
+        if self._in_step(model, shared):
             return
         with self._lock:
-            if self._synced[0] is model and self._synced[1] is shared:
+            if self._in_step(model, shared):
                 return
             missing = [item for item_id, item in shared.items() if item_id not in model.id_to_row]
             if missing:
@@ -67,4 +67,9 @@ class Catalogue:
                 model.add_items([item.item_id for item in missing], vectors)
                 logger.info("model %s: %d item(s) added while serving are now in its table", model.version, len(missing))
             self.keys.update({item.item_id: item.key for item in shared.values() if item.key is not None})
-            self._synced = (model, shared)
+            recent = list(self._synced.items())[-3:]  # the serving version, a rollout's candidate, the ones they replaced
+            self._synced = {**dict(recent), id(model): (model, shared)}
+
+    def _in_step(self, model: RetrievalModel, shared: object) -> bool:
+        known = self._synced.get(id(model))
+        return known is not None and known[0] is model and known[1] is shared

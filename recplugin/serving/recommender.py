@@ -5,7 +5,6 @@ import logging
 import threading
 import time
 from contextlib import contextmanager
-from dataclasses import dataclass
 from typing import Iterator
 
 import pandas as pd
@@ -21,22 +20,15 @@ from recplugin.index.milvus import connect, disconnect, search_many
 from recplugin.models.artifact import NoTextTower, RetrievalModel
 from recplugin.models.exclusion import excluded_items
 from recplugin.models.inputs import NO_QUERY, ScenarioEvents, build_batch
-from recplugin.registry.models import ModelRegistry, UnknownVersion, UntrustedArtifact, confined_artifact
+from recplugin.registry.models import ModelRegistry, Rollout, UnknownVersion, UntrustedArtifact, confined_artifact
 from recplugin.serving.catalogue import Catalogue
-from recplugin.serving.messages import InvalidRequest, NotReady, Recommendation, RecommendRequest, Unprocessable, UnknownItem
+from recplugin.serving.messages import (InvalidRequest, NotReady, Recommendation, RecommendRequest, Served, Unprocessable,
+                                        UnknownItem)
 from recplugin.serving.events import LiveEvent, record_once
+from recplugin.serving.rollout import gets_candidate
 
 
 logger = logging.getLogger("recplugin.serving")
-
-
-@dataclass(frozen=True)
-class Served:
-    """A model version and the collection holding its items: switched together, read once per batch."""
-
-    collection: str
-    model: RetrievalModel
-    index_type: str
 
 
 class Recommender:
@@ -58,6 +50,11 @@ class Recommender:
         except Exception:
             self.close()
             raise
+        self.candidate: tuple[Rollout, Served] | None = None
+        try:
+            self._follow_rollout()
+        except Exception as error:  # the candidate is not loadable: everyone gets the serving version
+            logger.warning("rollout not followed, serving %s to every user: %s", self.served.model.version, error)
         self._hidden: frozenset[int] = frozenset()
         self._versions: tuple[float, set[str]] = (0.0, set())
         self._follower = threading.Thread(target=self._follow, name="recplugin-follow-version", daemon=True)
@@ -116,14 +113,30 @@ class Recommender:
         return Served(collection, model, collection_index(self.milvus, collection, timeout=self.timeout))
 
     def refresh(self) -> bool:
-        """Switch to the served version if it changed (model and collection at once); True when it switched."""
+        """Switch to the served version if it changed (model and collection at once), then follow the rollout; True
+        when the served version switched."""
         collection = self._served_collection()
-        if collection == self.served.collection:
-            return False
-        served = self._load_served(collection)
-        previous, self.served = self.served, served
-        logger.info("now serving model %s from %s (was %s)", served.model.version, collection, previous.model.version)
-        return True
+        switched = collection != self.served.collection
+        if switched:
+            served = self._load_served(collection)
+            previous, self.served = self.served, served
+            logger.info("now serving model %s from %s (was %s)", served.model.version, collection, previous.model.version)
+        self._follow_rollout()
+        return switched
+
+    def _follow_rollout(self) -> None:
+        """Load the registry's rollout candidate (once per version), or drop it when the rollout ended or it serves."""
+        rollout, current = self.registry.rollout(), self.candidate
+        if rollout is None or rollout.version == self.served.model.version:
+            self.candidate = None
+        elif current is not None and current[1].model.version == rollout.version:
+            self.candidate = (rollout, current[1])  # a new share: the same model
+        else:
+            entry = self.registry.get(rollout.version)
+            if not entry.collection:
+                raise NotReady(f"rollout candidate {rollout.version} has no Milvus collection: index it with --candidate")
+            self.candidate = (rollout, self._load_served(entry.collection))
+            logger.info("rollout: %s answers %g%% of users beside %s", rollout.version, rollout.share, self.served.model.version)
 
     def _follow(self) -> None:
         """Background loop: look for a new served version every reload interval; keep the current one on any error."""
@@ -152,11 +165,25 @@ class Recommender:
         return answer
 
     def recommend_many(self, requests: list[RecommendRequest]) -> list[Recommendation | Exception]:
-        """A batch of requests: one Feast read, one user-tower forward, one Milvus call per scenario.
+        """A batch of requests: per version answering (the serving one, and a rollout's candidate for its share of
+        users), one Feast read, one user-tower forward, one Milvus call per scenario.
 
         A request's own mistake comes back as its InvalidRequest; a Milvus failure fails the whole batch.
         """
-        served = self.served  # one model and collection for the whole batch, even if the version switches meanwhile
+        served, candidate = self.served, self.candidate  # fixed for the whole batch, even if a version switches meanwhile
+        if candidate is None:
+            return self._answer(served, requests)
+        chosen = [gets_candidate(candidate[0], request.user_id) for request in requests]
+        answers: list[Recommendation | Exception | None] = [None] * len(requests)
+        for flag, version in ((False, served), (True, candidate[1])):
+            positions = [p for p, c in enumerate(chosen) if c == flag]
+            if positions:
+                for position, answer in zip(positions, self._answer(version, [requests[p] for p in positions])):
+                    answers[position] = answer
+        return answers
+
+    def _answer(self, served: Served, requests: list[RecommendRequest]) -> list[Recommendation | Exception]:
+        """One version's answers to a batch."""
         hidden = self.hidden_items()
         self.follow_new_items(served)
         answers: list[Recommendation | Exception | None] = [None] * len(requests)
@@ -174,13 +201,13 @@ class Recommender:
             logger.warning("Feast online read failed, answering with popular items: %s", error)
             reason = f"feature store unavailable ({type(error).__name__}); popular items"
             for position in valid:
-                answers[position] = self.popular(requests[position].scenario, requests[position].k, served, reason, hidden)
+                answers[position] = served.popular(requests[position].scenario, requests[position].k, reason, hidden)
             return answers
         by_user = {state_user: state for state_user, state in zip(sorted({requests[p].user_id for p in valid}), states)}
         known = [p for p in valid if by_user[requests[p].user_id] is not None]
         for position in valid:
             if by_user[requests[position].user_id] is None:
-                answers[position] = self.popular(requests[position].scenario, requests[position].k, served, hidden=hidden)
+                answers[position] = served.popular(requests[position].scenario, requests[position].k, hidden=hidden)
         if known:
             self._retrieve(served, [requests[p] for p in known], [by_user[requests[p].user_id] for p in known], hidden,
                            lambda index, answer: answers.__setitem__(known[index], answer))
@@ -253,15 +280,6 @@ class Recommender:
             for index, hits in zip(group, found):
                 items = [{"item_id": h.item_id, "score": round(h.score, 6)} for h in hits[:requests[index].k]]
                 put(index, Recommendation(items, served.model.version, False))
-
-    def popular(self, scenario: str, k: int, served: Served | None = None, degraded: str | None = None,
-                hidden: frozenset[int] = frozenset()) -> Recommendation:
-        """The scenario's most popular items (cold start); a score is the item's training count over the top item's (0..1]."""
-        model = (served or self.served).model
-        ranked = [entry for entry in model.popular[scenario] if int(entry[0]) not in hidden][:k]
-        top = float(ranked[0][1]) if ranked and ranked[0][1] > 0 else 1.0
-        items = [{"item_id": int(item_id), "score": round(float(count) / top, 6)} for item_id, count in ranked]
-        return Recommendation(items, model.version, cold_start=True, degraded=degraded)
 
     def record_event(self, user_id: int, item_id: int, scenario: str, action: str, event_id: str | None = None,
                      timestamp_s: float | None = None) -> dict:

@@ -1,5 +1,6 @@
-"""Two BentoML workers on a real Milvus server: readiness, and a live switch of model version under load with no
-restart, no error, no mixed answer, and the replaced collection dropped only after the grace period."""
+"""Two BentoML workers on a real Milvus server: readiness, a live switch of model version under load with no restart,
+no error, no mixed answer, and the replaced collection dropped only after the grace period; rollback, promote, and a
+rollout of a candidate to a share of users."""
 import json
 import shutil
 import threading
@@ -16,7 +17,8 @@ from recplugin import cli, pipeline
 from recplugin.config import from_dict, to_dict, with_overrides
 from recplugin.index import collections, milvus
 from recplugin.models.artifact import ITEM_VECTORS, META
-from recplugin.registry.models import ModelRegistry
+from recplugin.registry.models import ModelRegistry, Rollout
+from recplugin.serving.rollout import gets_candidate
 
 pytestmark = pytest.mark.integration
 RELOAD_S, GRACE_S = 2.0, 20.0
@@ -177,3 +179,57 @@ def test_rollback_and_promote_switch_every_worker_under_load_without_a_failed_re
     assert ModelRegistry(config.registry_sqlalchemy_url).serving_history()[:3] == [second, first, second]
     with pytest.raises(SystemExit, match="no Milvus collection|not in the registry"):
         cli.main(["promote", "v_never_indexed", "-c", str(config_path)])
+
+
+def test_a_rollout_answers_a_stable_share_of_users_on_every_worker_and_ends_with_promote(built_pipeline, server_config,
+                                                                                       tmp_path):
+    config = with_overrides(server_config, index={"keep_versions": 2, "drop_grace_s": 0.0})
+    config_path = pipeline.save_config(config, tmp_path / "recplugin.yaml")
+    control = pipeline.register_artifact(config, Path(built_pipeline.config.models_dir) / built_pipeline.version)
+    candidate = pipeline.register_artifact(config, _copy_artifact(Path(built_pipeline.config.models_dir) / built_pipeline.version,
+                                                                  tmp_path / "candidate", "v_candidate"))
+    pipeline.index(config, control, progress=False)
+    pipeline.index(config, candidate, progress=False, serve=False)  # its collection only: the control keeps serving
+    with pytest.raises(SystemExit, match="no Milvus collection|not in the registry"):
+        cli.main(["rollout", "v_never_indexed", "--share", "10", "-c", str(config_path)])
+    port = pipeline.free_port()
+    base = f"http://127.0.0.1:{port}"
+    process = pipeline.start_service(config, port, log_path=tmp_path / "service.log")
+    users = list(range(0, 400, 2))  # most unknown: popular answers name their version too
+    statuses, stop = [], threading.Event()
+
+    def load() -> None:
+        while not stop.is_set():
+            statuses.append(requests.post(f"{base}/recommend", json={"user_id": 1, "scenario": "feed", "k": 5}, timeout=30).status_code)
+
+    def versions() -> dict[int, set[str]]:
+        answers = _answers(base, [{"user_id": u, "scenario": "feed", "k": 5} for u in users * 3])  # both workers answer
+        seen: dict[int, set[str]] = {}
+        for body, user in zip(answers, users * 3):
+            seen.setdefault(user, set()).add(body["model_version"])
+        return seen
+
+    def expected(share: float) -> dict[int, set[str]]:
+        rollout = Rollout(candidate, share)
+        return {u: {candidate if gets_candidate(rollout, u) else control} for u in users}
+
+    try:
+        pipeline.wait_ready(base, process)
+        thread = threading.Thread(target=load)
+        thread.start()
+        assert versions() == {u: {control} for u in users}
+        for share in (30.0, 60.0):
+            cli.main(["rollout", candidate, "--share", f"{share:g}", "-c", str(config_path)])
+            time.sleep(2 * RELOAD_S + 1)  # every worker has looked again
+            assert versions() == expected(share)  # every worker agrees, request after request
+            assert abs(sum(v == {candidate} for v in expected(share).values()) / len(users) - share / 100) < 0.1
+        in_30 = {u for u, v in expected(30.0).items() if v == {candidate}}
+        assert in_30 <= {u for u, v in expected(60.0).items() if v == {candidate}}  # a larger share only adds users
+        cli.main(["promote", candidate, "-c", str(config_path)])  # the candidate won: the rollout is over
+        time.sleep(2 * RELOAD_S + 1)
+        assert versions() == {u: {candidate} for u in users}
+        assert ModelRegistry(config.registry_sqlalchemy_url).rollout() is None
+    finally:
+        stop.set()
+        pipeline.stop_service(process)
+    assert set(statuses) == {200}
