@@ -57,6 +57,17 @@ def held_out(catalog: pd.DataFrame, share: float, seed: int) -> np.ndarray:
     return np.sort(rng.choice(catalog["item_id"].to_numpy(), size=int(round(share * len(catalog))), replace=False))
 
 
+def ndcg10(found: np.ndarray) -> np.ndarray:
+    """Each row's NDCG@10 from its 0-based rank."""
+    return np.where(found < 10, 1.0 / np.log2(found + 2.0), 0.0)
+
+
+def interval(values: np.ndarray) -> list[float]:
+    """Mean and its 95% interval (normal approximation over rows)."""
+    mean, half = float(values.mean()), 1.959964 * float(values.std(ddof=1)) / np.sqrt(len(values)) if len(values) > 1 else 0.0
+    return [round(mean, 5), round(mean - half, 5), round(mean + half, 5)]
+
+
 def ranks(model: RetrievalModel, split, rows: np.ndarray, allowed: torch.Tensor | None) -> np.ndarray:
     """Ranks of the rows' targets under the model's item table (trained + added items), fp32, seen excluded."""
     def score(index: np.ndarray) -> torch.Tensor:
@@ -95,13 +106,13 @@ def run_seed(config, catalog: pd.DataFrame, seed: int, minutes: float, share: fl
     popular_new = ev.ranks_for(lambda index: popularity[test.inputs.target_scenario[cold[index]]], test.target_rows[cold],
                                [test.seen[r] for r in cold], allowed_fn=lambda index: only_new.expand(len(index), -1))
     scenario_of = test.inputs.target_scenario
-    table = {
-        "text tower, all items": ev.per_scenario(ranks(model, test, cold, None), scenario_of[cold], config.scenarios, KS),
-        "text tower, new items only": ev.per_scenario(ranks(model, test, cold, only_new), scenario_of[cold], config.scenarios, KS),
-        "popularity, new items only": ev.per_scenario(popular_new, scenario_of[cold], config.scenarios, KS),
-        "text tower, trained items' test rows": ev.per_scenario(ranks(model, test, warm, None), scenario_of[warm],
-                                                                 config.scenarios, KS),
-    }
+    by_method = {"text tower, all items": ranks(model, test, cold, None),
+                 "text tower, new items only": ranks(model, test, cold, only_new),
+                 "popularity, new items only": popular_new}
+    table = {name: ev.per_scenario(found, scenario_of[cold], config.scenarios, KS) for name, found in by_method.items()}
+    table["text tower, trained items' test rows"] = ev.per_scenario(ranks(model, test, warm, None), scenario_of[warm],
+                                                                     config.scenarios, KS)
+    paired = ndcg10(by_method["text tower, new items only"]) - ndcg10(popular_new)  # the same rows under both
     ids_only = with_overrides(config, model={"use_text": False, "use_item_ids": True})
     try:
         model.config = ids_only
@@ -114,6 +125,8 @@ def run_seed(config, catalog: pd.DataFrame, seed: int, minutes: float, share: fl
     return {"seed": seed, "held_out_items": int(len(new_ids)), "catalogue_items": int(len(catalog)),
             "test_rows_on_new_items": int(len(cold)), "test_rows_on_trained_items": int(len(warm)),
             "train_seconds": round(train_s, 1), "model_version": result.version, "metrics": table,
+            "ndcg10_ci95": {name: interval(ndcg10(found)) for name, found in by_method.items()},
+            "text_minus_popularity_new_items_ndcg10": interval(paired),
             "ids_only": {"Recall@10": 0.0, "NDCG@10": 0.0, "why": ids_note}}
 
 
