@@ -16,8 +16,10 @@ from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
-RESULTS = ROOT / "benchmarks" / "results"
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from benchmarks.report_daily import daily_section  # noqa: E402
+from benchmarks.report_tables import RESULTS, ROOT, load, mean_std, source, table  # noqa: E402
+
 REPORT = ROOT / "benchmarks" / "REPORT.md"
 README = ROOT / "README.md"
 BEGIN, END = "<!-- results:begin (make report writes this table) -->", "<!-- results:end -->"
@@ -38,37 +40,6 @@ BASES = {"quality_defaults_amazon-min-context-patience6": "patience 6"}  # a run
 UNIFIED_VS_ISOLATED = "quality_amazon-food-kitchen-budget-16-text-ids-k1"
 ML1M_PROTOCOL = ["quality_ml-1m-gsasrec-ids-k1", "quality_ml-1m-gsasrec-text-ids-k1"]
 SERVING = ["serving_embedded_3000", "serving_embedded_100000", "serving_production_server_3000", "serving_production_server_100000"]
-
-
-def load(name: str) -> dict:
-    """One result file."""
-    return json.loads((RESULTS / f"{name}.json").read_text())
-
-
-def meta(data: dict) -> dict:
-    """The provenance block, whatever the script called it."""
-    return data.get("meta") or data.get("provenance") or data
-
-
-def source(*names: str) -> str:
-    """A line per file: its name, command, commit, machine and date."""
-    lines = []
-    for name in names:
-        info = meta(load(name))
-        lines.append(f"- `results/{name}.json`: `{info.get('command', '?')}` (commit {str(info.get('git_commit', 'not recorded'))[:12]}, "
-                     f"{info.get('machine', info.get('device', '?'))}, {info.get('date', '?')})")
-    return "\n".join(lines)
-
-
-def table(header: list[str], rows: list[list[object]]) -> str:
-    """A markdown table."""
-    return "\n".join(["| " + " | ".join(header) + " |", "|" + "---|" * len(header),
-                      *("| " + " | ".join(str(cell) for cell in row) + " |" for row in rows)])
-
-
-def mean_std(values: list[float]) -> str:
-    """'mean ± std' (population std over seeds) or the single value."""
-    return f"{np.mean(values):.4f} ± {np.std(values):.4f}" if len(values) > 1 else f"{values[0]:.4f}"
 
 
 def defaults_rows(names: list[str]) -> dict[tuple[str, str], dict[int, tuple[float, float]]]:
@@ -289,7 +260,7 @@ def render() -> tuple[str, str]:
         model_table_section("ML-1M under the gSASRec protocol",
                             "ML-1M with gSASRec's split and full ranking (ids only, and text + ids), K=1, 3 seeds.",
                             ML1M_PROTOCOL),
-        serving_text, operations_section()] if part)
+        serving_text, daily_section(), operations_section()] if part)
     return report.rstrip() + "\n", glance
 
 

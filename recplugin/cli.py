@@ -12,7 +12,7 @@ import warnings
 import sqlalchemy.exc
 import yaml
 
-from recplugin.cli_operate import cmd_experiments, cmd_items, cmd_promote
+from recplugin.cli_operate import cmd_experiments, cmd_items, cmd_promote, cmd_refresh
 from recplugin.config import ConfigError, RecConfig, load_config
 from recplugin.registry.models import UnknownVersion, UntrustedArtifact
 
@@ -205,6 +205,7 @@ COMMANDS = {
     "models": (cmd_models, "list registered model versions"),
     "promote": (cmd_promote, "serve an indexed version (its collection still kept) on every worker, without a restart"),
     "rollback": (cmd_promote, "serve again the version that served before the current one"),
+    "refresh": (cmd_refresh, "retrain from the serving version on the newest data; serve it only if it is not worse (cron)"),
     "rollout": (cmd_promote, "answer a share of users with a candidate version beside the serving one (online A/B)"),
     "experiments": (cmd_experiments, "per model version online: answers, attributed events, CTR@10 and its interval vs the serving one"),
     "items": (cmd_items, "add new items while serving (load), hide items from every answer (out of stock, a takedown), "

@@ -1,4 +1,5 @@
-"""Day-to-day commands of `recplugin`: hidden items, promote / rollback, and per-version online metrics."""
+"""Day-to-day commands of `recplugin`: new and hidden items, promote / rollback / rollout, the gated refresh, and
+per-version online metrics."""
 from __future__ import annotations
 
 import argparse
@@ -64,6 +65,16 @@ def cmd_promote(config: RecConfig, args: argparse.Namespace) -> None:
     else:
         pipeline.promote(config, args.version)
         print(f"serving {args.version}; every worker follows within {config.serving.reload_interval_s:g} s")
+
+
+def cmd_refresh(config: RecConfig, args: argparse.Namespace) -> None:
+    from recplugin.refresh import RefreshBusy, refresh
+
+    try:
+        outcome = refresh(config)
+    except RefreshBusy as error:
+        sys.exit(f"recplugin refresh: {error}")
+    print(f"{'promoted' if outcome.promoted else 'not promoted'}: {outcome.candidate}; {outcome.reason}")
 
 
 def cmd_experiments(config: RecConfig, args: argparse.Namespace) -> None:

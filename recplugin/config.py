@@ -119,6 +119,9 @@ class TrainingConfig:
     device: str = "auto"
     checkpoint_dir: str = "checkpoints"
     resume: bool = False  # continue from this run's last per-epoch checkpoint when there is one
+    warm_start: bool = True  # `recplugin refresh` starts from the serving version's weights (`train` always starts fresh)
+    refresh_tolerance: float = 0.02  # refresh promotes a candidate whose test NDCG@10 is >= (1 - this) x the serving one's
+    refresh_lock_ttl_h: float = 6.0  # a refresh's registry lock expires after this long (its holder died)
 
 
 @dataclass

@@ -108,11 +108,13 @@ def build_training_set(config: RecConfig) -> Path:
     return feast_glue.build_training_set(config)
 
 
-def train(config: RecConfig, progress: bool = True):
-    """Train on the snapshot, write the artifact and register the version."""
+def train(config: RecConfig, progress: bool = True, warm_start_from: Path | None = None):
+    """Train on the snapshot (from a trained artifact's weights with `warm_start_from`), write the artifact and register
+    the version."""
     from recplugin.training.train import train as train_towers
 
-    result = train_towers(config, config.snapshot_path, config.catalog_path, config.models_dir, progress=progress)
+    result = train_towers(config, config.snapshot_path, config.catalog_path, config.models_dir, progress=progress,
+                          warm_start_from=warm_start_from)
     ModelRegistry(config.registry_sqlalchemy_url).register(result.version, to_dict(config), result.metrics, str(result.artifact_dir))
     return result
 

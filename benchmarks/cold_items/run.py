@@ -32,8 +32,8 @@ from recplugin import pipeline  # noqa: E402
 from recplugin.config import load_config, to_dict, with_overrides  # noqa: E402
 from recplugin.data.schema import write_items  # noqa: E402
 from recplugin.models.artifact import NoTextTower, RetrievalModel  # noqa: E402
-from recplugin.models.two_tower import max_interest_scores  # noqa: E402
 from recplugin.training import evaluate as ev  # noqa: E402
+from recplugin.training.compare import split_ranks  # noqa: E402
 from recplugin.training.dataset import load_snapshot  # noqa: E402
 from recplugin.training.train import train  # noqa: E402
 
@@ -68,17 +68,6 @@ def interval(values: np.ndarray) -> list[float]:
     return [round(mean, 5), round(mean - half, 5), round(mean + half, 5)]
 
 
-def ranks(model: RetrievalModel, split, rows: np.ndarray, allowed: torch.Tensor | None) -> np.ndarray:
-    """Ranks of the rows' targets under the model's item table (trained + added items), fp32, seen excluded."""
-    def score(index: np.ndarray) -> torch.Tensor:
-        users = torch.as_tensor(model.user_vectors(split.inputs.take(rows[index]), [None] * len(index)))
-        return max_interest_scores(users, model.item_table.float())
-
-    seen = [split.seen[r] for r in rows]
-    return ev.ranks_for(score, split.target_rows[rows], seen,
-                        allowed_fn=None if allowed is None else (lambda index: allowed.expand(len(index), -1)))
-
-
 def run_seed(config, catalog: pd.DataFrame, seed: int, minutes: float, share: float) -> dict:
     """Train without the held-out items, add them through the item tower, rank the test rows that pick them."""
     new_ids = held_out(catalog, share, seed)
@@ -106,11 +95,11 @@ def run_seed(config, catalog: pd.DataFrame, seed: int, minutes: float, share: fl
     popular_new = ev.ranks_for(lambda index: popularity[test.inputs.target_scenario[cold[index]]], test.target_rows[cold],
                                [test.seen[r] for r in cold], allowed_fn=lambda index: only_new.expand(len(index), -1))
     scenario_of = test.inputs.target_scenario
-    by_method = {"text tower, all items": ranks(model, test, cold, None),
-                 "text tower, new items only": ranks(model, test, cold, only_new),
+    by_method = {"text tower, all items": split_ranks(model, test, cold),
+                 "text tower, new items only": split_ranks(model, test, cold, only_new),
                  "popularity, new items only": popular_new}
     table = {name: ev.per_scenario(found, scenario_of[cold], config.scenarios, KS) for name, found in by_method.items()}
-    table["text tower, trained items' test rows"] = ev.per_scenario(ranks(model, test, warm, None), scenario_of[warm],
+    table["text tower, trained items' test rows"] = ev.per_scenario(split_ranks(model, test, warm), scenario_of[warm],
                                                                      config.scenarios, KS)
     paired = ndcg10(by_method["text tower, new items only"]) - ndcg10(popular_new)  # the same rows under both
     ids_only = with_overrides(config, model={"use_text": False, "use_item_ids": True})

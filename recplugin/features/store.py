@@ -159,8 +159,12 @@ def historical_features(store: FeatureStore, labels: pd.DataFrame, names: defs.F
 
 
 def build_training_set(config: RecConfig, progress: bool = True) -> Path:
-    """Write the point-in-time training snapshot (parquet) that the trainer reads, a bounded chunk of users at a time."""
+    """Write the point-in-time training snapshot (parquet) that the trainer reads, a bounded chunk of users at a time;
+    the labels are the loaded events and the live ones."""
+    live = read_all_events(config.live_events_path)  # the service's events since the last load: labels too
     events = pd.read_parquet(config.events_path)
+    if len(live):
+        events = pd.concat([events, live[events.columns]], ignore_index=True).sort_values("event_timestamp", kind="stable")
     holdout = pd.read_parquet(config.holdout_path) if config.holdout_path.exists() else None
     labels = label_events(events, config.feast.max_labels_per_user, holdout, config.negative_actions, config.training.split,
                           config.training.split_fraction)

@@ -3,10 +3,11 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
-from sqlalchemy import JSON, DateTime, Float, Integer, String, Text, create_engine, select
+from sqlalchemy import JSON, DateTime, Float, Integer, String, Text, create_engine, delete, select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
 
@@ -47,6 +48,16 @@ class RolloutRow(Base):
     version: Mapped[str | None] = mapped_column(String(64), nullable=True)
     share: Mapped[float] = mapped_column(Float, default=0.0)
     at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class LockRow(Base):
+    """A named lock held until `expires_at` (a holder that died frees it then)."""
+
+    __tablename__ = "recplugin_locks"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    holder: Mapped[str] = mapped_column(String(255))
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 
 
 @dataclass(frozen=True)
@@ -177,6 +188,27 @@ class ModelRegistry:
         with Session(self.engine) as session:
             row = session.get(RolloutRow, 0)
             return Rollout(row.version, row.share) if row is not None and row.version else None
+
+    def try_lock(self, name: str, holder: str, ttl_s: float) -> str | None:
+        """Take the named lock for `ttl_s` (an expired one is taken over); None when taken, else who holds it."""
+        now = datetime.now(timezone.utc)
+        expires = now + timedelta(seconds=ttl_s)
+        try:
+            with Session(self.engine) as session, session.begin():
+                session.add(LockRow(name=name, holder=holder, expires_at=expires))
+            return None
+        except IntegrityError:
+            pass
+        with Session(self.engine) as session, session.begin():  # one atomic UPDATE: two takers of a stale lock, one wins
+            taken = session.execute(update(LockRow).where(LockRow.name == name, LockRow.expires_at < now)
+                                    .values(holder=holder, expires_at=expires)).rowcount
+            row = session.get(LockRow, name)
+            return None if taken else f"{row.holder} until {row.expires_at:%Y-%m-%d %H:%M:%S}"
+
+    def unlock(self, name: str, holder: str) -> None:
+        """Release the named lock if `holder` still holds it."""
+        with Session(self.engine) as session, session.begin():
+            session.execute(delete(LockRow).where(LockRow.name == name, LockRow.holder == holder))
 
     def forget_collections(self, names: list[str]) -> None:
         """Versions whose collection was dropped go back to 'trained' (index them again to serve them)."""

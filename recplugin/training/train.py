@@ -26,6 +26,7 @@ from recplugin.training.objective import LossInputs, autocast, batch_loss, loss_
 from recplugin.training.packing import PackedSplit, pack_split, packed_batches, scenario_balanced_rows
 from recplugin.training.plots import plot_curves
 from recplugin.training.verdict import Verdict, popularity_validation_ndcg, stop_reason
+from recplugin.training.warm_start import warm_start
 
 
 @dataclass
@@ -192,8 +193,10 @@ def _restore(state: dict, model: TwoTower, extra: LossInputs, optimizer, schedul
     return RunState(**state["run"])
 
 
-def train(config: RecConfig, snapshot_path: Path, catalog_path: Path, out_dir: Path, progress: bool = True) -> TrainResult | None:
-    """Train both towers, keep the epoch with the best validation NDCG@10, evaluate on test, write the artifact.
+def train(config: RecConfig, snapshot_path: Path, catalog_path: Path, out_dir: Path, progress: bool = True,
+          warm_start_from: Path | None = None) -> TrainResult | None:
+    """Train both towers (from a trained artifact's weights with `warm_start_from`), keep the epoch with the best
+    validation NDCG@10, evaluate on test, write the artifact.
 
     Under torchrun (WORLD_SIZE > 1) every rank trains on its share of each batch with all ranks' targets as negatives;
     rank 0 evaluates and writes the artifact, the other ranks return None.
@@ -209,6 +212,10 @@ def train(config: RecConfig, snapshot_path: Path, catalog_path: Path, out_dir: P
     if settings.only_scenario:  # an isolated single-scenario model (a baseline for the unified one)
         snapshot = snapshot.only_scenario(config.scenarios.index(settings.only_scenario))
     model, query_vectors = build_model(config, catalog, snapshot, device, progress and context.is_main)
+    if warm_start_from is not None:
+        copied = warm_start(model, warm_start_from, catalog.item_ids)
+        if progress and context.is_main:
+            print(f"warm start from {warm_start_from}: {copied['tensors']} tensors, {copied['item_embeddings']} item embeddings")
     train_split = snapshot.splits["train"]
     validation = snapshot.splits["validation"].sample(settings.max_validation_labels, settings.seed)
     packed = packed_split(train_split, config)

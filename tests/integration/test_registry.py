@@ -45,3 +45,19 @@ def test_unknown_version_is_a_clear_error(registry):
         registry.get("v_does_not_exist")
     with pytest.raises(UnknownVersion, match="no model version is indexed"):
         registry.by_collection("nope")
+
+
+def test_a_lock_has_one_holder_at_a_time_and_expires(registry):
+    from concurrent.futures import ThreadPoolExecutor
+
+    name = f"refresh_{uuid.uuid4().hex[:8]}"
+    with ThreadPoolExecutor(8) as pool:  # eight takers at once: one wins, the others are told who holds it
+        answers = list(pool.map(lambda n: registry.try_lock(name, f"taker-{n}", 3600), range(8)))
+    assert answers.count(None) == 1 and all("until" in a for a in answers if a is not None)
+    winner = f"taker-{answers.index(None)}"
+    registry.unlock(name, "someone-else")  # only the holder releases it
+    assert registry.try_lock(name, "late", 3600) is not None
+    registry.unlock(name, winner)
+    assert registry.try_lock(name, "stale", 0) is None  # taken, and expired at once (its holder "died")
+    assert registry.try_lock(name, "next", 3600) is None and registry.try_lock(name, "third", 3600).startswith("next")
+    registry.unlock(name, "next")
