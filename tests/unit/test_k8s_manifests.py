@@ -12,7 +12,7 @@ from recplugin.serving.guards import PROBES
 K8S = Path(__file__).resolve().parents[2] / "infra" / "k8s"
 MODELS = {("apps/v1", "Deployment"): "V1Deployment", ("v1", "Service"): "V1Service", ("v1", "ConfigMap"): "V1ConfigMap",
           ("v1", "Secret"): "V1Secret", ("v1", "PersistentVolumeClaim"): "V1PersistentVolumeClaim",
-          ("batch/v1", "Job"): "V1Job"}
+          ("batch/v1", "Job"): "V1Job", ("batch/v1", "CronJob"): "V1CronJob"}
 
 
 def documents() -> dict[str, dict]:
@@ -45,7 +45,10 @@ def test_the_manifests_agree_with_each_other_and_the_service():
     secret = next(e["valueFrom"]["secretKeyRef"] for e in container["env"] if e["name"] == config.serving.api_key_env)
     assert secret["key"] in docs[f"Secret/{secret['name']}"]["stringData"]
     job = docs["Job/recplugin-offline"]["spec"]["template"]["spec"]
-    for spec in (pod, job):
+    cron = docs["CronJob/recplugin-refresh"]["spec"]
+    refresh = cron["jobTemplate"]["spec"]["template"]["spec"]
+    assert cron["concurrencyPolicy"] == "Forbid" and refresh["containers"][0]["command"][-1] == "refresh"
+    for spec in (pod, job, refresh):
         mounts = {m["name"]: m["mountPath"] for m in spec["containers"][0]["volumeMounts"]}
         claims = {v["name"]: v.get("persistentVolumeClaim", {}).get("claimName") for v in spec["volumes"]}
         assert mounts["shared"] == config.workdir and claims["shared"] in {k.split("/")[1] for k in docs if k.startswith("PersistentVolumeClaim/")}
