@@ -46,21 +46,41 @@ class RedisHiddenItems:
                                    lambda: frozenset(int(i) for i in self.client.smembers(self.key)))
 
 
-class SqliteHiddenItems:
-    """Two tables in a SQLite file shared by the workers of one machine."""
+class SqliteVersioned:
+    """A SQLite file shared by the workers of one machine: one table (`TABLE`, made by `SCHEMA`) and its change counter
+    (`VERSION_TABLE`), cached per worker by the counter."""
+
+    TABLE, SCHEMA, VERSION_TABLE, EMPTY = "", "", "", None
 
     def __init__(self, path: Path, timeout_s: float):
         self.path, self.timeout_s = Path(path), timeout_s
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with self._connect() as connection:
             connection.execute("PRAGMA journal_mode=WAL")
-            connection.execute("CREATE TABLE IF NOT EXISTS hidden_items (item_id INTEGER PRIMARY KEY, since REAL)")
-            connection.execute("CREATE TABLE IF NOT EXISTS hidden_version (id INTEGER PRIMARY KEY CHECK (id = 0), version INTEGER)")
-            connection.execute("INSERT OR IGNORE INTO hidden_version VALUES (0, 0)")
-        self._cache = VersionedCache(frozenset())
+            connection.execute(f"CREATE TABLE IF NOT EXISTS {self.TABLE} ({self.SCHEMA})")
+            connection.execute(f"CREATE TABLE IF NOT EXISTS {self.VERSION_TABLE} (id INTEGER PRIMARY KEY CHECK (id = 0), version INTEGER)")
+            connection.execute(f"INSERT OR IGNORE INTO {self.VERSION_TABLE} VALUES (0, 0)")
+        self._cache = VersionedCache(self.EMPTY)
 
     def _connect(self) -> sqlite3.Connection:
         return sqlite3.connect(self.path, timeout=self.timeout_s)
+
+    def _changed(self, connection: sqlite3.Connection) -> None:
+        connection.execute(f"UPDATE {self.VERSION_TABLE} SET version = version + 1")
+
+    def _version(self) -> int:
+        with self._connect() as connection:
+            return int(connection.execute(f"SELECT version FROM {self.VERSION_TABLE}").fetchone()[0])
+
+    def _rows(self, query: str) -> list[tuple]:
+        with self._connect() as connection:
+            return list(connection.execute(query))
+
+
+class SqliteHiddenItems(SqliteVersioned):
+    """The hidden set in a SQLite file."""
+
+    TABLE, SCHEMA, VERSION_TABLE, EMPTY = "hidden_items", "item_id INTEGER PRIMARY KEY, since REAL", "hidden_version", frozenset()
 
     def change(self, item_ids: list[int], hide: bool) -> None:
         if item_ids:
@@ -70,15 +90,7 @@ class SqliteHiddenItems:
                                            [(int(i), time.time()) for i in item_ids])
                 else:
                     connection.executemany("DELETE FROM hidden_items WHERE item_id = ?", [(int(i),) for i in item_ids])
-                connection.execute("UPDATE hidden_version SET version = version + 1")
+                self._changed(connection)
 
     def current(self) -> frozenset[int]:
-        def version() -> int:
-            with self._connect() as connection:
-                return int(connection.execute("SELECT version FROM hidden_version").fetchone()[0])
-
-        def items() -> frozenset[int]:
-            with self._connect() as connection:
-                return frozenset(int(row[0]) for row in connection.execute("SELECT item_id FROM hidden_items"))
-
-        return self._cache.current(version, items)
+        return self._cache.current(self._version, lambda: frozenset(int(row[0]) for row in self._rows("SELECT item_id FROM hidden_items")))
