@@ -78,7 +78,18 @@ class Load:
 
 def prepare(config, minutes: float):
     """Milvus standalone with the serving version indexed, and a candidate trained with another seed beside it."""
+    if not config.snapshot_path.exists():  # the production workdir copies the data, not the demo's snapshot
+        pipeline.build_training_set(config)
     server = standalone.start(Path(tempfile.mkdtemp(prefix="milvus-", dir=config.path("."))))
+    try:
+        return (server, *_versions(config, server, minutes))
+    except BaseException:
+        server.stop()
+        raise
+
+
+def _versions(config, server, minutes: float):
+    """The serving version indexed on the server, and a candidate trained with another seed indexed beside it."""
     config = pipeline.with_overrides(config, index={"uri": server.uri, "drop_grace_s": 0.0, "keep_versions": 3},
                                      serving={"workers": 2, "reload_interval_s": RELOAD_S})
     registry = ModelRegistry(config.registry_sqlalchemy_url)
@@ -87,7 +98,7 @@ def prepare(config, minutes: float):
     pipeline.index(config, control, progress=False)
     candidate = pipeline.train(pipeline.with_overrides(config, training={"seed": 1, "max_minutes": minutes}), progress=False).version
     pipeline.index(config, candidate, progress=False, serve=False, force=True)
-    return server, config, control, candidate
+    return config, control, candidate
 
 
 def summary(load: Load, phases: list[tuple[str, float]], candidate: str, control: str) -> list[dict]:
