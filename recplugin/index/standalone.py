@@ -119,9 +119,27 @@ def _etcd_config(data_dir: Path) -> tuple[Path, int]:
     return path, client
 
 
-def start(data_dir: Path, timeout: float = 180.0) -> StandaloneServer:
-    """Start a server with its data in `data_dir`; return once it answers a client call."""
+class PortTaken(RuntimeError):
+    """A port picked as free was bound by something else before the server bound it."""
+
+
+def start(data_dir: Path, timeout: float = 180.0, attempts: int = 3) -> StandaloneServer:
+    """Start a server with its data in `data_dir`; return once it answers a client call. A free port can be taken by
+    another process before the server binds it (its role then panics and the server never gets healthy): it starts
+    again on other ports, up to `attempts` times."""
     data_dir = Path(data_dir).resolve()
+    for attempt in range(attempts):
+        try:
+            return _start(data_dir, timeout)
+        except PortTaken:
+            if attempt == attempts - 1:
+                raise
+            shutil.rmtree(data_dir)  # a server that never got healthy holds nothing: start clean
+    raise AssertionError("unreachable")
+
+
+def _start(data_dir: Path, timeout: float) -> StandaloneServer:
+    """One start on freshly picked ports."""
     data_dir.mkdir(parents=True, exist_ok=True)
     etcd_yaml, etcd_port = _etcd_config(data_dir)
     ports = {flag: free_port() for flag in PORT_FLAGS}
@@ -147,7 +165,10 @@ def wait_healthy(server: StandaloneServer, timeout: float) -> None:
     from pymilvus import MilvusClient
 
     deadline = time.monotonic() + timeout
+    stderr = server.data_dir / "logs" / "milvus-stderr.log"
     while time.monotonic() < deadline:
+        if stderr.exists() and "address already in use" in stderr.read_text(errors="replace"):
+            raise PortTaken(f"Milvus standalone at {server.uri}: a port was taken meanwhile: {_tail(server)}")
         if server.process.poll() is not None:
             raise RuntimeError(f"milvus-server exited with code {server.process.returncode}: {_tail(server)}")
         try:
