@@ -15,10 +15,12 @@ import requests
 
 from recplugin import cli, pipeline
 from recplugin.config import from_dict, to_dict, with_overrides
+from recplugin.features.store import open_store
 from recplugin.index import collections, milvus
 from recplugin.models.artifact import ITEM_VECTORS, META
 from recplugin.registry.models import ModelRegistry, Rollout
 from recplugin.serving.rollout import gets_candidate
+from tests.conftest import served_copy
 
 pytestmark = pytest.mark.integration
 RELOAD_S, GRACE_S = 2.0, 20.0
@@ -181,14 +183,15 @@ def test_rollback_and_promote_switch_every_worker_under_load_without_a_failed_re
         cli.main(["promote", "v_never_indexed", "-c", str(config_path)])
 
 
-def test_a_rollout_answers_a_stable_share_of_users_on_every_worker_and_ends_with_promote(built_pipeline, server_config,
+def test_a_rollout_answers_a_stable_share_of_users_on_every_worker_and_ends_with_promote(built_pipeline, milvus_server_uri,
                                                                                        tmp_path):
-    config = with_overrides(server_config, index={"keep_versions": 2, "drop_grace_s": 0.0})
+    """On the production stack: Redis, Feast's registry on PostgreSQL, a Milvus server, 2 workers."""
+    config = served_copy(built_pipeline, tmp_path / "work", milvus_server_uri, production=True,
+                         serving={"workers": 2, "reload_interval_s": RELOAD_S})
     config_path = pipeline.save_config(config, tmp_path / "recplugin.yaml")
-    control = pipeline.register_artifact(config, Path(built_pipeline.config.models_dir) / built_pipeline.version)
+    control = ModelRegistry(config.registry_sqlalchemy_url).latest(status="serving").version
     candidate = pipeline.register_artifact(config, _copy_artifact(Path(built_pipeline.config.models_dir) / built_pipeline.version,
                                                                   tmp_path / "candidate", "v_candidate"))
-    pipeline.index(config, control, progress=False)
     pipeline.index(config, candidate, progress=False, serve=False)  # its collection only: the control keeps serving
     with pytest.raises(SystemExit, match="no Milvus collection|not in the registry"):
         cli.main(["rollout", "v_never_indexed", "--share", "10", "-c", str(config_path)])
@@ -232,4 +235,6 @@ def test_a_rollout_answers_a_stable_share_of_users_on_every_worker_and_ends_with
     finally:
         stop.set()
         pipeline.stop_service(process)
+        store = open_store(config)
+        store._get_provider().teardown_infra(config.feast.project, store.list_feature_views(), store.list_entities())
     assert set(statuses) == {200}
