@@ -1,10 +1,10 @@
 """Does a refresh's warm start reach the cold start's quality in fewer steps?
 
-    python benchmarks/warm_start/run.py --seeds 0 --minutes 4
+    python benchmarks/warm_start/run.py --seeds 0 --epochs 5
 
 Generated data at the demo's size (default generator). Model A is trained cold on the events before the 90% time
 quantile (yesterday's serving version); then, on all events (today's snapshot), model B is trained twice with the same
-seed and budget: cold, and warm-started from A (`training.warm_start`, what `recplugin refresh` does). Per run: the
+seed and number of epochs (no time budget: the steps do not depend on the machine's load): cold, and warm-started from A (`training.warm_start`, what `recplugin refresh` does). Per run: the
 validation NDCG@10 after each epoch and the steps it took, the test NDCG@10, and for the warm run the steps it needed
 to reach the cold run's best validation NDCG@10, as a fraction of the steps the cold run needed for it.
 Writes benchmarks/results/warm_start.json.
@@ -28,9 +28,9 @@ from recplugin.config import load_config, to_dict, with_overrides  # noqa: E402
 from recplugin.data.schema import write_events  # noqa: E402
 
 
-def prepared(work: Path, cut: float, seed: int, minutes: float):
+def prepared(work: Path, cut: float, seed: int, epochs: int):
     """Yesterday's workdir (events before the cut) and today's (every event), each applied and snapshotted."""
-    today = load_config(None, workdir=str(work / "today"), training={"seed": seed, "max_minutes": minutes})
+    today = load_config(None, workdir=str(work / "today"), training={"seed": seed, "epochs": epochs, "patience": 0})
     yesterday = with_overrides(today)
     yesterday.workdir = str(work / "yesterday")
     for config in (today, yesterday):
@@ -55,9 +55,9 @@ def summary(result, seconds: float) -> dict:
             "popularity_test_ndcg10": result.metrics["popularity"]["overall"]["NDCG@10"]}
 
 
-def run_seed(work: Path, cut: float, seed: int, minutes: float) -> dict:
+def run_seed(work: Path, cut: float, seed: int, epochs: int) -> dict:
     """Yesterday's cold model, then today's cold and warm runs."""
-    yesterday, today = prepared(work / f"seed{seed}", cut, seed, minutes)
+    yesterday, today = prepared(work / f"seed{seed}", cut, seed, epochs)
     runs = {}
     for name, config, warm in (("yesterday cold", yesterday, None), ("today cold", today, None), ("today warm", today, "A")):
         began = time.monotonic()
@@ -75,16 +75,16 @@ def run_seed(work: Path, cut: float, seed: int, minutes: float) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0])
-    parser.add_argument("--minutes", type=float, default=4.0, help="training.max_minutes of every run")
+    parser.add_argument("--epochs", type=int, default=5, help="training.epochs of every run (no early stopping)")
     parser.add_argument("--cut", type=float, default=0.9, help="yesterday's events: those before this time quantile")
     args = parser.parse_args()
     began, commit = time.monotonic(), git_commit()
     out = ROOT / "benchmarks" / "results" / "warm_start.json"
     seeds = []
     for seed in args.seeds:
-        seeds.append(run_seed(ROOT / ".recplugin" / "warm-start", args.cut, seed, args.minutes))
+        seeds.append(run_seed(ROOT / ".recplugin" / "warm-start", args.cut, seed, args.epochs))
         out.write_text(json.dumps({"meta": {**provenance(f"python {shlex.join(sys.argv)}", began, commit), "cut": args.cut,
-                                            "minutes": args.minutes, "config": to_dict(load_config(None))},
+                                            "epochs": args.epochs, "config": to_dict(load_config(None))},
                                    "seeds": seeds}, indent=2) + "\n")
     print(f"wrote {out}")
 
