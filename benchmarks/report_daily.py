@@ -1,5 +1,5 @@
-"""The report's day-to-day section: new items through the text tower (cold_items.json) and a rollout under load
-(rollout.json)."""
+"""The report's day-to-day section: new items through the text tower (cold_items.json), warm start for a refresh
+(warm_start.json) and a rollout under load (rollout.json)."""
 from __future__ import annotations
 
 from benchmarks.report_tables import RESULTS, load, mean_std, source, table
@@ -54,8 +54,27 @@ def rollout_text() -> str:
             + table(["version", "answers", "attributed events", "CTR@10"], experiment) + "\n\n" + source("rollout") + "\n")
 
 
+def warm_start_text() -> str:
+    """Today's model trained cold and warm-started from yesterday's, validation NDCG@10 per epoch."""
+    data = load("warm_start")
+    rows, notes = [], []
+    for seed in data["seeds"]:
+        for name, run in seed["runs"].items():
+            rows.append([seed["seed"], name, " / ".join(f"{c['NDCG@10']:.4f}" for c in run["curve"]), run["steps"],
+                         f"{run['test_ndcg10']:.4f}", f"{run['popularity_test_ndcg10']:.4f}"])
+        notes.append(f"seed {seed['seed']}: the warm run reached the cold run's best validation NDCG@10 "
+                     f"({seed['cold_best_validation_ndcg10']:.4f}) after {seed['warm_steps_to_cold_best']} steps, "
+                     f"{seed['fraction_of_cold_steps']:.2f} of the cold run's {seed['runs']['today cold']['steps_to_best']}")
+    return (f"### Warm start for a refresh\n\nGenerated data at the demo's size. Yesterday's model: events before the "
+            f"{data['meta']['cut']:.0%} time quantile, trained cold; today's: every event, trained cold and warm-started "
+            f"from yesterday's (`training.warm_start`, what `recplugin refresh` does), the same seed, {data['meta']['epochs']} "
+            "epochs each without early stopping (validation is measured once per epoch, so steps are counted in whole "
+            "epochs).\n\n" + table(["seed", "run", "validation NDCG@10 per epoch", "steps", "test NDCG@10", "popularity"], rows)
+            + "\n\n" + "; ".join(notes) + ".\n\n" + source("warm_start") + "\n")
+
+
 def daily_section() -> str:
     """Both parts that have result files."""
-    parts = [text() for name, text in (("cold_items", cold_items_text), ("rollout", rollout_text))
+    parts = [text() for name, text in (("cold_items", cold_items_text), ("warm_start", warm_start_text), ("rollout", rollout_text))
              if (RESULTS / f"{name}.json").exists()]
     return "## Running it every day\n\n" + "\n".join(parts) if parts else ""
