@@ -38,10 +38,9 @@ class Catalogue:
         """
         fresh = list({item.item_id: item for item in items if item.item_id not in model.id_to_row}.values())
         if fresh:
-            vectors = model.cold_item_vectors([item.text for item in fresh])
+            vectors = model.cold_item_vectors([item.text for item in fresh])  # an ids-only model refuses here: nothing logged
             append_items(self.log_path, fresh)
-            upsert_items(self.milvus, collection, [i.item_id for i in fresh], vectors, [i.category for i in fresh],
-                         [i.scenarios for i in fresh], self.config.scenarios, timeout=self.config.index.rpc_timeout_s)
+            self._upsert(collection, fresh, vectors)
             with self.online_store():
                 self.online.write_items(fresh, vectors, model.version)
                 self.online.new_items.add(fresh)
@@ -62,13 +61,17 @@ class Catalogue:
             missing = [item for item_id, item in shared.items() if item_id not in model.id_to_row]
             if missing:
                 vectors = model.cold_item_vectors([item.text for item in missing])
-                upsert_items(self.milvus, collection, [i.item_id for i in missing], vectors, [i.category for i in missing],
-                             [i.scenarios for i in missing], self.config.scenarios, timeout=self.config.index.rpc_timeout_s)
+                self._upsert(collection, missing, vectors)
                 model.add_items([item.item_id for item in missing], vectors)
                 logger.info("model %s: %d item(s) added while serving are now in its table", model.version, len(missing))
             self.keys.update({item.item_id: item.key for item in shared.values() if item.key is not None})
             recent = list(self._synced.items())[-3:]  # the serving version, a rollout's candidate, the ones they replaced
             self._synced = {**dict(recent), id(model): (model, shared)}
+
+    def _upsert(self, collection: str, items: list[NewItem], vectors) -> None:
+        """Items and their vectors into a collection (idempotent)."""
+        upsert_items(self.milvus, collection, [i.item_id for i in items], vectors, [i.category for i in items],
+                     [i.scenarios for i in items], self.config.scenarios, timeout=self.config.index.rpc_timeout_s)
 
     def _in_step(self, model: RetrievalModel, shared: object) -> bool:
         known = self._synced.get(id(model))

@@ -171,20 +171,20 @@ class Recommender:
         A request's own mistake comes back as its InvalidRequest; a Milvus failure fails the whole batch.
         """
         served, candidate = self.served, self.candidate  # fixed for the whole batch, even if a version switches meanwhile
+        hidden = self.hidden_items()
         if candidate is None:
-            return self._answer(served, requests)
+            return self._answer(served, requests, hidden)
         chosen = [gets_candidate(candidate[0], request.user_id) for request in requests]
         answers: list[Recommendation | Exception | None] = [None] * len(requests)
         for flag, version in ((False, served), (True, candidate[1])):
             positions = [p for p, c in enumerate(chosen) if c == flag]
             if positions:
-                for position, answer in zip(positions, self._answer(version, [requests[p] for p in positions])):
+                for position, answer in zip(positions, self._answer(version, [requests[p] for p in positions], hidden)):
                     answers[position] = answer
         return answers
 
-    def _answer(self, served: Served, requests: list[RecommendRequest]) -> list[Recommendation | Exception]:
-        """One version's answers to a batch."""
-        hidden = self.hidden_items()
+    def _answer(self, served: Served, requests: list[RecommendRequest], hidden: frozenset[int]) -> list[Recommendation | Exception]:
+        """One version's answers to a batch, hidden items left out."""
         self.follow_new_items(served)
         answers: list[Recommendation | Exception | None] = [None] * len(requests)
         valid = []
