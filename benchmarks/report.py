@@ -149,6 +149,12 @@ def out_of_box_section() -> tuple[str, list[list[object]]]:
     return text, glance
 
 
+def batch_size(levels: list[dict], concurrency: int) -> str:
+    """The mean /recommend batch at that concurrency (result files from before it was recorded: n/a)."""
+    sizes = [level["mean_batch_size"] for level in levels if level["concurrency"] == concurrency and "mean_batch_size" in level]
+    return f"{max(sizes):.1f}" if sizes else "n/a"
+
+
 def serving_section() -> tuple[str, list[dict]]:
     """/recommend latency and throughput on both stacks, beside a no-op BentoML service in the same run."""
     rows, records, profiles = [], [], {}
@@ -166,7 +172,7 @@ def serving_section() -> tuple[str, list[dict]]:
         noop = max(level["throughput_rps"] for level in data["noop_levels"] if level["concurrency"] == top)
         rows.append([stack, f"{record['items']:,}", f"{record['p50']:.1f} / {record['p99']:.1f}",
                      f"{record['after']:.1f} ({record['recovery']:.2f}x)", f"{record['rps']:.0f}", f"{noop:.0f}",
-                     f"{record['ratio']:.2f}x", record["errors"]])
+                     f"{record['ratio']:.2f}x", batch_size(levels, top), record["errors"]])
         if data.get("profile", {}).get("share"):
             profiles[f"{stack}, {record['items']:,} items"] = data["profile"]["share"]
     stages = sorted({stage for share in profiles.values() for stage in share},
@@ -182,7 +188,7 @@ def serving_section() -> tuple[str, list[dict]]:
             "does no work (benchmarks/serving/noop_service.py, 1 worker), driven the same way in the same run: the framework's "
             "ceiling on this machine.\n\n" +
             table(["stack", "items", "c=1 p50 / p99 ms", "c=1 after burst p50 ms", "c=32 req/s", "no-op c=32 req/s",
-                   "of the ceiling", "errors"], rows) + "\n" + profile_text + f"\n{source(*SERVING)}\n")
+                   "of the ceiling", "c=32 mean batch", "errors"], rows) + "\n" + profile_text + f"\n{source(*SERVING)}\n")
     return text, records
 
 

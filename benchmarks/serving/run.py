@@ -30,6 +30,7 @@ import sys
 import tempfile
 import threading
 import time
+import urllib.request
 from pathlib import Path
 
 import numpy as np
@@ -37,13 +38,13 @@ import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 from benchmarks.serving import spy  # noqa: E402
+from benchmarks.serving.padding import feed_eligibility, padded_version, restore_serving  # noqa: E402
 from recplugin import pipeline  # noqa: E402
 from recplugin.config import load_config  # noqa: E402
 from recplugin.models.artifact import ITEM_IDS  # noqa: E402
 from recplugin.registry.models import ModelRegistry  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parents[1] / "results"
-PADDED_SCENARIOS = "bench_scenarios.json"
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -139,75 +140,6 @@ def time_stages(config, users: list[int], repeats: int) -> dict:
         engine.close()
 
 
-def feed_eligibility(config, model) -> np.ndarray:
-    """Which of the model's items the benchmark's scenario (the second one) may show: the catalogue, or the padded copy's file."""
-    padded = Path(model.directory) / PADDED_SCENARIOS
-    if padded.exists():
-        scenarios = json.loads(padded.read_text())
-    else:
-        catalog = pd.read_parquet(config.catalog_path, columns=["item_id", "scenarios"]).set_index("item_id").reindex(model.item_ids)
-        scenarios = [list(s) if isinstance(s, (list, np.ndarray)) else list(config.scenarios) for s in catalog["scenarios"]]
-    return np.array([config.scenarios[1] in s for s in scenarios])
-
-
-
-
-def padded_version(config, items: int) -> str:
-    """Register and index a copy of the serving model with its catalogue padded to `items`; return its version."""
-    from recplugin.index import collections, milvus
-    from recplugin.models.artifact import ITEM_VECTORS, META
-
-    registry = ModelRegistry(config.registry_sqlalchemy_url)
-    base = registry.latest(status="serving")
-    source = Path(base.artifact_uri)
-    ids, vectors = np.load(source / ITEM_IDS), np.load(source / ITEM_VECTORS)
-    if items <= len(ids):
-        return base.version
-    version = f"{base.version.split('_x')[0]}_x{items}"
-    target = source.parent / version
-    shutil.rmtree(target, ignore_errors=True)
-    shutil.copytree(source, target)
-    rng = np.random.default_rng(items)
-    extra = items - len(ids)
-    noisy = vectors[rng.integers(0, len(ids), extra)] + 0.05 * rng.normal(size=(extra, vectors.shape[1])).astype(np.float32)
-    noisy /= np.linalg.norm(noisy, axis=1, keepdims=True)
-    all_ids = np.concatenate([ids, ids.max() + 1 + np.arange(extra)]).astype(np.int64)
-    all_vectors = np.concatenate([vectors, noisy]).astype(np.float32)
-    np.save(target / ITEM_IDS, all_ids)
-    np.save(target / ITEM_VECTORS, all_vectors)
-    meta = json.loads((target / META).read_text())
-    (target / META).write_text(json.dumps({**meta, "version": version, "num_items": items}))
-    catalog = pd.read_parquet(config.catalog_path, columns=["item_id", "category", "scenarios"]).set_index("item_id").reindex(ids)
-    scenarios = [list(s) if isinstance(s, (list, np.ndarray)) else list(config.scenarios) for s in catalog["scenarios"]]
-    scenarios += [scenarios[i] for i in rng.integers(0, len(ids), extra)]
-    (target / PADDED_SCENARIOS).write_text(json.dumps(scenarios))
-    if version not in {entry.version for entry in registry.list()}:
-        registry.register(version, base.config, {}, str(target))
-    client = milvus.connect(config.milvus_uri)
-    try:
-        started = time.perf_counter()
-        name = collections.build_collection(client, config.index, version, all_ids, all_vectors, [""] * items, scenarios,
-                                       scenario_names=list(config.scenarios))
-        print(f"indexed {items:,} items in {time.perf_counter() - started:.1f} s", flush=True)
-        registry.mark_indexed(version, name)
-        pipeline.serve_collection(client, registry, config, version, name)
-        print(f"index type: {collections.collection_index(client, name)}", flush=True)
-    finally:
-        milvus.disconnect(client, config.milvus_uri)
-    return version
-
-
-def restore_serving(config, version: str) -> None:
-    """Serve `version` again (its collection is still there)."""
-    from recplugin.index import milvus
-    registry = ModelRegistry(config.registry_sqlalchemy_url)
-    client = milvus.connect(config.milvus_uri)
-    try:
-        pipeline.serve_collection(client, registry, config, version, registry.get(version).collection)
-    finally:
-        milvus.disconnect(client, config.milvus_uri)
-
-
 def git_commit() -> str:
     return subprocess.run(["git", "rev-parse", "HEAD"], cwd=RESULTS.parents[1], capture_output=True, text=True).stdout.strip()
 
@@ -224,12 +156,25 @@ def index_description(config, version: str) -> str:
     return f"{kind} {search}" if search else kind
 
 
-def drive_levels(base: str, bodies: list[dict], args) -> list[dict]:
-    """Warm up at concurrency 1 (no burst before the fresh level), then every level in the order given."""
+def batch_counters(base: str) -> tuple[float, float]:
+    """The service's /recommend batches so far: (requests in them, batches), from its /metrics."""
+    with urllib.request.urlopen(base + "/metrics", timeout=10) as response:
+        lines = response.read().decode().splitlines()
+    value = lambda name: sum(float(line.split()[-1]) for line in lines if line.startswith(name + " ") or line.startswith(name + "{"))  # noqa: E731
+    return value("recplugin_recommend_batch_size_sum"), value("recplugin_recommend_batch_size_count")
+
+
+def drive_levels(base: str, bodies: list[dict], args, batches: bool = False) -> list[dict]:
+    """Warm up at concurrency 1 (no burst before the fresh level), then every level in the order given (with the mean
+    /recommend batch size of each level when `batches`)."""
     drive(base, bodies, 1, 100, 30)
     levels = []
     for concurrency in args.concurrency:
+        before = batch_counters(base) if batches else None
         levels.append(drive(base, bodies, concurrency, args.requests, args.seconds))
+        if before is not None:
+            after = batch_counters(base)
+            levels[-1]["mean_batch_size"] = (after[0] - before[0]) / max(1.0, after[1] - before[1])
         print(f"  c={concurrency}: p50 {levels[-1]['p50_ms']:.1f} ms, {levels[-1]['throughput_rps']:.0f} req/s, "
               f"{levels[-1]['errors']} errors", flush=True)
     return levels
@@ -282,7 +227,7 @@ def bench_one(config, args, items: int, users: list[int], bodies: list[dict]) ->
     try:
         pipeline.wait_ready(base, process)
         print(f"recplugin, {items:,} items:", flush=True)
-        levels = drive_levels(base, bodies, args)
+        levels = drive_levels(base, bodies, args, batches=True)
         spent = profile_burst(base, process, bodies, args, config.path("bench_profile.txt")) if args.profile else {}
     finally:
         pipeline.stop_service(process)

@@ -50,8 +50,9 @@ class ScenarioHistory:
     def from_features(cls, limit: int, item_ids, actions, timestamps, count) -> "ScenarioHistory":
         """Rebuild a history from feature values (None means empty)."""
         history = cls(limit)
-        for item_id, action, timestamp in zip(item_ids or [], actions or [], timestamps or []):
-            history.append(item_id, action, timestamp)
+        length = min(len(item_ids or ()), len(actions or ()), len(timestamps or ()))
+        for column, values in ((history.item_ids, item_ids), (history.actions, actions), (history.timestamps, timestamps)):
+            column.extend(int(value) for value in (values or ())[:length])  # the deque keeps the last `limit`
         history.count = max(int(count or 0), len(history.item_ids))
         return history
 

@@ -13,6 +13,7 @@ import pyarrow.parquet as pq
 import yaml
 from feast import FeatureStore, RepoConfig
 from feast.data_source import PushMode
+from feast.protos.feast.types.Value_pb2 import Value as ValueProto
 
 from recplugin.config import RecConfig
 from recplugin.data.live_events import read_all_events
@@ -237,6 +238,16 @@ def without_retries(store: FeatureStore) -> None:
     online_store._get_client(store.config.online_store).set_retry(Retry(NoBackoff(), 0))
 
 
+def python_value(value: ValueProto) -> object:
+    """One online value as Python: a list for list types, None when unset (the user-state features are ints and int
+    lists; Feast's to_dict does the same through its type map at several times the cost per value)."""
+    kind = value.WhichOneof("val")
+    if kind is None or kind == "null_val":
+        return None
+    field = getattr(value, kind)
+    return list(field.val) if kind.endswith("_list_val") else field
+
+
 class OnlineFeatures:
     """Reads user state from the online store and pushes new behaviour through the push source."""
 
@@ -262,7 +273,8 @@ class OnlineFeatures:
         if not user_ids:
             return []
         response = self.store.get_online_features(features=self.service, entity_rows=[{"user_id": u} for u in user_ids])
-        columns = response.to_dict()
+        columns = {name: [python_value(value) for value in vector.values]
+                   for name, vector in zip(response.proto.metadata.feature_names.val, response.proto.results)}
         states: list[UserState | None] = []
         for index in range(len(user_ids)):
             values = {name: column[index] for name, column in columns.items()}

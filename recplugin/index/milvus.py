@@ -4,6 +4,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
+import grpc
 import numpy as np
 from pymilvus import MilvusClient, MilvusException
 
@@ -21,6 +22,17 @@ class Hit:
 
     item_id: int
     score: float
+
+
+MILVUS_ERRORS = (MilvusException, grpc.RpcError)  # a deadline (a hung server) comes as a bare gRPC error
+
+
+def milvus_reason(error: Exception, timeout_s: float | None) -> str:
+    """What went wrong with a Milvus call, in one line."""
+    if isinstance(error, grpc.RpcError):
+        return f"{error.code().name} after {timeout_s} s" if error.code() == grpc.StatusCode.DEADLINE_EXCEEDED \
+            else f"{error.code().name}: {error.details()}"
+    return error.message
 
 
 # pymilvus pings every 10 s even with no call in flight; `milvus-lite server` (gRPC defaults) answers an idle client's
@@ -77,8 +89,7 @@ def _best_unseen(per_interest_hits: list, seen: set[int], k: int, limit: int, me
     best item not yet taken), and whether every interest still had k unseen hits (exactness)."""
     unseen_lists, complete = [], True
     for hits in per_interest_hits:
-        unseen = [(int(hit["id"] if "id" in hit else hit["item_id"]), float(hit["distance"])) for hit in hits]
-        unseen = [pair for pair in unseen if pair[0] not in seen]
+        unseen = [pair for pair in zip(map(int, hits.ids), map(float, hits.distances)) if pair[0] not in seen]
         complete &= len(unseen) >= k or len(hits) < limit  # a short list holds every eligible item
         unseen_lists.append(unseen)
     best: dict[int, float] = {}

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from recplugin.models.artifact import RetrievalModel
+if TYPE_CHECKING:  # the service module imports this file in BentoML's parent process too: no torch there
+    from recplugin.models.artifact import RetrievalModel
 
 
 class InvalidRequest(ValueError):
@@ -21,6 +23,10 @@ class UnknownItem(Unprocessable):
 
 class NotReady(RuntimeError):
     """Model, features or index are not usable yet."""
+
+
+class IndexUnavailable(RuntimeError):
+    """The Milvus item index did not answer (an error, or its deadline); the message says which (HTTP 503)."""
 
 
 @dataclass(frozen=True)

@@ -10,13 +10,15 @@ from __future__ import annotations
 import re
 import uuid
 
-from prometheus_client import Counter
+from prometheus_client import Counter, Histogram
 
 TOP = 10  # click-through is counted within the top 10 positions of an answer
 REQUEST_ID = re.compile(r"^(?P<version>[A-Za-z0-9_-]{1,64})\.[0-9a-f]{16}$")
 
 ANSWERS = Counter("recplugin_answers", "/recommend answers by the model version that made them",
                   ["model_version", "scenario", "cold_start"])
+BATCH_SIZES = Histogram("recplugin_recommend_batch_size", "/recommend requests answered together in one batch",
+                        buckets=(1, 2, 4, 8, 16, 32, 64, 128))
 ATTRIBUTED = Counter("recplugin_attributed_events", "/events that name the answer they came from (its request_id)",
                      ["model_version", "scenario", "action", "position"])
 

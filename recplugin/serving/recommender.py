@@ -16,14 +16,14 @@ from recplugin.data.live_items import NewItem
 from recplugin.features.history import UserState
 from recplugin.features.store import OnlineFeatures
 from recplugin.index.collections import alias_target, collection_index, collection_version, row_count, supports_aliases
-from recplugin.index.milvus import connect, disconnect, search_many
+from recplugin.index.milvus import MILVUS_ERRORS, connect, disconnect, milvus_reason, search_many
 from recplugin.models.artifact import NoTextTower, RetrievalModel
 from recplugin.models.exclusion import excluded_items
 from recplugin.models.inputs import NO_QUERY, ScenarioEvents, build_batch
 from recplugin.registry.models import ModelRegistry, Rollout, UnknownVersion, UntrustedArtifact, confined_artifact
 from recplugin.serving.catalogue import Catalogue
-from recplugin.serving.messages import (InvalidRequest, NotReady, Recommendation, RecommendRequest, Served, Unprocessable,
-                                        UnknownItem)
+from recplugin.serving.messages import (IndexUnavailable, InvalidRequest, NotReady, Recommendation, RecommendRequest, Served,
+                                        Unprocessable, UnknownItem)
 from recplugin.serving.events import LiveEvent, record_once
 from recplugin.serving.rollout import gets_candidate
 
@@ -275,8 +275,11 @@ class Recommender:
         for scenario in {r.scenario for r in requests}:
             group = [i for i, r in enumerate(requests) if r.scenario == scenario]
             k = max(requests[i].k for i in group)
-            found = search_many(self.milvus, served.collection, interests[group], k, scenario, [seen[i] for i in group],
-                                self.config.index, served.index_type, merge=self.config.serving.merge)
+            try:
+                found = search_many(self.milvus, served.collection, interests[group], k, scenario, [seen[i] for i in group],
+                                    self.config.index, served.index_type, merge=self.config.serving.merge)
+            except MILVUS_ERRORS as error:  # the whole batch fails: each request gets a 503 that names the reason
+                raise IndexUnavailable(milvus_reason(error, self.timeout)) from error
             for index, hits in zip(group, found):
                 items = [{"item_id": h.item_id, "score": round(h.score, 6)} for h in hits[:requests[index].k]]
                 put(index, Recommendation(items, served.model.version, False))

@@ -7,29 +7,27 @@ import threading
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
-from typing import Annotated, Literal, Optional, Union
+from typing import TYPE_CHECKING, Annotated, Literal, Optional, Union
 
 import anyio
 import bentoml
-import grpc
-import torch
 from bentoml.exceptions import BentoMLException
 from pydantic import BaseModel, Field, ValidationError
-from pymilvus.exceptions import MilvusException
 from starlette.responses import JSONResponse
 
 from recplugin.config import load_config
-from recplugin.data.live_items import NewItem
 from recplugin.serving.batching import Batcher, Overloaded
 from recplugin.serving.guards import RequestGuard, bound_metrics_labels
 from recplugin.serving.ids import IdCodec
-from recplugin.serving.online_metrics import count_answer, count_attributed, new_request_id, version_of
+from recplugin.serving.messages import IndexUnavailable, InvalidRequest, RecommendRequest, Unprocessable
+from recplugin.serving.online_metrics import BATCH_SIZES, count_answer, count_attributed, new_request_id, version_of
 from recplugin.serving.openapi import document_service
-from recplugin.serving.recommender import InvalidRequest, Recommender, RecommendRequest, Unprocessable
+
+if TYPE_CHECKING:  # torch, Feast and pymilvus load in the workers only (RecPlugin.__init__): `bentoml serve` imports this
+    from recplugin.serving.recommender import Recommender  # module in its parent process too, ~10 s more per start
 
 CONFIG = load_config()
 LIMITS = CONFIG.serving
-torch.set_num_threads(LIMITS.torch_threads)  # batches and requests overlap in a worker: one thread each beats contention
 logger = logging.getLogger("recplugin.serving")
 logging.getLogger("recplugin").setLevel(logging.INFO)  # one INFO line per 4xx, version switches; BentoML's handlers print them
 
@@ -70,15 +68,6 @@ class ItemBody(BaseModel):
 
 
 ItemBodies = Annotated[list[ItemBody], Field(min_length=1, max_length=1000, description="1..1000 items")]
-MILVUS_ERRORS = (MilvusException, grpc.RpcError)  # a deadline (a hung server) comes as a bare gRPC error
-
-
-def milvus_reason(error: Exception) -> str:
-    """What went wrong with a Milvus call, in one line."""
-    if isinstance(error, grpc.RpcError):
-        return f"{error.code().name} after {CONFIG.index.rpc_timeout_s} s" if error.code() == grpc.StatusCode.DEADLINE_EXCEEDED \
-            else f"{error.code().name}: {error.details()}"
-    return error.message
 
 
 def bad_request(message: str, status: int = 400) -> JSONResponse:
@@ -114,6 +103,9 @@ class RecPlugin:
     """Cross-scenario recommendations from Feast features, the user tower and Milvus."""
 
     def __init__(self) -> None:
+        import torch
+
+        torch.set_num_threads(LIMITS.torch_threads)  # batches and requests overlap in a worker: one thread each beats contention
         self.config = CONFIG
         self.ids = IdCodec(CONFIG.source.string_ids, CONFIG.data_dir)
         self._lock = threading.Lock()
@@ -125,13 +117,14 @@ class RecPlugin:
         # Concurrent /recommend calls in this worker are served in batches (one Feast read, one user-tower forward and one
         # Milvus call per scenario for the group); a batch starts as soon as a slot is free, never on a timer.
         self._batched = Batcher(self._recommend_batch, LIMITS.batch_max_size, LIMITS.batch_max_latency_ms,
-                                slots=LIMITS.batch_slots)
+                                slots=LIMITS.batch_slots, gather_ms=LIMITS.batch_gather_ms)
 
     def _recommend_batch(self, requests: list[RecommendRequest]) -> list:
         """The batch callback: the recommender's answers, or the batch-wide Milvus failure for each request."""
+        BATCH_SIZES.observe(len(requests))
         try:
             return self._recommender.recommend_many(requests)
-        except MILVUS_ERRORS as error:
+        except IndexUnavailable as error:
             return [error] * len(requests)
 
     def _connect(self) -> Recommender | None:
@@ -139,6 +132,8 @@ class RecPlugin:
         with self._lock:
             if self._recommender is None:
                 try:
+                    from recplugin.serving.recommender import Recommender
+
                     self._recommender = Recommender(self.config)
                     self.ids.added_keys = self._recommender.catalogue.keys
                 except Exception as error:  # any dependency may be down; readiness reports it
@@ -179,8 +174,8 @@ class RecPlugin:
             return bad_request(str(error))
         except Overloaded as error:
             return unavailable(f"recplugin is overloaded: {error}; retry later")
-        except MILVUS_ERRORS as error:
-            return unavailable(f"the Milvus item index did not answer: {milvus_reason(error)}")
+        except IndexUnavailable as error:
+            return unavailable(f"the Milvus item index did not answer: {error}")
         count_answer(answer.model_version, scenario, answer.cold_start)
         return self.ids.answer({**answer.as_dict(), "request_id": new_request_id(answer.model_version)})
 
@@ -239,6 +234,8 @@ class RecPlugin:
         recommender = self._connect()
         if recommender is None:
             return unavailable(f"recplugin is not ready: {self._error}")
+        from recplugin.data.live_items import NewItem
+
         now = time.time()
         new = [NewItem(self.ids.internal(item.item_id), item.title, item.text or item.title, item.category,
                        list(item.scenarios or CONFIG.scenarios), now, item.item_id if isinstance(item.item_id, str) else None)

@@ -1,6 +1,7 @@
 """Milvus index on both backends (Milvus Lite and a real Milvus standalone server): a new collection per build,
 filtered max-over-interests search that is never short, aliases moved only after a complete build, retirement."""
 import uuid
+from dataclasses import dataclass
 
 import numpy as np
 import pytest
@@ -115,6 +116,17 @@ def test_interleaved_answers_take_turns_between_interests_as_offline_evaluation_
         assert sources == {0, 1, 2}  # every interest shows in the answer
 
 
+@dataclass
+class ShortPage:
+    """A page of hits cut short, read as pymilvus' pages are: through their id and distance columns."""
+
+    ids: list
+    distances: list
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+
 def test_a_short_filtered_result_never_shortens_the_answer(backend, monkeypatch):
     client, config = backend
     ids, vectors, _, _ = _items()
@@ -124,7 +136,7 @@ def test_a_short_filtered_result_never_shortens_the_answer(backend, monkeypatch)
     def short_first_pages(*args, **kwargs):  # what filtered HNSW does on a server: fewer hits than asked for
         calls.append(kwargs["limit"])
         hits = real_search(*args, **kwargs)
-        return [page[:3] for page in hits] if len(calls) <= 2 else hits
+        return [ShortPage(page.ids[:3], page.distances[:3]) for page in hits] if len(calls) <= 2 else hits
 
     monkeypatch.setattr(client, "search", short_first_pages)
     hits = milvus.search_interests(client, name, vectors[:2], 10, "feed", [1000], config, index_type="HNSW")
