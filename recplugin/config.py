@@ -161,7 +161,6 @@ class ServingConfig:
     workers: int = 1
     batch_max_size: int = 32
     batch_max_latency_ms: int = 10000  # the longest a /recommend call waits for a batch slot before a 503
-    batch_gather_ms: float = 0.0  # after a batch of n > 1, the next waits up to this long for n/2 requests (batching.py)
     batch_slots: int = 2  # batches in flight per worker: one waits on Feast or Milvus while another runs the user tower
     torch_threads: int = 1  # intra-op threads of the user tower per worker (2 on 2 cores: c=1 p50 10.1 -> 6.4 ms with 1)
     access_log: bool = False

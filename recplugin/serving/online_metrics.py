@@ -1,4 +1,5 @@
-"""How each model version does online: its answers, and the events that clients attribute to them.
+"""How each model version does online: its answers, and the events that clients attribute to them; and how /recommend
+batches (size, time).
 
 Every /recommend answer carries a `request_id` that names the version that made it; an /events call that sends it
 back (with the item's `position` in the answer) counts for that version. Counters live on /metrics (BentoML merges
@@ -19,6 +20,8 @@ ANSWERS = Counter("recplugin_answers", "/recommend answers by the model version 
                   ["model_version", "scenario", "cold_start"])
 BATCH_SIZES = Histogram("recplugin_recommend_batch_size", "/recommend requests answered together in one batch",
                         buckets=(1, 2, 4, 8, 16, 32, 64, 128))
+BATCH_SECONDS = Histogram("recplugin_recommend_batch_seconds", "Time from a /recommend batch's start to its answers",
+                          buckets=(0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1, 2, 5))
 ATTRIBUTED = Counter("recplugin_attributed_events", "/events that name the answer they came from (its request_id)",
                      ["model_version", "scenario", "action", "position"])
 

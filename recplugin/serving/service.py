@@ -20,7 +20,7 @@ from recplugin.serving.batching import Batcher, Overloaded
 from recplugin.serving.guards import RequestGuard, bound_metrics_labels
 from recplugin.serving.ids import IdCodec
 from recplugin.serving.messages import IndexUnavailable, InvalidRequest, RecommendRequest, Unprocessable
-from recplugin.serving.online_metrics import BATCH_SIZES, count_answer, count_attributed, new_request_id, version_of
+from recplugin.serving.online_metrics import BATCH_SECONDS, BATCH_SIZES, count_answer, count_attributed, new_request_id, version_of
 from recplugin.serving.openapi import document_service
 
 if TYPE_CHECKING:  # torch, Feast and pymilvus load in the workers only (RecPlugin.__init__): `bentoml serve` imports this
@@ -117,15 +117,16 @@ class RecPlugin:
         # Concurrent /recommend calls in this worker are served in batches (one Feast read, one user-tower forward and one
         # Milvus call per scenario for the group); a batch starts as soon as a slot is free, never on a timer.
         self._batched = Batcher(self._recommend_batch, LIMITS.batch_max_size, LIMITS.batch_max_latency_ms,
-                                slots=LIMITS.batch_slots, gather_ms=LIMITS.batch_gather_ms)
+                                slots=LIMITS.batch_slots)
 
     def _recommend_batch(self, requests: list[RecommendRequest]) -> list:
         """The batch callback: the recommender's answers, or the batch-wide Milvus failure for each request."""
         BATCH_SIZES.observe(len(requests))
-        try:
-            return self._recommender.recommend_many(requests)
-        except IndexUnavailable as error:
-            return [error] * len(requests)
+        with BATCH_SECONDS.time():
+            try:
+                return self._recommender.recommend_many(requests)
+            except IndexUnavailable as error:
+                return [error] * len(requests)
 
     def _connect(self) -> Recommender | None:
         """Build the recommender if it is not built yet; remember why when it cannot be."""

@@ -125,36 +125,3 @@ def test_a_hung_batch_makes_waiting_requests_overloaded_within_the_bound_and_the
 
     asyncio.run(scenario())
     assert [2, 3] not in recorder.batches and recorder.batches[-1] == [5]
-
-
-def test_after_a_batch_of_n_the_next_waits_briefly_for_n_over_2_requests_and_a_later_one_starts_at_once():
-    """Without the gather the first client back from a batch of 8 starts a batch of 1 while the other 7 queue."""
-    recorder = Recorder()
-
-    async def scenario():
-        batcher = Batcher(recorder, max_batch_size=32, max_wait_ms=5000, slots=1, gather_ms=300)
-        recorder.release.clear()
-        first = asyncio.create_task(batcher(0))
-        await asyncio.sleep(0.05)
-        eight = [asyncio.create_task(batcher(i)) for i in range(1, 9)]
-        recorder.release.set()
-        await asyncio.gather(first, *eight)  # batches [0] and [1..8]: a gather of up to 300 ms for 4 requests begins
-        back = [asyncio.create_task(batcher(i)) for i in (10, 11, 12)]
-        await asyncio.sleep(0.05)
-        assert len(recorder.batches) == 2  # 3 < 4 requests queued: still gathering
-        back.append(asyncio.create_task(batcher(13)))
-        await asyncio.gather(*back)  # the 4th request starts the batch at once, long before the 300 ms
-        assert recorder.batches[2] == [10, 11, 12, 13]
-        lone = asyncio.create_task(batcher(20))  # a batch of 4 ended: gathering for 2 requests, at most 300 ms
-        await asyncio.sleep(0.1)
-        assert len(recorder.batches) == 3
-        assert await asyncio.wait_for(lone, 1) == 200  # the window ended: it went alone
-        await asyncio.sleep(0.35)
-        recorder.entered.clear()
-        later = asyncio.create_task(batcher(30))  # a batch of 1 opens no gather: at once
-        await asyncio.sleep(0)
-        assert batcher.batches == 5
-        assert await later == 300
-
-    asyncio.run(scenario())
-    assert recorder.batches[3:] == [[20], [30]]
