@@ -72,15 +72,29 @@ def _answers(base: str, bodies: list[dict]) -> list[dict]:
     return [r.json() for r in responses]
 
 
-def test_two_workers_switch_versions_live_on_a_milvus_server(built_pipeline, server_config, tmp_path):
+def _settle(rows: list, version: str, since: float, timeout_s: float = 60.0) -> None:
+    """Wait until every answer more than two reload intervals after `since` names `version` (rows: time, status, version)."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        late = [v for at, _, v in rows if at > since + 2 * RELOAD_S + 1]
+        if len(late) > 20 and set(late) == {version}:
+            return
+        assert time.monotonic() < deadline, f"workers did not all switch to {version}: {len(late)} answers since, {set(late)}"
+        time.sleep(0.5)
+
+
+def test_two_workers_switch_live_then_roll_back_and_promote_on_a_milvus_server(built_pipeline, server_config, tmp_path):
+    """One service: a live switch by `index` (exact answers of one version each, the old collection dropped after the
+    grace period), then rollback and promote under load; no request fails."""
     config = server_config
-    first = pipeline.register_artifact(config, Path(built_pipeline.config.models_dir) / built_pipeline.version)
-    second = pipeline.register_artifact(config, _copy_artifact(Path(built_pipeline.config.models_dir) / built_pipeline.version,
-                                                               tmp_path / "second", "v_second"))
+    source = Path(built_pipeline.config.models_dir) / built_pipeline.version
+    first = pipeline.register_artifact(config, source)
+    second = pipeline.register_artifact(config, _copy_artifact(source, tmp_path / "second", "v_second"))
     port = pipeline.free_port()
     base = f"http://127.0.0.1:{port}"
     log = tmp_path / "service.log"
     process = pipeline.start_service(config, port, log_path=log)
+    rows, stop = [], threading.Event()
     try:
         assert _first_answer(f"{base}/readyz").status_code == 503  # no alias yet: up, not ready, and it says so
         first_collection = pipeline.index(config, first, progress=False)
@@ -91,13 +105,14 @@ def test_two_workers_switch_versions_live_on_a_milvus_server(built_pipeline, ser
         before = _answers(base, bodies)
         assert {a["model_version"] for a in before} == {first}
 
-        log_rows, stop = [], threading.Event()
+        log_rows = []
 
         def load() -> None:
             while not stop.is_set():
                 for index, body in enumerate(bodies):
                     response = requests.post(f"{base}/recommend", json=body, timeout=30)
                     log_rows.append((time.monotonic(), index, response.status_code, response.json()))
+                    rows.append((time.monotonic(), response.status_code, response.json().get("model_version")))
 
         workers = [threading.Thread(target=load) for _ in range(4)]
         for worker in workers:
@@ -106,81 +121,48 @@ def test_two_workers_switch_versions_live_on_a_milvus_server(built_pipeline, ser
         switched_at = time.monotonic()
         pipeline.index(config, second, progress=False)  # alias moved, then GRACE_S later the first collection dropped
         time.sleep(2)
+        switch_rows = list(log_rows)
+        after = _answers(base, bodies)
+
+        # rollback and promote, with the previous version's collection kept
+        kept = with_overrides(config, index={"keep_versions": 2, "drop_grace_s": 0.0})
+        config_path = pipeline.save_config(kept, tmp_path / "recplugin.yaml")
+        third = pipeline.register_artifact(kept, _copy_artifact(source, tmp_path / "third", "v_third"))
+        pipeline.index(kept, third, progress=False)  # serving: third; second's collection is kept for a rollback
+        _settle(rows, third, time.monotonic())  # from the alias's move on, which ends the call
+        for command, expected in ((["rollback"], second), (["promote", third], third)):
+            started = time.monotonic()
+            cli.main([*command, "-c", str(config_path)])
+            _settle(rows, expected, started)
         stop.set()
         for worker in workers:
             worker.join()
-        after = _answers(base, bodies)
     finally:
+        stop.set()
         pipeline.stop_service(process)
     assert {a["model_version"] for a in after} == {second}
     assert [a["items"] for a in after] != [a["items"] for a in before]
-    assert {status for _, _, status, _ in log_rows} == {200}, "an error during the switch"
+    assert {status for _, status, _ in rows} == {200}, "a request failed during a switch, a rollback or a promote"
     expected = {first: before, second: after}
-    for _, index, _, answer in log_rows:  # every answer is exactly one version's answer, the version it names
+    for _, index, _, answer in switch_rows:  # every answer is exactly one version's answer, the version it names
         reference = expected[answer["model_version"]][index]["items"]
         assert [i["item_id"] for i in answer["items"]] == [i["item_id"] for i in reference], answer["model_version"]
         assert [i["score"] for i in answer["items"]] == pytest.approx([i["score"] for i in reference], abs=1e-4)
-    late = [answer["model_version"] for at, _, _, answer in log_rows if at > switched_at + GRACE_S]
+    late = [answer["model_version"] for at, _, _, answer in switch_rows if at > switched_at + GRACE_S]
     assert late and set(late) == {second}, "a worker still served the old version after the grace period"
-    first_switch = min(at for at, _, _, answer in log_rows if answer["model_version"] == second)
-    last_old = max(at for at, _, _, answer in log_rows if answer["model_version"] == first)
+    first_switch = min(at for at, _, _, answer in switch_rows if answer["model_version"] == second)
+    last_old = max(at for at, _, _, answer in switch_rows if answer["model_version"] == first)
     print(f"first new answer {first_switch - switched_at:.1f} s, last old answer {last_old - switched_at:.1f} s after the index call")
     client = milvus.connect(config.milvus_uri, timeout=30)
     try:
         assert not client.has_collection(first_collection), "the replaced collection was not dropped after the grace period"
     finally:
         milvus.disconnect(client, config.milvus_uri)
-    started = log.read_text()
-    assert "[entry_service:recplugin:1]" in started and "[entry_service:recplugin:2]" in started
-
-
-def test_rollback_and_promote_switch_every_worker_under_load_without_a_failed_request(built_pipeline, server_config, tmp_path):
-    config = with_overrides(server_config, index={"keep_versions": 2, "drop_grace_s": 0.0})
-    config_path = pipeline.save_config(config, tmp_path / "recplugin.yaml")
-    first = pipeline.register_artifact(config, Path(built_pipeline.config.models_dir) / built_pipeline.version)
-    second = pipeline.register_artifact(config, _copy_artifact(Path(built_pipeline.config.models_dir) / built_pipeline.version,
-                                                               tmp_path / "second", "v_rollback"))  # the root is shared
-    pipeline.index(config, first, progress=False)
-    pipeline.index(config, second, progress=False)  # serving: second; the first's collection is kept for a rollback
-    port = pipeline.free_port()
-    base = f"http://127.0.0.1:{port}"
-    process = pipeline.start_service(config, port, log_path=tmp_path / "service.log")
-    rows, stop = [], threading.Event()
-    users = pd.read_parquet(config.events_path, columns=["user_id"])["user_id"].drop_duplicates().head(8).tolist()
-
-    def load() -> None:
-        while not stop.is_set():
-            for user in users:
-                response = requests.post(f"{base}/recommend", json={"user_id": int(user), "scenario": "feed", "k": 5}, timeout=30)
-                rows.append((time.monotonic(), response.status_code, response.json().get("model_version")))
-
-    def settled_on(version: str, since: float) -> bool:
-        late = [v for at, _, v in rows if at > since + 2 * RELOAD_S + 1]
-        return len(late) > 20 and set(late) == {version}
-
-    try:
-        pipeline.wait_ready(base, process)
-        threads = [threading.Thread(target=load) for _ in range(4)]
-        for thread in threads:
-            thread.start()
-        for command, expected in ((["rollback"], first), (["promote", second], second)):
-            started = time.monotonic()
-            cli.main([*command, "-c", str(config_path)])
-            deadline = time.monotonic() + 60
-            while not settled_on(expected, started):
-                assert time.monotonic() < deadline, f"workers did not all switch to {expected} after {command}"
-                time.sleep(0.5)
-        stop.set()
-        for thread in threads:
-            thread.join()
-    finally:
-        stop.set()
-        pipeline.stop_service(process)
-    assert {status for _, status, _ in rows} == {200}, "a request failed during rollback or promote"
-    assert {version for _, _, version in rows} == {first, second}
-    assert ModelRegistry(config.registry_sqlalchemy_url).serving_history()[:3] == [second, first, second]
+    assert ModelRegistry(config.registry_sqlalchemy_url).serving_history()[:3] == [third, second, third]
     with pytest.raises(SystemExit, match="no Milvus collection|not in the registry"):
         cli.main(["promote", "v_never_indexed", "-c", str(config_path)])
+    started_log = log.read_text()
+    assert "[entry_service:recplugin:1]" in started_log and "[entry_service:recplugin:2]" in started_log
 
 
 def test_a_rollout_answers_a_stable_share_of_users_on_every_worker_and_ends_with_promote(built_pipeline, milvus_server_uri,

@@ -1,6 +1,8 @@
-"""Items added while serving (POST /items, `recplugin items load`) are recommendable and accepted by /events on every
-worker within 5 s, without a retrain or a restart; they survive a restart and `apply` folds them into the catalogue.
-Embedded (SQLite, Milvus Lite, 1 worker) and production (Redis, PostgreSQL, a Milvus server, 2 workers)."""
+"""The catalogue changes while serving. Items added (POST /items, `recplugin items load`) are recommendable and accepted
+by /events on every worker within 5 s, without a retrain or a restart; they survive a restart and `apply` folds them
+into the catalogue. Hidden items (out of stock, a takedown) leave every answer from the next request on, on every
+worker, before anything changes in Milvus; unhiding brings them back. Embedded (SQLite, Milvus Lite, 1 worker) and
+production (Redis, PostgreSQL, a Milvus server, 2 workers), one service each."""
 import shutil
 import time
 
@@ -18,6 +20,7 @@ from recplugin.registry.models import ModelRegistry
 from tests.conftest import served_copy
 
 pytestmark = pytest.mark.integration
+UNKNOWN_USER = 987_654_321
 
 
 def test_a_new_items_vector_is_its_text_through_the_served_item_tower(built_pipeline, tmp_path):
@@ -40,7 +43,8 @@ def test_a_new_items_vector_is_its_text_through_the_served_item_tower(built_pipe
 
 
 @pytest.mark.parametrize("production", [False, True], ids=["embedded", "production"])
-def test_new_items_are_served_everywhere_within_5_s_and_kept(built_pipeline, milvus_server_uri, tmp_path, production, capsys):
+def test_new_items_are_served_everywhere_within_5_s_and_kept_and_hidden_items_leave_every_answer(
+        built_pipeline, milvus_server_uri, tmp_path, production, capsys):
     config = served_copy(built_pipeline, tmp_path / "work", milvus_server_uri if production else "milvus.db",
                          production=production, serving={"workers": 2 if production else 1})
     config_path = pipeline.save_config(config, tmp_path / "recplugin.yaml")
@@ -48,8 +52,8 @@ def test_new_items_are_served_everywhere_within_5_s_and_kept(built_pipeline, mil
     base = f"http://127.0.0.1:{port}"
     process = pipeline.start_service(config, port, log_path=tmp_path / "service.log")
 
-    def answer(user: int) -> list[int]:
-        reply = requests.post(f"{base}/recommend", json={"user_id": user, "scenario": "feed", "k": 5}, timeout=30)
+    def answer(user: int, k: int = 5) -> list[int]:
+        reply = requests.post(f"{base}/recommend", json={"user_id": user, "scenario": "feed", "k": k}, timeout=30)
         assert reply.status_code == 200, reply.text
         return [item["item_id"] for item in reply.json()["items"]]
 
@@ -88,6 +92,22 @@ def test_new_items_are_served_everywhere_within_5_s_and_kept(built_pipeline, mil
         cli.main(["items", "load", str(table), "--url", base, "-c", str(config_path)])
         assert "2 items added, 1 already known, of 3" in capsys.readouterr().out
         assert event(user, new_id + 2).status_code == 200
+
+        top, popular = answer(user, 10)[:3], answer(UNKNOWN_USER, 10)[:1]  # hide and unhide
+        reply = requests.post(f"{base}/items/hide", json={"item_ids": top + popular}, timeout=30)
+        assert reply.status_code == 200 and reply.json() == {"hidden": 4, "changed": 4}, reply.text
+        for _ in range(12):  # several connections: both workers answer some of them
+            assert not set(answer(user, 10)) & set(top) and popular[0] not in answer(UNKNOWN_USER, 10)
+        assert len(answer(user, 10)) == 10  # still full answers
+        cli.main(["items", "hidden", "-c", str(config_path)])
+        assert "4 items hidden" in capsys.readouterr().out
+        cli.main(["items", "unhide", str(top[0]), "-c", str(config_path)])
+        assert "3 items hidden" in capsys.readouterr().out
+        assert top[0] in answer(user, 10) and not set(answer(user, 10)) & set(top[1:])
+        empty = requests.post(f"{base}/items/hide", json={"item_ids": []}, timeout=30)
+        assert empty.status_code == 400 and "item_ids" in empty.text
+        cli.main(["items", "unhide", *map(str, top[1:] + popular), "-c", str(config_path)])
+        assert "0 items hidden" in capsys.readouterr().out
 
         if not production:  # a restarted service still serves them (the shared set and the collection keep them)
             pipeline.stop_service(process)
