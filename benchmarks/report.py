@@ -186,7 +186,8 @@ def serving_section() -> tuple[str, list[dict]]:
             "c=1, c=32, c=1: the second c=1 shows how fast single requests recover after a burst (p50 of the requests that "
             "ended within its first second, and its ratio to the fresh p50). The no-op column is a BentoML service that "
             "does no work (benchmarks/serving/noop_service.py, 1 worker), driven the same way in the same run: the framework's "
-            "ceiling on this machine.\n\n" +
+            "ceiling on this machine. The mean batch is the number of requests per /recommend batch at c=32, from the "
+            "service's `recplugin_recommend_batch_size` histogram on /metrics.\n\n" +
             table(["stack", "items", "c=1 p50 / p99 ms", "c=1 after burst p50 ms", "c=32 req/s", "no-op c=32 req/s",
                    "of the ceiling", "c=32 mean batch", "errors"], rows) + "\n" + profile_text + f"\n{source(*SERVING)}\n")
     return text, records
