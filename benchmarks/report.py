@@ -149,10 +149,17 @@ def out_of_box_section() -> tuple[str, list[list[object]]]:
     return text, glance
 
 
-def batch_size(levels: list[dict], concurrency: int) -> str:
-    """The mean /recommend batch at that concurrency (result files from before it was recorded: n/a)."""
-    sizes = [level["mean_batch_size"] for level in levels if level["concurrency"] == concurrency and "mean_batch_size" in level]
-    return f"{max(sizes):.1f}" if sizes else "n/a"
+def batch_size(levels: list[dict], concurrency: int, stages: dict) -> str:
+    """The mean /recommend batch at that concurrency, its mean time in the service, and the median time of a batch of
+    about that size alone in one process (n/a where the result file predates them)."""
+    level = next((level for level in levels if level["concurrency"] == concurrency and "mean_batch_size" in level), None)
+    alone = {int(name.split("_")[2]): ms for name, ms in stages.items() if name.startswith("batch_of_")}
+    if level is None:
+        return "n/a"
+    if "mean_batch_ms" not in level or not alone:
+        return f"{level['mean_batch_size']:.1f}"
+    size = min(alone, key=lambda n: abs(n - level["mean_batch_size"]))
+    return f"{level['mean_batch_size']:.1f}: {level['mean_batch_ms']:.1f} ms ({alone[size]:.1f} ms for {size} alone)"
 
 
 def serving_section() -> tuple[str, list[dict]]:
@@ -172,7 +179,7 @@ def serving_section() -> tuple[str, list[dict]]:
         noop = max(level["throughput_rps"] for level in data["noop_levels"] if level["concurrency"] == top)
         rows.append([stack, f"{record['items']:,}", f"{record['p50']:.1f} / {record['p99']:.1f}",
                      f"{record['after']:.1f} ({record['recovery']:.2f}x)", f"{record['rps']:.0f}", f"{noop:.0f}",
-                     f"{record['ratio']:.2f}x", batch_size(levels, top), record["errors"]])
+                     f"{record['ratio']:.2f}x", batch_size(levels, top, data["stages_ms"]), record["errors"]])
         if data.get("profile", {}).get("share"):
             profiles[f"{stack}, {record['items']:,} items"] = data["profile"]["share"]
     stages = sorted({stage for share in profiles.values() for stage in share},
@@ -186,10 +193,12 @@ def serving_section() -> tuple[str, list[dict]]:
             "c=1, c=32, c=1: the second c=1 shows how fast single requests recover after a burst (p50 of the requests that "
             "ended within its first second, and its ratio to the fresh p50). The no-op column is a BentoML service that "
             "does no work (benchmarks/serving/noop_service.py, 1 worker), driven the same way in the same run: the framework's "
-            "ceiling on this machine. The mean batch is the number of requests per /recommend batch at c=32, from the "
-            "service's `recplugin_recommend_batch_size` histogram on /metrics.\n\n" +
+            "ceiling on this machine. The mean batch is the number of requests per /recommend batch at c=32 and its mean "
+            "time, from the service's `recplugin_recommend_batch_size` and `_seconds` histograms on /metrics, beside the "
+            "median time of a batch of about that size run alone in one process (same users, same torch threads): the "
+            "difference is what sharing the worker's one Python interpreter lock with the HTTP event loop costs.\n\n" +
             table(["stack", "items", "c=1 p50 / p99 ms", "c=1 after burst p50 ms", "c=32 req/s", "no-op c=32 req/s",
-                   "of the ceiling", "c=32 mean batch", "errors"], rows) + "\n" + profile_text + f"\n{source(*SERVING)}\n")
+                   "of the ceiling", "c=32 mean batch: size, time", "errors"], rows) + "\n" + profile_text + f"\n{source(*SERVING)}\n")
     return text, records
 
 

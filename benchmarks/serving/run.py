@@ -105,6 +105,9 @@ def time_stages(config, users: list[int], repeats: int) -> dict:
     from recplugin.models.inputs import NO_QUERY, ScenarioEvents, build_batch
     from recplugin.serving.recommender import Recommender
 
+    import torch
+
+    torch.set_num_threads(config.serving.torch_threads)  # as in the service's workers
     engine = Recommender(config)
     try:
         timings: dict[str, list[float]] = {"feast_online_read": [], "user_tower": [], "milvus_search": [], "numpy_exact_topk": []}
@@ -135,9 +138,25 @@ def time_stages(config, users: list[int], repeats: int) -> dict:
                 exact = np.where(allowed, scores, -np.inf)
                 top = set(engine.model.item_ids[np.argsort(-exact, kind="stable")[:100]].tolist())
                 recalls.append(len(top & {h.item_id for h in found}) / 100)
+        for size in (8, 16, 32):  # whole batches alone, as the service's batch thread runs them, nothing else running
+            timings[f"batch_of_{size}_alone"] = batch_alone(engine, config, users, size)
         return {**{name: statistics.median(values) for name, values in timings.items()}, "recall_at_100": float(np.mean(recalls))}
     finally:
         engine.close()
+
+
+def batch_alone(engine, config, users: list[int], size: int, repeats: int = 30) -> list[float]:
+    """Milliseconds of `recommend_many` over `size` requests (the benchmark's bodies), one batch at a time."""
+    from recplugin.serving.messages import RecommendRequest
+
+    timings = []
+    for index in range(repeats + 3):
+        requests = [RecommendRequest(users[(index * size + j) % len(users)], config.scenarios[j % len(config.scenarios)], 20)
+                    for j in range(size)]
+        start = time.perf_counter()
+        engine.recommend_many(requests)
+        timings.append((time.perf_counter() - start) * 1000)
+    return timings[3:]  # the first batches warm up
 
 
 def git_commit() -> str:
@@ -156,12 +175,13 @@ def index_description(config, version: str) -> str:
     return f"{kind} {search}" if search else kind
 
 
-def batch_counters(base: str) -> tuple[float, float]:
-    """The service's /recommend batches so far: (requests in them, batches), from its /metrics."""
+def batch_counters(base: str) -> tuple[float, float, float]:
+    """The service's /recommend batches so far: (requests in them, batches, seconds in them), from its /metrics."""
     with urllib.request.urlopen(base + "/metrics", timeout=10) as response:
         lines = response.read().decode().splitlines()
     value = lambda name: sum(float(line.split()[-1]) for line in lines if line.startswith(name + " ") or line.startswith(name + "{"))  # noqa: E731
-    return value("recplugin_recommend_batch_size_sum"), value("recplugin_recommend_batch_size_count")
+    return (value("recplugin_recommend_batch_size_sum"), value("recplugin_recommend_batch_size_count"),
+            value("recplugin_recommend_batch_seconds_sum"))
 
 
 def drive_levels(base: str, bodies: list[dict], args, batches: bool = False) -> list[dict]:
@@ -174,7 +194,9 @@ def drive_levels(base: str, bodies: list[dict], args, batches: bool = False) -> 
         levels.append(drive(base, bodies, concurrency, args.requests, args.seconds))
         if before is not None:
             after = batch_counters(base)
-            levels[-1]["mean_batch_size"] = (after[0] - before[0]) / max(1.0, after[1] - before[1])
+            batches = max(1.0, after[1] - before[1])
+            levels[-1]["mean_batch_size"] = (after[0] - before[0]) / batches
+            levels[-1]["mean_batch_ms"] = 1000 * (after[2] - before[2]) / batches
         print(f"  c={concurrency}: p50 {levels[-1]['p50_ms']:.1f} ms, {levels[-1]['throughput_rps']:.0f} req/s, "
               f"{levels[-1]['errors']} errors", flush=True)
     return levels
