@@ -59,6 +59,19 @@ def _release_lite(uri: str) -> None:
     server_manager_instance.release_server(uri)
 
 
+def shared_uri(uri: str) -> str:
+    """A URI another process on this machine can connect with: a server's as given; for a Milvus Lite file, the socket of
+    the server this process runs for it (started by `connect`; a second process may not open the file itself)."""
+    if "://" in uri:
+        return uri
+    from milvus_lite.server_manager import server_manager_instance
+
+    socket = server_manager_instance.start_and_get_uri(uri)
+    if socket is None:
+        raise MilvusException(message=f"Milvus Lite did not start for {uri}")
+    return "unix://" + socket.removeprefix("unix:")
+
+
 def disconnect(client: MilvusClient, uri: str) -> None:
     """Close the client; for a Milvus Lite file also stop its in-process server."""
     client.close()

@@ -22,6 +22,8 @@ BATCH_SIZES = Histogram("recplugin_recommend_batch_size", "/recommend requests a
                         buckets=(1, 2, 4, 8, 16, 32, 64, 128))
 BATCH_SECONDS = Histogram("recplugin_recommend_batch_seconds", "Time from a /recommend batch's start to its answers",
                           buckets=(0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1, 2, 5))
+BATCHES_ANSWERED = Counter("recplugin_recommend_batches", "/recommend batches by what answered them: the worker's batch "
+                           "process, or the worker itself (the process is starting, gone or hung)", ["answered_by"])
 ATTRIBUTED = Counter("recplugin_attributed_events", "/events that name the answer they came from (its request_id)",
                      ["model_version", "scenario", "action", "position"])
 

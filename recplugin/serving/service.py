@@ -16,11 +16,12 @@ from pydantic import BaseModel, Field, ValidationError
 from starlette.responses import JSONResponse
 
 from recplugin.config import load_config
+from recplugin.serving.batch_process import BatchProcess, BatchProcessUnavailable
 from recplugin.serving.batching import Batcher, Overloaded
 from recplugin.serving.guards import RequestGuard, bound_metrics_labels
 from recplugin.serving.ids import IdCodec
 from recplugin.serving.messages import IndexUnavailable, InvalidRequest, RecommendRequest, Unprocessable
-from recplugin.serving.online_metrics import BATCH_SECONDS, BATCH_SIZES, count_answer, count_attributed, new_request_id, version_of
+from recplugin.serving.online_metrics import BATCH_SECONDS, BATCH_SIZES, BATCHES_ANSWERED, count_answer, count_attributed, new_request_id, version_of
 from recplugin.serving.openapi import document_service
 
 if TYPE_CHECKING:  # torch, Feast and pymilvus load in the workers only (RecPlugin.__init__): `bentoml serve` imports this
@@ -110,6 +111,7 @@ class RecPlugin:
         self.ids = IdCodec(CONFIG.source.string_ids, CONFIG.data_dir)
         self._lock = threading.Lock()
         self._recommender: Recommender | None = None
+        self._batch_process: BatchProcess | None = None
         self._error = "not started"
         self._checker = ThreadPoolExecutor(1, thread_name_prefix="recplugin-readyz")
         self._readiness: Future | None = None
@@ -120,10 +122,19 @@ class RecPlugin:
                                 slots=LIMITS.batch_slots)
 
     def _recommend_batch(self, requests: list[RecommendRequest]) -> list:
-        """The batch callback: the recommender's answers, or the batch-wide Milvus failure for each request."""
+        """The batch callback: the batch process's answers (this worker's own when it cannot answer), or the batch-wide
+        Milvus failure for each request."""
         BATCH_SIZES.observe(len(requests))
         with BATCH_SECONDS.time():
             try:
+                if self._batch_process is not None:
+                    try:
+                        answers = self._batch_process.recommend_many(requests)
+                        BATCHES_ANSWERED.labels("batch_process").inc()
+                        return answers
+                    except BatchProcessUnavailable:
+                        pass
+                BATCHES_ANSWERED.labels("worker").inc()
                 return self._recommender.recommend_many(requests)
             except IndexUnavailable as error:
                 return [error] * len(requests)
@@ -135,6 +146,11 @@ class RecPlugin:
                 try:
                     from recplugin.serving.recommender import Recommender
 
+                    if LIMITS.batch_process and self._batch_process is None:  # it loads while this worker does
+                        from recplugin.index.milvus import shared_uri
+
+                        self._batch_process = BatchProcess(self.config, shared_uri(self.config.milvus_uri), LIMITS.batch_slots,
+                                                           LIMITS.torch_threads, LIMITS.batch_process_timeout_s)
                     self._recommender = Recommender(self.config)
                     self.ids.added_keys = self._recommender.catalogue.keys
                 except Exception as error:  # any dependency may be down; readiness reports it
@@ -145,6 +161,9 @@ class RecPlugin:
 
     def _check_ready(self) -> bool:
         recommender = self._connect()
+        if self._batch_process is not None and not self._batch_process.settled():
+            self._error = "the batch process is loading the model"
+            return False
         try:
             return recommender is not None and recommender.ready()
         except Exception as error:  # an unreachable store means not ready, not a crash

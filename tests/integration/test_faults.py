@@ -41,6 +41,7 @@ def test_milvus_failure_is_a_503_with_the_reason(built_pipeline, monkeypatch):
     monkeypatch.setenv("RECPLUGIN_CONFIG", str(pipeline.workdir_config_path(built_pipeline.config)))
     service_module = importlib.reload(importlib.import_module("recplugin.serving.service"))
     service = service_module.RecPlugin.inner()
+    service._batch_process.close()  # the worker answers: its Milvus client is the one that fails
     try:
         def broken(*args, **kwargs):
             raise MilvusException(message="connection refused")
