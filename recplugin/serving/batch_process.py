@@ -2,19 +2,20 @@
 interpreter lock.
 
 In one process the batch thread (Feast decode, user tower, Milvus search) and the event loop (HTTP, validation) take
-turns on one lock: at c=32 on 2 cores a batch ran ~2.7x slower in the worker than alone. The child holds a Recommender
-of its own (the same served version, followed the same way as another worker's) and answers whole batches over one pipe
-per batch slot. Until it is ready, and whenever it dies, hangs or cannot start, the worker answers the batch itself and
-a new child is started (at most one start per `RESTART_EVERY_S`).
+turns on one lock: at c=32 on 2 cores a batch ran ~2.7x slower in the worker than alone. Each of the worker's batch slots has
+a child of its own, which holds a Recommender (the same served version, followed the same way as another worker's) and
+answers whole batches over a pipe. Until it is ready, and whenever it dies, hangs or cannot start, the worker answers
+the batch itself and a new child is started (at most one start per `RESTART_EVERY_S`).
 """
 from __future__ import annotations
 
+import asyncio
 import logging
 import multiprocessing
 import signal
 import threading
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from multiprocessing.connection import Connection
 from queue import Empty, SimpleQueue
 
@@ -30,8 +31,9 @@ class BatchProcessUnavailable(Exception):
     """The child did not answer the batch: it is starting, gone, or past the bound. The worker answers it instead."""
 
 
-def _serve(config: RecConfig, status: Connection, pipes: list[Connection], torch_threads: int) -> None:
-    """The child's main: build the Recommender, say so on the status pipe, then answer each pipe's batches in a thread."""
+def _serve(config: RecConfig, status: Connection, pipe: Connection, torch_threads: int) -> None:
+    """The child's main: build the Recommender, say so on the status pipe, then answer batches until the worker closes
+    the pipe (or exits)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole group: the worker stops its child itself
     import torch
 
@@ -45,73 +47,66 @@ def _serve(config: RecConfig, status: Connection, pipes: list[Connection], torch
         return
     try:
         status.send((READY, ""))
-    except OSError:  # the worker is gone already
-        recommender.close()
-        return
-    threads = [threading.Thread(target=_answer_batches, args=(recommender, pipe), name="recplugin-child-batch")
-               for pipe in pipes]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    recommender.close()
-
-
-def _answer_batches(recommender, pipe: Connection) -> None:
-    """Answer batches on one pipe until the worker closes it (or exits)."""
-    while True:
-        try:
+        while True:
             requests = pipe.recv()
-        except (EOFError, OSError):
-            return
-        try:
-            answers = recommender.recommend_many(requests)
-        except Exception as error:  # a batch-wide failure (Milvus): the worker raises it for every request
-            answers = error
-        try:
-            pipe.send(answers)
-        except (EOFError, OSError):
-            return
-        except Exception as error:  # an answer that does not pickle
-            pipe.send(RuntimeError(f"the batch's answer could not be sent: {type(error).__name__}: {error}"))
+            try:
+                answers = recommender.recommend_many(requests)
+            except Exception as error:  # a batch-wide failure (Milvus): the worker raises it for every request
+                answers = error
+            try:
+                pipe.send(answers)
+            except (TypeError, AttributeError, ValueError) as error:  # an answer that does not pickle
+                pipe.send(RuntimeError(f"the batch's answer could not be sent: {type(error).__name__}: {error}"))
+    except (EOFError, OSError):  # the worker is gone
+        pass
+    finally:
+        recommender.close()
+
+
+async def _readable(pipe: Connection, timeout_s: float) -> bool:
+    """Whether the pipe has something to read (an answer, or the child's exit) within the bound, waited for on the event
+    loop: a thread waiting instead would need the interpreter lock back from the loop to take the answer."""
+    loop = asyncio.get_running_loop()
+    readable = loop.create_future()
+    loop.add_reader(pipe.fileno(), lambda: readable.done() or readable.set_result(True))
+    try:
+        return await asyncio.wait_for(readable, timeout_s)
+    except asyncio.TimeoutError:
+        return False
+    finally:
+        loop.remove_reader(pipe.fileno())
 
 
 @dataclass(eq=False)
 class _Child:
-    """One started child: its process, the worker's end of its status pipe and of each batch pipe, and its state."""
+    """One started child: its process, the worker's end of its status and batch pipes, and its state."""
 
     process: multiprocessing.process.BaseProcess
     status: Connection
-    pipes: list[Connection]
-    free: SimpleQueue = field(default_factory=SimpleQueue)
+    pipe: Connection
     state: str = STARTING
 
     def stop(self) -> None:
-        """Kill it now (a hung child gets no grace) and close the pipes."""
+        """Kill it now (a hung child gets no grace), reap it and close the pipes."""
         self.state = FAILED
         if self.process.is_alive():
             self.process.kill()
-            self.process.join(5)  # reaped: no zombie left behind
-        for pipe in (self.status, *self.pipes):
-            pipe.close()
+            self.process.join(5)
+        self.status.close()
+        self.pipe.close()
 
 
 class BatchProcess:
-    """The worker's side: `recommend_many` sends a batch to the child, or raises BatchProcessUnavailable."""
+    """One batch slot's child, from the worker's side (its event loop): `answer` has it answer a batch, or raises
+    BatchProcessUnavailable; one batch at a time."""
 
-    def __init__(self, config: RecConfig, milvus_uri: str, slots: int, torch_threads: int, timeout_s: float) -> None:
-        self._config = replace(config, index=replace(config.index, uri=milvus_uri))
-        self._slots, self._torch_threads, self._timeout_s = slots, torch_threads, timeout_s
+    def __init__(self, config: RecConfig, torch_threads: int, timeout_s: float) -> None:
+        self._config, self._torch_threads, self._timeout_s = config, torch_threads, timeout_s
         self._lock = threading.Lock()
         self._child: _Child | None = None
         self._started_at = -RESTART_EVERY_S
         self._first_settled = False
         self._start_if_gone()
-
-    @property
-    def pid(self) -> int | None:
-        """The child's process id (None before the first start)."""
-        return None if self._child is None else self._child.process.pid
 
     def settled(self) -> bool:
         """Whether the first child is past starting: it answers batches, or it could not start (the worker answers them)."""
@@ -132,15 +127,13 @@ class BatchProcess:
                 child.stop()
             context = multiprocessing.get_context("spawn")
             status, child_status = context.Pipe(duplex=False)
-            ends = [context.Pipe() for _ in range(self._slots)]
+            pipe, child_pipe = context.Pipe()
             process = context.Process(target=_serve, name="recplugin-batches", daemon=True,
-                                      args=(self._config, child_status, [end for _, end in ends], self._torch_threads))
+                                      args=(self._config, child_status, child_pipe, self._torch_threads))
             process.start()
-            for end in (child_status, *(end for _, end in ends)):
-                end.close()  # the child's ends live in the child only: its exit is an EOF here
-            self._child = _Child(process, status, [mine for mine, _ in ends])
-            for slot in range(self._slots):
-                self._child.free.put(slot)
+            child_status.close()  # the child's ends live in the child only: its exit is an EOF here
+            child_pipe.close()
+            self._child = _Child(process, status, pipe)
             self._started_at = time.monotonic()
             return self._child
 
@@ -158,34 +151,25 @@ class BatchProcess:
                 child.state = state
             return child.state
 
-    def recommend_many(self, requests: list[RecommendRequest]) -> list:
+    async def answer(self, requests: list[RecommendRequest]) -> list:
         """The child's answers to a batch (an exception instance per failed request), or its batch-wide failure raised."""
         child = self._start_if_gone()
         if child is None or self._state(child) != READY:
             raise BatchProcessUnavailable("the batch process is starting")
+        reason = f"did not answer within {self._timeout_s:g} s"
         try:
-            slot = child.free.get_nowait()
-        except Empty:
-            raise BatchProcessUnavailable("every pipe to the batch process is busy") from None
-        answers = self._exchange(child, slot, requests)
-        child.free.put(slot)
+            child.pipe.send(requests)
+            if await _readable(child.pipe, self._timeout_s):
+                reason, answers = "", child.pipe.recv()
+        except (EOFError, OSError) as error:
+            reason = f"is gone ({type(error).__name__})"
+        if reason:
+            logger.warning("the batch process %s; this worker answers batches itself until a new one is ready", reason)
+            child.stop()
+            raise BatchProcessUnavailable(f"the batch process {reason}")
         if isinstance(answers, BaseException):
             raise answers
         return answers
-
-    def _exchange(self, child: _Child, slot: int, requests: list[RecommendRequest]):
-        """Send the batch on the slot's pipe and wait for its answer, bounded; a child that fails here is stopped."""
-        pipe = child.pipes[slot]
-        try:
-            pipe.send(requests)
-            if pipe.poll(self._timeout_s):
-                return pipe.recv()
-            reason = f"did not answer within {self._timeout_s:g} s"
-        except (EOFError, OSError, ValueError) as error:  # ValueError: another batch closed this pipe (its child failed)
-            reason = f"is gone ({type(error).__name__})"
-        logger.warning("the batch process %s; this worker answers batches itself until a new one is ready", reason)
-        child.stop()
-        raise BatchProcessUnavailable(f"the batch process {reason}")
 
     def close(self) -> None:
         """Stop the child, and start no other."""
@@ -193,3 +177,34 @@ class BatchProcess:
             if self._child is not None:
                 self._child.stop()
             self._started_at = float("inf")
+
+
+class BatchProcesses:
+    """A worker's batch processes, one per batch slot: each batch goes to a free one."""
+
+    def __init__(self, config: RecConfig, milvus_uri: str, slots: int, torch_threads: int, timeout_s: float) -> None:
+        config = replace(config, index=replace(config.index, uri=milvus_uri))
+        self._all = [BatchProcess(config, torch_threads, timeout_s) for _ in range(slots)]
+        self._free: SimpleQueue[BatchProcess] = SimpleQueue()
+        for process in self._all:
+            self._free.put(process)
+
+    def settled(self) -> bool:
+        """Whether every first child is past starting (/readyz waits for this)."""
+        return all(process.settled() for process in self._all)
+
+    async def answer(self, requests: list[RecommendRequest]) -> list:
+        """A free child's answers to the batch; BatchProcessUnavailable when none is free or it cannot answer."""
+        try:
+            process = self._free.get_nowait()
+        except Empty:
+            raise BatchProcessUnavailable("every batch process is busy") from None
+        try:
+            return await process.answer(requests)
+        finally:
+            self._free.put(process)
+
+    def close(self) -> None:
+        """Stop every child."""
+        for process in self._all:
+            process.close()

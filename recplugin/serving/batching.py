@@ -10,7 +10,7 @@ import time
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Callable, Generic, TypeVar
+from typing import Awaitable, Callable, Generic, TypeVar
 
 Request = TypeVar("Request")
 Answer = TypeVar("Answer")
@@ -28,10 +28,11 @@ class _Waiting(Generic[Request]):
 
 
 class Batcher(Generic[Request, Answer]):
-    """Calls `handle(requests)` in a thread; `handle` returns one answer, or one exception instance, per request."""
+    """Calls `handle(requests)`, a coroutine function on the event loop or a plain function in a thread; it returns one
+    answer, or one exception instance, per request."""
 
-    def __init__(self, handle: Callable[[list[Request]], list], max_batch_size: int, max_wait_ms: float, slots: int = 1,
-                 max_queue: int = 4096) -> None:
+    def __init__(self, handle: Callable[[list[Request]], list | Awaitable[list]], max_batch_size: int, max_wait_ms: float,
+                 slots: int = 1, max_queue: int = 4096) -> None:
         self._handle = handle
         self._max_batch_size = max_batch_size
         self._max_wait_s = max_wait_ms / 1000
@@ -65,7 +66,9 @@ class Batcher(Generic[Request, Answer]):
             self._free_slots -= 1
             self.batches += 1
             self.largest_batch = max(self.largest_batch, len(batch))
-            task = loop.run_in_executor(self._executor, self._handle, [waiting.request for waiting in batch])
+            requests = [waiting.request for waiting in batch]
+            task = asyncio.ensure_future(self._handle(requests)) if asyncio.iscoroutinefunction(self._handle) \
+                else loop.run_in_executor(self._executor, self._handle, requests)
             task.add_done_callback(lambda done, batch=batch: self._finish(batch, done))
 
     def _finish(self, batch: list[_Waiting], done: asyncio.Future) -> None:

@@ -16,7 +16,7 @@ from pydantic import BaseModel, Field, ValidationError
 from starlette.responses import JSONResponse
 
 from recplugin.config import load_config
-from recplugin.serving.batch_process import BatchProcess, BatchProcessUnavailable
+from recplugin.serving.batch_process import BatchProcesses, BatchProcessUnavailable
 from recplugin.serving.batching import Batcher, Overloaded
 from recplugin.serving.guards import RequestGuard, bound_metrics_labels
 from recplugin.serving.ids import IdCodec
@@ -111,7 +111,7 @@ class RecPlugin:
         self.ids = IdCodec(CONFIG.source.string_ids, CONFIG.data_dir)
         self._lock = threading.Lock()
         self._recommender: Recommender | None = None
-        self._batch_process: BatchProcess | None = None
+        self._batch_process: BatchProcesses | None = None
         self._error = "not started"
         self._checker = ThreadPoolExecutor(1, thread_name_prefix="recplugin-readyz")
         self._readiness: Future | None = None
@@ -121,21 +121,21 @@ class RecPlugin:
         self._batched = Batcher(self._recommend_batch, LIMITS.batch_max_size, LIMITS.batch_max_latency_ms,
                                 slots=LIMITS.batch_slots)
 
-    def _recommend_batch(self, requests: list[RecommendRequest]) -> list:
-        """The batch callback: the batch process's answers (this worker's own when it cannot answer), or the batch-wide
-        Milvus failure for each request."""
+    async def _recommend_batch(self, requests: list[RecommendRequest]) -> list:
+        """The batch callback: a batch process's answers (this worker's own, in a thread, when it cannot answer), or the
+        batch-wide Milvus failure for each request."""
         BATCH_SIZES.observe(len(requests))
         with BATCH_SECONDS.time():
             try:
                 if self._batch_process is not None:
                     try:
-                        answers = self._batch_process.recommend_many(requests)
+                        answers = await self._batch_process.answer(requests)
                         BATCHES_ANSWERED.labels("batch_process").inc()
                         return answers
                     except BatchProcessUnavailable:
                         pass
                 BATCHES_ANSWERED.labels("worker").inc()
-                return self._recommender.recommend_many(requests)
+                return await anyio.to_thread.run_sync(self._recommender.recommend_many, requests)
             except IndexUnavailable as error:
                 return [error] * len(requests)
 
@@ -149,7 +149,7 @@ class RecPlugin:
                     if LIMITS.batch_process and self._batch_process is None:  # it loads while this worker does
                         from recplugin.index.milvus import shared_uri
 
-                        self._batch_process = BatchProcess(self.config, shared_uri(self.config.milvus_uri), LIMITS.batch_slots,
+                        self._batch_process = BatchProcesses(self.config, shared_uri(self.config.milvus_uri), LIMITS.batch_slots,
                                                            LIMITS.torch_threads, LIMITS.batch_process_timeout_s)
                     self._recommender = Recommender(self.config)
                     self.ids.added_keys = self._recommender.catalogue.keys

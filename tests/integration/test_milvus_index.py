@@ -90,8 +90,10 @@ def test_one_call_for_many_users_matches_exact_search(backend, monkeypatch):
     seen = [{int(ids[i]) for i in top_of_user_0[:25]}, {1001, 1003}, set(int(i) for i in ids[1::2][:20]), {1005}]
     filters, real_search = [], client.search
     monkeypatch.setattr(client, "search", lambda *args, **kwargs: filters.append(kwargs["filter"]) or real_search(*args, **kwargs))
-    answers = milvus.search_many(client, name, interests, 7, "discovery", seen, config)
+    answers = milvus.search_many(client, name, interests, 7, "discovery", seen, config, overfetch=7)
     assert len(filters) == 2 and "not in" in filters[1]  # user 0's seen items fill its first page: searched again
+    assert milvus.search_many(client, name, interests, 7, "discovery", seen, config) == answers
+    assert len(filters) == 3  # by default each interest asks for k + the most seen items of a user: one call
     for user, hits in enumerate(answers):
         allowed = np.array([i % 2 == 1 and int(ids[i]) not in seen[user] for i in range(len(ids))])
         exact = np.where(allowed, (vectors @ interests[user].T).max(axis=1), -np.inf)

@@ -125,3 +125,26 @@ def test_a_hung_batch_makes_waiting_requests_overloaded_within_the_bound_and_the
 
     asyncio.run(scenario())
     assert [2, 3] not in recorder.batches and recorder.batches[-1] == [5]
+
+
+def test_a_coroutine_handler_runs_on_the_loop_and_batches_the_same_way():
+    """The service's handler is a coroutine (it awaits the batch process's pipe): no thread, same batching."""
+    batches, release = [], asyncio.Event()
+
+    async def handle(requests: list[int]) -> list:
+        batches.append((list(requests), threading.current_thread() is threading.main_thread()))
+        await release.wait()
+        return [ValueError(f"bad {r}") if r < 0 else r * 10 for r in requests]
+
+    async def scenario():
+        batcher = Batcher(handle, max_batch_size=32, max_wait_ms=5000, slots=1)
+        first = asyncio.create_task(batcher(1))
+        await asyncio.sleep(0.01)
+        rest = [asyncio.create_task(batcher(i)) for i in (2, -3, 4)]
+        await asyncio.sleep(0.01)
+        release.set()
+        return await asyncio.gather(first, *rest, return_exceptions=True)
+
+    first, second, bad, fourth = asyncio.run(scenario())
+    assert (first, second, fourth) == (10, 20, 40) and isinstance(bad, ValueError)
+    assert batches == [([1], True), ([2, -3, 4], True)]
