@@ -164,7 +164,7 @@ def batch_size(levels: list[dict], concurrency: int, stages: dict) -> str:
 
 def serving_section() -> tuple[str, list[dict]]:
     """/recommend latency and throughput on both stacks, beside a no-op BentoML service in the same run."""
-    rows, records, profiles = [], [], {}
+    rows, records, profiles, cpu_rows = [], [], {}, {}
     for name in SERVING:
         data = load(name)
         levels, summary = data["levels"], data["summary"]
@@ -182,6 +182,10 @@ def serving_section() -> tuple[str, list[dict]]:
                      f"{record['ratio']:.2f}x", batch_size(levels, top, data["stages_ms"]), record["errors"]])
         if data.get("profile", {}).get("share"):
             profiles[f"{stack}, {record['items']:,} items"] = data["profile"]["share"]
+        cpu = [level.get("cpu_ms_per_request") for level in (levels, data["noop_levels"])
+               for level in level if level["concurrency"] == top and level.get("cpu_ms_per_request")]
+        if len(cpu) == 2:
+            cpu_rows[f"{stack}, {record['items']:,} items"] = cpu
     stages = sorted({stage for share in profiles.values() for stage in share},
                     key=lambda stage: -max(share.get(stage, 0) for share in profiles.values()))
     profile_text = ("\nWhere the service's CPU samples fall at c=32 (py-spy over every service process, idle threads left "
@@ -189,16 +193,25 @@ def serving_section() -> tuple[str, list[dict]]:
                     "Redis and the load generator are not Python in the service and are not sampled):\n\n" +
                     table(["stage", *profiles], [[stage, *(f"{share.get(stage, 0):.0%}" for share in profiles.values())]
                                                  for stage in stages]) + "\n") if profiles else ""
+    roles = sorted({role for service, _ in cpu_rows.values() for role in service}, key=lambda role: role != "HTTP worker")
+    cpu_text = ("\nCPU per request at c=32, ms (user + system time of each process over the level, by what it is; the no-op "
+                "column is its worker in the same run). Both cores are shared by all of them:\n\n" +
+                table(["stack", *roles, "total", "no-op worker"],
+                      [[stack, *(f"{service.get(role, 0):.2f}" for role in roles), f"{sum(service.values()):.2f}",
+                        f"{noop.get('HTTP worker', 0):.2f}"] for stack, (service, noop) in cpu_rows.items()]) + "\n") \
+        if cpu_rows else ""
     text = ("## Serving\n\n`POST /recommend` over HTTP, the load generator on the same 2 cores. Levels run in the order "
             "c=1, c=32, c=1: the second c=1 shows how fast single requests recover after a burst (p50 of the requests that "
             "ended within its first second, and its ratio to the fresh p50). The no-op column is a BentoML service that "
             "does no work (benchmarks/serving/noop_service.py, 1 worker), driven the same way in the same run: the framework's "
             "ceiling on this machine. The mean batch is the number of requests per /recommend batch at c=32 and its mean "
             "time, from the service's `recplugin_recommend_batch_size` and `_seconds` histograms on /metrics, beside the "
-            "median time of a batch of about that size run alone in one process (same users, same torch threads): the "
-            "difference is what sharing the worker's one Python interpreter lock with the HTTP event loop costs.\n\n" +
+            "median time of a batch of about that size run alone in one process (same users, same torch threads). Each "
+            "batch runs in a batch process of the worker (`serving.batch_process`), beside the HTTP event loop, the Milvus "
+            "process and the load generator on the same 2 cores.\n\n" +
             table(["stack", "items", "c=1 p50 / p99 ms", "c=1 after burst p50 ms", "c=32 req/s", "no-op c=32 req/s",
-                   "of the ceiling", "c=32 mean batch: size, time", "errors"], rows) + "\n" + profile_text + f"\n{source(*SERVING)}\n")
+                   "of the ceiling", "c=32 mean batch: size, time", "errors"], rows) + "\n" + cpu_text + profile_text +
+            f"\n{source(*SERVING)}\n")
     return text, records
 
 

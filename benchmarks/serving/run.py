@@ -184,14 +184,15 @@ def batch_counters(base: str) -> tuple[float, float, float]:
             value("recplugin_recommend_batch_seconds_sum"))
 
 
-def drive_levels(base: str, bodies: list[dict], args, batches: bool = False) -> list[dict]:
-    """Warm up at concurrency 1 (no burst before the fresh level), then every level in the order given (with the mean
-    /recommend batch size of each level when `batches`)."""
+def drive_levels(base: str, bodies: list[dict], args, pid: int, batches: bool = False) -> list[dict]:
+    """Warm up at concurrency 1 (no burst before the fresh level), then every level in the order given, with the CPU per
+    request of each process of service `pid` and of the load generator (and the mean /recommend batch when `batches`)."""
     drive(base, bodies, 1, 100, 30)
     levels = []
     for concurrency in args.concurrency:
-        before = batch_counters(base) if batches else None
+        before, cpu = batch_counters(base) if batches else None, spy.cpu_seconds(pid)
         levels.append(drive(base, bodies, concurrency, args.requests, args.seconds))
+        levels[-1]["cpu_ms_per_request"] = spy.cpu_ms_per_request(cpu, spy.cpu_seconds(pid), levels[-1]["requests"])
         if before is not None:
             after = batch_counters(base)
             batches = max(1.0, after[1] - before[1])
@@ -213,7 +214,7 @@ def noop_ceiling(bodies: list[dict], args, workdir: Path) -> list[dict]:
     try:
         pipeline.wait_ready(f"http://127.0.0.1:{port}", process)
         print("no-op BentoML service:", flush=True)
-        return drive_levels(f"http://127.0.0.1:{port}", bodies, args)
+        return drive_levels(f"http://127.0.0.1:{port}", bodies, args, process.pid)
     finally:
         pipeline.stop_service(process)
 
@@ -249,7 +250,7 @@ def bench_one(config, args, items: int, users: list[int], bodies: list[dict]) ->
     try:
         pipeline.wait_ready(base, process)
         print(f"recplugin, {items:,} items:", flush=True)
-        levels = drive_levels(base, bodies, args, batches=True)
+        levels = drive_levels(base, bodies, args, process.pid, batches=True)
         spent = profile_burst(base, process, bodies, args, config.path("bench_profile.txt")) if args.profile else {}
     finally:
         pipeline.stop_service(process)
@@ -264,7 +265,7 @@ def bench_one(config, args, items: int, users: list[int], bodies: list[dict]) ->
     meta = {"command": "python benchmarks/serving/run.py " + " ".join(sys.argv[1:]), "git_commit": git_commit(),
             "items": items, "model_version": version, "machine": f"{platform.machine()}, {os.cpu_count()} cores",
             "date": time.strftime("%Y-%m-%d %H:%M"), "online_store": config.feast.store_yaml, "milvus": args.milvus_label,
-            "workers": config.serving.workers, "batch_slots": config.serving.batch_slots,
+            "workers": config.serving.workers, "batch_slots": config.serving.batch_slots, "batch_process": config.serving.batch_process,
             "batch_max_size": config.serving.batch_max_size, "index": index_description(config, version),
             "recall_at_100": recall, "service_overhead_ratio_c1": levels[0]["p50_ms"] / in_path}
     summary = {"ceiling_ratio": rps["service"] / rps["noop"], "ceiling_concurrency": top, **burst_recovery(levels)}

@@ -56,3 +56,33 @@ def breakdown(raw: Path) -> dict:
             counts[stage_of(stack)] += int(count)
     total = sum(counts.values())
     return {"samples": total, "share": {stage: count / total for stage, count in counts.most_common()}}
+
+
+ROLES = [("HTTP worker", "worker.service"), ("batch process", "spawn_main"), ("Milvus Lite", "milvus_lite/lib/milvus"),
+         ("BentoML arbiter", "bentoml serve")]
+
+
+def cpu_seconds(pid: int) -> dict[str, float]:
+    """User + system CPU seconds so far of the load generator (this process) and of each role among the service's
+    processes (the service process and its descendants, by command line)."""
+    import psutil
+
+    used = {"load generator": sum(psutil.Process().cpu_times()[:2])}
+    try:
+        tree = [psutil.Process(pid), *psutil.Process(pid).children(recursive=True)]
+    except psutil.Error:
+        return used
+    for process in tree:
+        try:
+            command, seconds = " ".join(process.cmdline()), sum(process.cpu_times()[:2])
+        except psutil.Error:  # gone meanwhile
+            continue
+        role = next((name for name, marker in ROLES if marker in command), "other")
+        used[role] = used.get(role, 0.0) + seconds
+    return used
+
+
+def cpu_ms_per_request(before: dict[str, float], after: dict[str, float], requests: int) -> dict[str, float]:
+    """CPU milliseconds per request of each role between two `cpu_seconds` readings (a process started in between counts
+    whole, one that ended is left out)."""
+    return {role: round(1000 * (seconds - before.get(role, 0.0)) / max(requests, 1), 3) for role, seconds in after.items()}
