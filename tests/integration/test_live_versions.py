@@ -137,6 +137,9 @@ def test_two_workers_switch_live_then_roll_back_and_promote_on_a_milvus_server(b
         stop.set()
         for worker in workers:
             worker.join()
+        answered = [line for line in requests.get(f"{base}/metrics", timeout=30).text.splitlines()
+                    if line.startswith('recplugin_recommend_batches_total{answered_by="batch_process"}')]
+        assert answered and float(answered[0].split()[-1]) > 0, "no batch process answered on the Milvus server stack"
     finally:
         stop.set()
         pipeline.stop_service(process)
