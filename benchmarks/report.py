@@ -18,6 +18,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks.report_daily import daily_section  # noqa: E402
+from benchmarks.report_serving import serving_section  # noqa: E402
 from benchmarks.report_tables import RESULTS, ROOT, load, mean_std, source, table  # noqa: E402
 
 REPORT = ROOT / "benchmarks" / "REPORT.md"
@@ -39,7 +40,6 @@ DECISION_FILES = {"K (interests per scenario)": ["quality_defaults", "quality_de
 BASES = {"quality_defaults_amazon-min-context-patience6": "patience 6"}  # a run whose base is not `unified` or `K=1`
 UNIFIED_VS_ISOLATED = "quality_amazon-food-kitchen-budget-16-text-ids-k1"
 ML1M_PROTOCOL = ["quality_ml-1m-gsasrec-ids-k1", "quality_ml-1m-gsasrec-text-ids-k1"]
-SERVING = ["serving_embedded_3000", "serving_embedded_100000", "serving_production_server_3000", "serving_production_server_100000"]
 
 
 def defaults_rows(names: list[str]) -> dict[tuple[str, str], dict[int, tuple[float, float]]]:
@@ -147,72 +147,6 @@ def out_of_box_section() -> tuple[str, list[list[object]]]:
             + table(["dataset", "scenario", "seeds", "NDCG@10", "popularity NDCG@10", "vs popularity", "worst seed"], rows)
             + f"\n\n{source(*names)}\n")
     return text, glance
-
-
-def batch_size(levels: list[dict], concurrency: int, stages: dict) -> str:
-    """The mean /recommend batch at that concurrency, its mean time in the service, and the median time of a batch of
-    about that size alone in one process (n/a where the result file predates them)."""
-    level = next((level for level in levels if level["concurrency"] == concurrency and "mean_batch_size" in level), None)
-    alone = {int(name.split("_")[2]): ms for name, ms in stages.items() if name.startswith("batch_of_")}
-    if level is None:
-        return "n/a"
-    if "mean_batch_ms" not in level or not alone:
-        return f"{level['mean_batch_size']:.1f}"
-    size = min(alone, key=lambda n: abs(n - level["mean_batch_size"]))
-    return f"{level['mean_batch_size']:.1f}: {level['mean_batch_ms']:.1f} ms ({alone[size]:.1f} ms for {size} alone)"
-
-
-def serving_section() -> tuple[str, list[dict]]:
-    """/recommend latency and throughput on both stacks, beside a no-op BentoML service in the same run."""
-    rows, records, profiles, cpu_rows = [], [], {}, {}
-    for name in SERVING:
-        data = load(name)
-        levels, summary = data["levels"], data["summary"]
-        top = summary["ceiling_concurrency"]
-        stack = "embedded (SQLite, Milvus Lite, 1 worker)" if "embedded" in name else \
-            f"production (Redis, PostgreSQL, Milvus server, {data['meta'].get('workers', 2)} workers)"
-        record = {"stack": stack, "items": data["meta"]["items"], "p50": summary["fresh_p50_ms"], "p99": levels[0]["p99_ms"],
-                  "rps": max(level["throughput_rps"] for level in levels if level["concurrency"] == top),
-                  "ratio": summary["ceiling_ratio"], "after": summary["after_burst_first_second_p50_ms"],
-                  "recovery": summary["ratio_first_second"], "errors": sum(level["errors"] for level in levels)}
-        records.append(record)
-        noop = max(level["throughput_rps"] for level in data["noop_levels"] if level["concurrency"] == top)
-        rows.append([stack, f"{record['items']:,}", f"{record['p50']:.1f} / {record['p99']:.1f}",
-                     f"{record['after']:.1f} ({record['recovery']:.2f}x)", f"{record['rps']:.0f}", f"{noop:.0f}",
-                     f"{record['ratio']:.2f}x", batch_size(levels, top, data["stages_ms"]), record["errors"]])
-        if data.get("profile", {}).get("share"):
-            profiles[f"{stack}, {record['items']:,} items"] = data["profile"]["share"]
-        cpu = [level.get("cpu_ms_per_request") for level in (levels, data["noop_levels"])
-               for level in level if level["concurrency"] == top and level.get("cpu_ms_per_request")]
-        if len(cpu) == 2:
-            cpu_rows[f"{stack}, {record['items']:,} items"] = cpu
-    stages = sorted({stage for share in profiles.values() for stage in share},
-                    key=lambda stage: -max(share.get(stage, 0) for share in profiles.values()))
-    profile_text = ("\nWhere the service's CPU samples fall at c=32 (py-spy over every service process, idle threads left "
-                    "out; a sample counts for the innermost frame that names a stage; the Milvus server or Milvus Lite process, "
-                    "Redis and the load generator are not Python in the service and are not sampled):\n\n" +
-                    table(["stage", *profiles], [[stage, *(f"{share.get(stage, 0):.0%}" for share in profiles.values())]
-                                                 for stage in stages]) + "\n") if profiles else ""
-    roles = sorted({role for service, _ in cpu_rows.values() for role in service}, key=lambda role: role != "HTTP worker")
-    cpu_text = ("\nCPU per request at c=32, ms (user + system time of each process over the level, by what it is; the no-op "
-                "column is its worker in the same run). Both cores are shared by all of them:\n\n" +
-                table(["stack", *roles, "total", "no-op worker"],
-                      [[stack, *(f"{service.get(role, 0):.2f}" for role in roles), f"{sum(service.values()):.2f}",
-                        f"{noop.get('HTTP worker', 0):.2f}"] for stack, (service, noop) in cpu_rows.items()]) + "\n") \
-        if cpu_rows else ""
-    text = ("## Serving\n\n`POST /recommend` over HTTP, the load generator on the same 2 cores. Levels run in the order "
-            "c=1, c=32, c=1: the second c=1 shows how fast single requests recover after a burst (p50 of the requests that "
-            "ended within its first second, and its ratio to the fresh p50). The no-op column is a BentoML service that "
-            "does no work (benchmarks/serving/noop_service.py, 1 worker), driven the same way in the same run: the framework's "
-            "ceiling on this machine. The mean batch is the number of requests per /recommend batch at c=32 and its mean "
-            "time, from the service's `recplugin_recommend_batch_size` and `_seconds` histograms on /metrics, beside the "
-            "median time of a batch of about that size run alone in one process (same users, same torch threads). Each "
-            "batch runs in a batch process of the worker (`serving.batch_process`), beside the HTTP event loop, the Milvus "
-            "process and the load generator on the same 2 cores.\n\n" +
-            table(["stack", "items", "c=1 p50 / p99 ms", "c=1 after burst p50 ms", "c=32 req/s", "no-op c=32 req/s",
-                   "of the ceiling", "c=32 mean batch: size, time", "errors"], rows) + "\n" + cpu_text + profile_text +
-            f"\n{source(*SERVING)}\n")
-    return text, records
 
 
 def operations_section() -> str:
