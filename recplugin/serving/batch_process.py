@@ -1,17 +1,19 @@
 """/recommend batches in a child process of each worker, so that the batch work does not share the HTTP event loop's
 interpreter lock.
 
-In one process the batch thread (Feast decode, user tower, Milvus search) and the event loop (HTTP, validation) take
-turns on one lock: at c=32 on 2 cores a batch ran ~2.7x slower in the worker than alone. Each of the worker's batch slots has
-a child of its own, which holds a Recommender (the same served version, followed the same way as another worker's) and
-answers whole batches over a pipe. Until it is ready, and whenever it dies, hangs or cannot start, the worker answers
-the batch itself and a new child is started (at most one start per `RESTART_EVERY_S`).
+In one process a batch thread (Feast decode, user tower, Milvus search) and the event loop (HTTP, validation) take
+turns on one lock: at c=32 on 2 cores a batch ran ~2.7x slower in the worker than alone. Each of the worker's batch
+slots has a child of its own, which holds a Recommender (the same served version, followed the same way as another
+worker's) and answers whole batches over a pipe; the worker's event loop waits for the answer on the pipe itself. Until
+it is ready (at most START_BOUND_S), and whenever it dies, hangs or cannot start, the worker answers the batch itself
+and a new child is started (at most one start per RESTART_EVERY_S).
 """
 from __future__ import annotations
 
 import asyncio
 import logging
 import multiprocessing
+import pickle
 import signal
 import threading
 import time
@@ -25,6 +27,7 @@ from recplugin.serving.messages import RecommendRequest
 logger = logging.getLogger("recplugin.serving")
 STARTING, READY, FAILED = "starting", "ready", "failed"
 RESTART_EVERY_S = 10.0
+START_BOUND_S = 180.0  # a child still loading after this is taken for hung: killed, and /readyz no longer waits for it
 
 
 class BatchProcessUnavailable(Exception):
@@ -55,7 +58,7 @@ def _serve(config: RecConfig, status: Connection, pipe: Connection, torch_thread
                 answers = error
             try:
                 pipe.send(answers)
-            except (TypeError, AttributeError, ValueError) as error:  # an answer that does not pickle
+            except (pickle.PicklingError, TypeError, AttributeError) as error:  # an answer that does not pickle
                 pipe.send(RuntimeError(f"the batch's answer could not be sent: {type(error).__name__}: {error}"))
     except (EOFError, OSError):  # the worker is gone
         pass
@@ -140,16 +143,23 @@ class BatchProcess:
     def _state(self, child: _Child) -> str:
         """The child's state, with its status message read if one came (without waiting); a failed start is logged."""
         with self._lock:
-            if child.state == STARTING and child.status.poll(0):
+            if child.state != STARTING:
+                return child.state
+            loading_s = time.monotonic() - self._started_at
+            if child.status.poll(0):
                 try:
                     state, message = child.status.recv()
                 except (EOFError, OSError):
                     state, message = FAILED, "it exited while starting"
-                if state == FAILED:
-                    logger.warning("the batch process could not start (%s); this worker answers batches itself", message)
-                    child.stop()
-                child.state = state
-            return child.state
+            elif loading_s > START_BOUND_S:
+                state, message = FAILED, f"it was still loading after {loading_s:.0f} s"
+            else:
+                return STARTING
+            if state == FAILED:
+                logger.warning("the batch process could not start (%s); this worker answers batches itself", message)
+                child.stop()
+            child.state = state
+            return state
 
     async def answer(self, requests: list[RecommendRequest]) -> list:
         """The child's answers to a batch (an exception instance per failed request), or its batch-wide failure raised."""
@@ -163,6 +173,9 @@ class BatchProcess:
                 reason, answers = "", child.pipe.recv()
         except (EOFError, OSError) as error:
             reason = f"is gone ({type(error).__name__})"
+        except asyncio.CancelledError:  # its answer would be read as the next batch's: this child answers no more
+            child.stop()
+            raise
         if reason:
             logger.warning("the batch process %s; this worker answers batches itself until a new one is ready", reason)
             child.stop()

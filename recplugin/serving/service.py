@@ -197,7 +197,9 @@ class RecPlugin:
         except IndexUnavailable as error:
             return unavailable(f"the Milvus item index did not answer: {error}")
         count_answer(answer.model_version, scenario, answer.cold_start)
-        return self.ids.answer({**answer.as_dict(), "request_id": new_request_id(answer.model_version)})
+        # a Response skips BentoML's output model (validation, a JSON schema built per answer, serialisation): the same
+        # JSON for 1.10-1.18 ms of the worker's CPU per request at c=32 instead of 1.45-1.52 (ad-hoc, 3k items)
+        return JSONResponse(self.ids.answer({**answer.as_dict(), "request_id": new_request_id(answer.model_version)}))
 
     @bentoml.api(route="/user_vectors")
     def user_vectors(self, user_id: UserId, scenario: Scenario, query: Query = None) -> dict:
