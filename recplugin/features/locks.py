@@ -7,6 +7,7 @@ import os
 import time
 import uuid
 import zlib
+from collections import deque
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
@@ -35,15 +36,36 @@ class RedisUserLocks:
                                   socket_timeout=timeout_s, socket_connect_timeout=timeout_s,
                                   retry=Retry(NoBackoff(), 0))  # a hung Redis fails the event in one timeout
         self.namespace, self.timeout_s, self.lease_ms = namespace, timeout_s, int(lease_s * 1000)
+        self._redis_errors = redis.RedisError
+        self._orphans: deque[tuple[str, str]] = deque()  # (key, token) of SETs with no answer: Redis may apply them later
+
+    def _release_orphans(self) -> None:
+        """Release the locks that unanswered SETs may have taken once Redis answered again (compare-and-delete: never
+        another holder's lock); without this a hung Redis left the user locked for the whole lease after it recovered."""
+        while self._orphans:
+            try:
+                key, token = self._orphans.popleft()
+            except IndexError:  # another thread took the last one
+                return
+            try:
+                self.client.eval(self.RELEASE, 1, key, token)
+            except self._redis_errors:
+                self._orphans.appendleft((key, token))
+                raise
 
     @contextmanager
     def hold(self, user_id: int) -> Iterator[None]:
         key, token = f"{self.namespace}:user-lock:{int(user_id)}", uuid.uuid4().hex
         deadline = time.monotonic() + self.timeout_s
-        while not self.client.set(key, token, nx=True, px=self.lease_ms):
-            if time.monotonic() > deadline:
-                raise LockTimeout(f"user {user_id} is locked by another writer (waited {self.timeout_s:.1f} s)")
-            time.sleep(0.002)
+        self._release_orphans()
+        try:
+            while not self.client.set(key, token, nx=True, px=self.lease_ms):
+                if time.monotonic() > deadline:
+                    raise LockTimeout(f"user {user_id} is locked by another writer (waited {self.timeout_s:.1f} s)")
+                time.sleep(0.002)
+        except self._redis_errors:
+            self._orphans.append((key, token))
+            raise
         try:
             yield
         finally:
