@@ -3,6 +3,7 @@ the same run, the CPU per request of each process, and where the service's CPU s
 from __future__ import annotations
 
 from benchmarks.report_tables import load, source, table
+from benchmarks.serving.load import top_throughput
 
 SERVING = ["serving_embedded_3000", "serving_embedded_100000", "serving_production_server_3000", "serving_production_server_100000"]
 
@@ -30,18 +31,22 @@ def serving_section() -> tuple[str, list[dict]]:
         stack = "embedded (SQLite, Milvus Lite, 1 worker)" if "embedded" in name else \
             f"production (Redis, PostgreSQL, Milvus server, {data['meta'].get('workers', 2)} workers)"
         record = {"stack": stack, "items": data["meta"]["items"], "p50": summary["fresh_p50_ms"], "p99": levels[0]["p99_ms"],
-                  "rps": max(level["throughput_rps"] for level in levels if level["concurrency"] == top),
-                  "ratio": summary["ceiling_ratio"], "after": summary["after_burst_first_second_p50_ms"],
-                  "recovery": summary["ratio_first_second"], "errors": sum(level["errors"] for level in levels)}
+                  "rps": top_throughput(levels), "ratio": summary["ceiling_ratio"],
+                  "after": summary["after_burst_first_second_p50_ms"], "recovery": summary["ratio_first_second"],
+                  "errors": sum(level["errors"] for level in levels)}
         records.append(record)
-        noop = max(level["throughput_rps"] for level in data["noop_levels"] if level["concurrency"] == top)
-        rows.append([stack, f"{record['items']:,}", f"{record['p50']:.1f} / {record['p99']:.1f}",
-                     f"{record['after']:.1f} ({record['recovery']:.2f}x)", f"{record['rps']:.0f}", f"{noop:.0f}",
+        bursts = summary.get("bursts", [])
+        recovery = f"{record['after']:.1f} ({record['recovery']:.2f}x" + (
+            f"; median {summary['ratio_first_second_median']:.2f}x of {len(bursts)}, worst {summary['ratio_to_fresh_worst']:.2f}x "
+            "of fresh)" if bursts else ")")
+        rows.append([stack, f"{record['items']:,}", f"{record['p50']:.1f} / {record['p99']:.1f}", recovery,
+                     f"{record['rps']:.0f}", f"{top_throughput(data['noop_levels']):.0f}",
                      f"{record['ratio']:.2f}x", batch_size(levels, top, data["stages_ms"]), record["errors"]])
         if data.get("profile", {}).get("share"):
             profiles[f"{stack}, {record['items']:,} items"] = data["profile"]["share"]
-        cpu = [level.get("cpu_ms_per_request") for level in (levels, data["noop_levels"])
-               for level in level if level["concurrency"] == top and level.get("cpu_ms_per_request")]
+        cpu = [next((level["cpu_ms_per_request"] for level in runs if level["concurrency"] == top and level.get("cpu_ms_per_request")),
+                    None) for runs in (levels, data["noop_levels"])]
+        cpu = [service for service in cpu if service]  # the first burst's of each
         if len(cpu) == 2:
             cpu_rows[f"{stack}, {record['items']:,} items"] = cpu
     stages = sorted({stage for share in profiles.values() for stage in share},
@@ -62,8 +67,10 @@ def serving_section() -> tuple[str, list[dict]]:
                         f"{noop.get('HTTP worker', 0):.2f}"] for stack, (service, noop) in cpu_rows.items()]) + "\n") \
         if cpu_rows else ""
     text = ("## Serving\n\n`POST /recommend` over HTTP, the load generator on the same 2 cores. Levels run in the order "
-            "c=1, c=32, c=1: the second c=1 shows how fast single requests recover after a burst (p50 of the requests that "
-            "ended within its first second, and its ratio to the fresh p50). The no-op column is a BentoML service that "
+            "c=1, then c=32 and c=1 three times: each c=1 after a burst shows how fast single requests recover (the p50 of "
+            "the requests that ended within its first second). The after-burst column gives the worst burst: that p50 and "
+            "its ratio to the c=1 level just before the burst, then the median of that ratio over the bursts and the worst "
+            "ratio to the fresh c=1 p50 (older files: one burst). c=32 req/s is the median of the bursts. The no-op column is a BentoML service that "
             "does no work (benchmarks/serving/noop_service.py, 1 worker), driven the same way in the same run: the framework's "
             "ceiling on this machine. The mean batch is the number of requests per /recommend batch at c=32 and its mean "
             "time, from the service's `recplugin_recommend_batch_size` and `_seconds` histograms on /metrics, beside the "

@@ -11,15 +11,15 @@ depends on the index size, not on what the extra items are. The original version
 `--milvus standalone` starts a real Milvus standalone server (the `milvus` package, data under the workdir) and indexes
 there (the index `index.index_type` picks: IVF_FLAT from `index.flat_index_below` items). Recall@100 of the served index
 is measured against exact search over the same catalogue, filter and seen items.
-Levels run in the order given (default c=1, c=32, c=1: the second c=1 shows how fast single requests recover from a
-burst), then the same levels against a no-op BentoML service (benchmarks/serving/noop_service.py), the framework's
-ceiling on this machine; `--profile` adds a c=32 level under py-spy and records where the samples fall.
+Levels run in the order given (default c=1, then three rounds of c=32 and c=1: each c=1 after a burst shows how fast
+single requests recover, against the c=1 level just before that burst and the fresh one), then the same levels against
+a no-op BentoML service (benchmarks/serving/noop_service.py), the framework's ceiling on this machine (the median
+req/s of the c=32 levels of each); `--profile` adds a c=32 level under py-spy and records where the samples fall.
 Loopback only; every level is bounded in request count and in time. Writes benchmarks/results/serving_<label>_<items>.json.
 """
 from __future__ import annotations
 
 import argparse
-import http.client
 import json
 import os
 import platform
@@ -28,7 +28,6 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 import urllib.request
 from pathlib import Path
@@ -38,6 +37,7 @@ import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 from benchmarks.serving import spy  # noqa: E402
+from benchmarks.serving.load import burst_recovery, drive, top_throughput  # noqa: E402
 from benchmarks.serving.padding import feed_eligibility, padded_version, restore_serving  # noqa: E402
 from recplugin import pipeline  # noqa: E402
 from recplugin.config import load_config  # noqa: E402
@@ -45,58 +45,6 @@ from recplugin.models.artifact import ITEM_IDS  # noqa: E402
 from recplugin.registry.models import ModelRegistry  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parents[1] / "results"
-
-
-def percentile(values: list[float], q: float) -> float:
-    return float(np.percentile(values, q)) if values else float("nan")
-
-
-def drive(base: str, bodies: list[dict], concurrency: int, requests_total: int, seconds: float) -> dict:
-    """Send up to `requests_total` requests from `concurrency` threads for at most `seconds`."""
-    latencies: list[float] = []
-    first_second: list[float] = []  # latencies of the requests that ended within 1 s of the level's start
-    errors = 0
-    lock = threading.Lock()
-    counter = iter(range(requests_total))
-    deadline = time.monotonic() + seconds
-
-    host, port = base.removeprefix("http://").split(":")
-    payloads = [json.dumps(body).encode() for body in bodies]
-
-    def worker() -> None:
-        nonlocal errors
-        connection = http.client.HTTPConnection(host, int(port), timeout=30)
-        for index in counter:
-            if time.monotonic() > deadline:
-                return
-            start = time.perf_counter()
-            try:
-                connection.request("POST", "/recommend", payloads[index % len(payloads)], {"Content-Type": "application/json"})
-                response = connection.getresponse()
-                response.read()
-                ok = response.status == 200
-            except (OSError, http.client.HTTPException):
-                ok = False
-                connection.close()
-                connection = http.client.HTTPConnection(host, int(port), timeout=30)
-            elapsed = (time.perf_counter() - start) * 1000
-            with lock:
-                latencies.append(elapsed)
-                if time.perf_counter() - started <= 1.0:
-                    first_second.append(elapsed)
-                errors += 0 if ok else 1
-
-    started = time.perf_counter()
-    threads = [threading.Thread(target=worker) for _ in range(concurrency)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    wall = time.perf_counter() - started
-    return {"concurrency": concurrency, "requests": len(latencies), "errors": errors, "seconds": wall,
-            "throughput_rps": len(latencies) / wall, "p50_first_second_ms": percentile(first_second, 50),
-            "p50_ms": percentile(latencies, 50),
-            "p95_ms": percentile(latencies, 95), "p99_ms": percentile(latencies, 99)}
 
 
 def time_stages(config, users: list[int], repeats: int) -> dict:
@@ -229,17 +177,6 @@ def profile_burst(base: str, process: subprocess.Popen, bodies: list[dict], args
     return {"seconds": args.profile_seconds, "concurrency": 32, **spy.breakdown(out)}
 
 
-def burst_recovery(levels: list[dict]) -> dict:
-    """Fresh c=1 against c=1 right after the highest level (the order c=1, c=32, c=1 exposes a slow recovery)."""
-    top = max(range(len(levels)), key=lambda i: levels[i]["concurrency"])
-    fresh = next((level for level in levels[:top] if level["concurrency"] == 1), None)
-    after = next((level for level in levels[top + 1:] if level["concurrency"] == 1), None)
-    if fresh is None or after is None:
-        return {}
-    return {"fresh_p50_ms": fresh["p50_ms"], "after_burst_first_second_p50_ms": after["p50_first_second_ms"],
-            "after_burst_p50_ms": after["p50_ms"], "ratio_first_second": after["p50_first_second_ms"] / fresh["p50_ms"]}
-
-
 def bench_one(config, args, items: int, users: list[int], bodies: list[dict]) -> None:
     """Serve the catalogue padded to `items`, drive every level (and the no-op ceiling), time the stages, write the report."""
     version = padded_version(config, items)
@@ -259,8 +196,6 @@ def bench_one(config, args, items: int, users: list[int], bodies: list[dict]) ->
     recall = stages.pop("recall_at_100")
     in_path = stages["feast_online_read"] + stages["user_tower"] + stages["milvus_search"]
     top = max(args.concurrency)
-    rps = {name: max(level["throughput_rps"] for level in runs if level["concurrency"] == top)
-           for name, runs in (("service", levels), ("noop", ceiling))}
     label = f"{args.label}_{items}"
     meta = {"command": "python benchmarks/serving/run.py " + " ".join(sys.argv[1:]), "git_commit": git_commit(),
             "items": items, "model_version": version, "machine": f"{platform.machine()}, {os.cpu_count()} cores",
@@ -268,7 +203,8 @@ def bench_one(config, args, items: int, users: list[int], bodies: list[dict]) ->
             "workers": config.serving.workers, "batch_slots": config.serving.batch_slots, "batch_process": config.serving.batch_process,
             "batch_max_size": config.serving.batch_max_size, "index": index_description(config, version),
             "recall_at_100": recall, "service_overhead_ratio_c1": levels[0]["p50_ms"] / in_path}
-    summary = {"ceiling_ratio": rps["service"] / rps["noop"], "ceiling_concurrency": top, **burst_recovery(levels)}
+    summary = {"ceiling_ratio": top_throughput(levels) / top_throughput(ceiling), "ceiling_concurrency": top,
+               **burst_recovery(levels)}
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / f"serving_{label}.json").write_text(json.dumps(
         {"meta": meta, "summary": summary, "levels": levels, "noop_levels": ceiling, "stages_ms": stages, "profile": spent},
@@ -281,8 +217,9 @@ def main() -> None:
     parser.add_argument("--workdir", default=".recplugin/demo")
     parser.add_argument("--label", default="embedded")
     parser.add_argument("--items", type=int, nargs="+", default=[0], help="catalogue sizes (0: the workdir's own)")
-    parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 32, 1],
-                        help="levels in this order; a c=1 after the highest level measures the recovery from a burst")
+    parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 32, 1, 32, 1, 32, 1],
+                        help="levels in this order; a c=1 after each level at the highest concurrency measures the recovery "
+                             "from that burst (against the c=1 level before it), the ceiling ratio takes their median req/s")
     parser.add_argument("--profile", action="store_true", help="py-spy the service during an extra c=32 level")
     parser.add_argument("--profile-seconds", type=float, default=15)
     parser.add_argument("--requests", type=int, default=3000, help="at most this many requests per level")

@@ -78,7 +78,7 @@ def measure(config_path: Path, stage: str) -> dict:
 
 def markdown(report: dict) -> str:
     """The report as a table with ratios against the smallest size's DuckDB run."""
-    lines = [f"# User-state build and training snapshot by engine", "",
+    lines = ["# User-state build and training snapshot by engine", "",
              f"`{report['command']}` at commit `{report['git_commit']}` on {report['machine']}, {report['date']}, "
              f"{report['wall_s']} s in all. Each row is its own process; peak RSS is that process's (Spark: the Python "
              "driver; its JVM is listed apart), ~0.5 GB of it imports (Feast, pyarrow). DuckDB runs with "

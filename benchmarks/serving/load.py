@@ -1,0 +1,89 @@
+"""The serving benchmark's load generator and what its levels summarise to: throughput beside the no-op ceiling, and how
+single requests recover after each burst."""
+from __future__ import annotations
+
+import http.client
+import json
+import statistics
+import threading
+import time
+
+import numpy as np
+
+
+def percentile(values: list[float], q: float) -> float:
+    return float(np.percentile(values, q)) if values else float("nan")
+
+
+def drive(base: str, bodies: list[dict], concurrency: int, requests_total: int, seconds: float) -> dict:
+    """Send up to `requests_total` POST /recommend requests from `concurrency` threads for at most `seconds`."""
+    latencies: list[float] = []
+    first_second: list[float] = []  # latencies of the requests that ended within 1 s of the level's start
+    errors = 0
+    lock = threading.Lock()
+    counter = iter(range(requests_total))
+    deadline = time.monotonic() + seconds
+
+    host, port = base.removeprefix("http://").split(":")
+    payloads = [json.dumps(body).encode() for body in bodies]
+
+    def worker() -> None:
+        nonlocal errors
+        connection = http.client.HTTPConnection(host, int(port), timeout=30)
+        for index in counter:
+            if time.monotonic() > deadline:
+                return
+            start = time.perf_counter()
+            try:
+                connection.request("POST", "/recommend", payloads[index % len(payloads)], {"Content-Type": "application/json"})
+                response = connection.getresponse()
+                response.read()
+                ok = response.status == 200
+            except (OSError, http.client.HTTPException):
+                ok = False
+                connection.close()
+                connection = http.client.HTTPConnection(host, int(port), timeout=30)
+            elapsed = (time.perf_counter() - start) * 1000
+            with lock:
+                latencies.append(elapsed)
+                if time.perf_counter() - started <= 1.0:
+                    first_second.append(elapsed)
+                errors += 0 if ok else 1
+        connection.close()
+
+    started = time.perf_counter()
+    threads = [threading.Thread(target=worker) for _ in range(concurrency)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    wall = time.perf_counter() - started
+    return {"concurrency": concurrency, "requests": len(latencies), "errors": errors, "seconds": wall,
+            "throughput_rps": len(latencies) / wall, "p50_first_second_ms": percentile(first_second, 50),
+            "p50_ms": percentile(latencies, 50),
+            "p95_ms": percentile(latencies, 95), "p99_ms": percentile(latencies, 99)}
+
+
+def top_throughput(levels: list[dict]) -> float:
+    """The median req/s of the levels at the highest concurrency (one per burst)."""
+    top = max(level["concurrency"] for level in levels)
+    return statistics.median(level["throughput_rps"] for level in levels if level["concurrency"] == top)
+
+
+def burst_recovery(levels: list[dict]) -> dict:
+    """Each burst (a level at the highest concurrency between two c=1 levels): the p50 of the first second of the c=1 level
+    after it, against the c=1 level just before it (a baseline minutes apart drifts on a shared machine) and against the
+    fresh one (the first level, before any burst); the summary keeps the worst burst of each."""
+    top = max(level["concurrency"] for level in levels)
+    fresh = levels[0]["p50_ms"]
+    bursts = [{"before_p50_ms": before["p50_ms"], "after_first_second_p50_ms": after["p50_first_second_ms"],
+               "after_p50_ms": after["p50_ms"], "ratio": after["p50_first_second_ms"] / before["p50_ms"],
+               "ratio_to_fresh": after["p50_first_second_ms"] / fresh}
+              for before, burst, after in zip(levels, levels[1:], levels[2:])
+              if burst["concurrency"] == top and before["concurrency"] == after["concurrency"] == 1]
+    if levels[0]["concurrency"] != 1 or not bursts:
+        return {}
+    worst = max(bursts, key=lambda burst: burst["ratio"])
+    return {"fresh_p50_ms": fresh, "after_burst_first_second_p50_ms": worst["after_first_second_p50_ms"],
+            "ratio_first_second": worst["ratio"], "ratio_first_second_median": statistics.median(b["ratio"] for b in bursts),
+            "ratio_to_fresh_worst": max(burst["ratio_to_fresh"] for burst in bursts), "bursts": bursts}
