@@ -41,7 +41,8 @@ def serving_section() -> tuple[str, list[dict]]:
             "of fresh)" if bursts else ")")
         rows.append([stack, f"{record['items']:,}", f"{record['p50']:.1f} / {record['p99']:.1f}", recovery,
                      f"{record['rps']:.0f}", f"{top_throughput(data['noop_levels']):.0f}",
-                     f"{record['ratio']:.2f}x", batch_size(levels, top, data["stages_ms"]), record["errors"]])
+                     f"{record['ratio']:.2f}x" + (f" ({min(summary['ceiling_ratios']):.2f}-{max(summary['ceiling_ratios']):.2f})"
+                                                  if "ceiling_ratios" in summary else ""), batch_size(levels, top, data["stages_ms"]), record["errors"]])
         if data.get("profile", {}).get("share"):
             profiles[f"{stack}, {record['items']:,} items"] = data["profile"]["share"]
         cpu = [next((level["cpu_ms_per_request"] for level in runs if level["concurrency"] == top and level.get("cpu_ms_per_request")),
@@ -71,7 +72,9 @@ def serving_section() -> tuple[str, list[dict]]:
             "the requests that ended within its first second). The after-burst column gives the worst burst: that p50 and "
             "its ratio to the c=1 level just before the burst, then the median of that ratio over the bursts and the worst "
             "ratio to the fresh c=1 p50 (older files: one burst). c=32 req/s is the median of the bursts. The no-op column is a BentoML service that "
-            "does no work (benchmarks/serving/noop_service.py, 1 worker), driven the same way in the same run: the framework's "
+            "does no work (benchmarks/serving/noop_service.py, 1 worker), running beside the service: each of its c=32 levels "
+            "is driven right before the service's (older files: all its levels after the service's), and the ratio is the "
+            "median over these pairs (the range in brackets): the framework's "
             "ceiling on this machine. The mean batch is the number of requests per /recommend batch at c=32 and its mean "
             "time, from the service's `recplugin_recommend_batch_size` and `_seconds` histograms on /metrics, beside the "
             "median time of a batch of about that size run alone in one process (same users, same torch threads). Each "

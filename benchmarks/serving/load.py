@@ -70,6 +70,15 @@ def top_throughput(levels: list[dict]) -> float:
     return statistics.median(level["throughput_rps"] for level in levels if level["concurrency"] == top)
 
 
+def ceiling_ratios(levels: list[dict], ceiling: list[dict]) -> dict:
+    """The service's req/s at the highest concurrency against the no-op's level driven just before it, pair by pair, and
+    their median."""
+    top = max(level["concurrency"] for level in levels)
+    ratios = [level["throughput_rps"] / noop["throughput_rps"]
+              for level, noop in zip([level for level in levels if level["concurrency"] == top], ceiling)]
+    return {"ceiling_ratio": statistics.median(ratios), "ceiling_ratios": ratios}
+
+
 def burst_recovery(levels: list[dict]) -> dict:
     """Each burst (a level at the highest concurrency between two c=1 levels): the p50 of the first second of the c=1 level
     after it, against the c=1 level just before it (a baseline minutes apart drifts on a shared machine) and against the

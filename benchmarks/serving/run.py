@@ -12,9 +12,10 @@ depends on the index size, not on what the extra items are. The original version
 there (the index `index.index_type` picks: IVF_FLAT from `index.flat_index_below` items). Recall@100 of the served index
 is measured against exact search over the same catalogue, filter and seen items.
 Levels run in the order given (default c=1, then three rounds of c=32 and c=1: each c=1 after a burst shows how fast
-single requests recover, against the c=1 level just before that burst and the fresh one), then the same levels against
-a no-op BentoML service (benchmarks/serving/noop_service.py), the framework's ceiling on this machine (the median
-req/s of the c=32 levels of each); `--profile` adds a c=32 level under py-spy and records where the samples fall.
+single requests recover, against the c=1 level just before that burst and the fresh one). A no-op BentoML service
+(benchmarks/serving/noop_service.py), the framework's ceiling on this machine, runs beside it: each c=32 level is
+driven against it right before the service's, and the ceiling ratio is the median over these pairs; `--profile` adds
+a c=32 level under py-spy and records where the samples fall.
 Loopback only; every level is bounded in request count and in time. Writes benchmarks/results/serving_<label>_<items>.json.
 """
 from __future__ import annotations
@@ -30,14 +31,16 @@ import sys
 import tempfile
 import time
 import urllib.request
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 from benchmarks.serving import spy  # noqa: E402
-from benchmarks.serving.load import burst_recovery, drive, top_throughput  # noqa: E402
+from benchmarks.serving.load import burst_recovery, ceiling_ratios, drive  # noqa: E402
 from benchmarks.serving.padding import feed_eligibility, padded_version, restore_serving  # noqa: E402
 from recplugin import pipeline  # noqa: E402
 from recplugin.config import load_config  # noqa: E402
@@ -132,27 +135,39 @@ def batch_counters(base: str) -> tuple[float, float, float]:
             value("recplugin_recommend_batch_seconds_sum"))
 
 
-def drive_levels(base: str, bodies: list[dict], args, pid: int, batches: bool = False) -> list[dict]:
-    """Warm up at concurrency 1 (no burst before the fresh level), then every level in the order given, with the CPU per
-    request of each process of service `pid` and of the load generator (and the mean /recommend batch when `batches`)."""
-    drive(base, bodies, 1, 100, 30)
-    levels = []
+def measure(base: str, bodies: list[dict], concurrency: int, args, pid: int, batches: bool = False) -> dict:
+    """One level, with the CPU per request of each process of service `pid` and of the load generator (and the mean
+    /recommend batch when `batches`)."""
+    before, cpu = batch_counters(base) if batches else None, spy.cpu_seconds(pid)
+    level = drive(base, bodies, concurrency, args.requests, args.seconds)
+    level["cpu_ms_per_request"] = spy.cpu_ms_per_request(cpu, spy.cpu_seconds(pid), level["requests"])
+    if before is not None:
+        after = batch_counters(base)
+        count = max(1.0, after[1] - before[1])
+        level["mean_batch_size"] = (after[0] - before[0]) / count
+        level["mean_batch_ms"] = 1000 * (after[2] - before[2]) / count
+    print(f"  {'recplugin' if batches else 'no-op'} c={concurrency}: p50 {level['p50_ms']:.1f} ms, "
+          f"{level['throughput_rps']:.0f} req/s, {level['errors']} errors", flush=True)
+    return level
+
+
+def drive_side_by_side(service: tuple[str, int], noop: tuple[str, int], bodies: list[dict], args) -> tuple[list, list]:
+    """Warm both up at concurrency 1 (no burst before the fresh level), then the service's levels in the order given,
+    each of its bursts right after the same burst against the no-op service: the machine's speed drifts by a third
+    over minutes here, so each ceiling ratio compares levels seconds apart."""
+    for base, _ in (service, noop):
+        drive(base, bodies, 1, 100, 30)
+    top, levels, ceiling = max(args.concurrency), [], []
     for concurrency in args.concurrency:
-        before, cpu = batch_counters(base) if batches else None, spy.cpu_seconds(pid)
-        levels.append(drive(base, bodies, concurrency, args.requests, args.seconds))
-        levels[-1]["cpu_ms_per_request"] = spy.cpu_ms_per_request(cpu, spy.cpu_seconds(pid), levels[-1]["requests"])
-        if before is not None:
-            after = batch_counters(base)
-            batches = max(1.0, after[1] - before[1])
-            levels[-1]["mean_batch_size"] = (after[0] - before[0]) / batches
-            levels[-1]["mean_batch_ms"] = 1000 * (after[2] - before[2]) / batches
-        print(f"  c={concurrency}: p50 {levels[-1]['p50_ms']:.1f} ms, {levels[-1]['throughput_rps']:.0f} req/s, "
-              f"{levels[-1]['errors']} errors", flush=True)
-    return levels
+        if concurrency == top:
+            ceiling.append(measure(noop[0], bodies, concurrency, args, noop[1]))
+        levels.append(measure(service[0], bodies, concurrency, args, service[1], batches=True))
+    return levels, ceiling
 
 
-def noop_ceiling(bodies: list[dict], args, workdir: Path) -> list[dict]:
-    """The same levels against a BentoML service that does no work: the framework's ceiling on this machine."""
+@contextmanager
+def noop_service(workdir: Path) -> Iterator[tuple[str, int]]:
+    """A BentoML service that does no work (its base URL and pid): the framework's ceiling on this machine."""
     port = pipeline.free_port()
     bentoml_cli = shutil.which("bentoml", path=str(Path(sys.executable).parent)) or "bentoml"
     env = {**os.environ, "BENTOML_DO_NOT_TRACK": "True", "PYTHONPATH": str(RESULTS.parents[1])}
@@ -161,8 +176,7 @@ def noop_ceiling(bodies: list[dict], args, workdir: Path) -> list[dict]:
                                     "--port", str(port)], env=env, stdout=log, stderr=subprocess.STDOUT, cwd=RESULTS.parents[1])
     try:
         pipeline.wait_ready(f"http://127.0.0.1:{port}", process)
-        print("no-op BentoML service:", flush=True)
-        return drive_levels(f"http://127.0.0.1:{port}", bodies, args, process.pid)
+        yield f"http://127.0.0.1:{port}", process.pid
     finally:
         pipeline.stop_service(process)
 
@@ -186,12 +200,12 @@ def bench_one(config, args, items: int, users: list[int], bodies: list[dict]) ->
     process = pipeline.start_service(config, port, log_path=config.path("bench_service.log"))
     try:
         pipeline.wait_ready(base, process)
-        print(f"recplugin, {items:,} items:", flush=True)
-        levels = drive_levels(base, bodies, args, process.pid, batches=True)
+        with noop_service(config.path(".")) as noop:
+            print(f"recplugin, {items:,} items, beside the no-op service:", flush=True)
+            levels, ceiling = drive_side_by_side((base, process.pid), noop, bodies, args)
         spent = profile_burst(base, process, bodies, args, config.path("bench_profile.txt")) if args.profile else {}
     finally:
         pipeline.stop_service(process)
-    ceiling = noop_ceiling(bodies, args, config.path("."))
     stages = time_stages(config, users, repeats=100)
     recall = stages.pop("recall_at_100")
     in_path = stages["feast_online_read"] + stages["user_tower"] + stages["milvus_search"]
@@ -203,8 +217,7 @@ def bench_one(config, args, items: int, users: list[int], bodies: list[dict]) ->
             "workers": config.serving.workers, "batch_slots": config.serving.batch_slots, "batch_process": config.serving.batch_process,
             "batch_max_size": config.serving.batch_max_size, "index": index_description(config, version),
             "recall_at_100": recall, "service_overhead_ratio_c1": levels[0]["p50_ms"] / in_path}
-    summary = {"ceiling_ratio": top_throughput(levels) / top_throughput(ceiling), "ceiling_concurrency": top,
-               **burst_recovery(levels)}
+    summary = {**ceiling_ratios(levels, ceiling), "ceiling_concurrency": top, **burst_recovery(levels)}
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / f"serving_{label}.json").write_text(json.dumps(
         {"meta": meta, "summary": summary, "levels": levels, "noop_levels": ceiling, "stages_ms": stages, "profile": spent},
