@@ -274,7 +274,10 @@ def start_milvus_server(config: RecConfig, address: str, timeout: float = 60.0) 
 def start_service(config: RecConfig, port: int, log_path: Path | None = None) -> subprocess.Popen:
     """Start `bentoml serve` for the recplugin service, on exactly this config, as a subprocess on the loopback interface."""
     config_path = save_config(config, config.path(f"service-{port}.yaml"))
-    env = {**os.environ, "RECPLUGIN_CONFIG": str(config_path), "BENTOML_DO_NOT_TRACK": "True"}
+    # a BentoML home of its own: `bentoml serve` empties its home's Prometheus directory at start, which zeroed the /metrics
+    # of every other service on the host that shared it
+    env = {**os.environ, "RECPLUGIN_CONFIG": str(config_path), "BENTOML_DO_NOT_TRACK": "True",
+           "BENTOML_HOME": str(config.path(f"service-{port}.bentoml"))}
     bentoml_cli = shutil.which("bentoml", path=str(Path(sys.executable).parent)) or "bentoml"
     log = open(log_path, "a") if log_path else None  # None: the service logs to this process's stdout/stderr
     return subprocess.Popen([bentoml_cli, "serve", "recplugin.serving.service:RecPlugin", "--host", config.serving.host,

@@ -1,5 +1,7 @@
 """Per-version online metrics over HTTP: answers carry a request_id naming their model version, events sent back with
 it count for that version on /metrics (a forged id counts as "unknown"), and `recplugin experiments` reads them."""
+import time
+
 import pandas as pd
 import pytest
 import requests
@@ -41,5 +43,20 @@ def test_events_that_name_their_answer_count_for_its_version(built_pipeline, tmp
         cli.main(["experiments", "--url", base, "-c", str(pipeline.save_config(config, tmp_path / "recplugin.yaml"))])
         line = next(row for row in capsys.readouterr().out.splitlines() if row.startswith(version))
         assert line.split()[1:4] == ["4", "3", "0.7500"] and line.endswith("control")
+        second = pipeline.start_service(config, pipeline.free_port(), log_path=tmp_path / "second.log")
+        try:  # another service on the host keeps this one's counts: its start empties only its own metrics directory
+            _wait_listening(second, tmp_path / "second.log")
+            served = sum(s.value for s in _samples(base, "recplugin_answers_total") if s.labels["model_version"] == version)
+            assert served == 4
+        finally:
+            pipeline.stop_service(second)
     finally:
         pipeline.stop_service(process)
+
+
+def _wait_listening(process, log, timeout_s: float = 60.0) -> None:
+    """Until `bentoml serve` has started its workers (it prepares its metrics directory before that)."""
+    deadline = time.monotonic() + timeout_s
+    while "Starting production HTTP BentoServer" not in log.read_text(errors="replace"):
+        assert process.poll() is None and time.monotonic() < deadline, log.read_text(errors="replace")[-2000:]
+        time.sleep(0.2)
