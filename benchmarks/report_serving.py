@@ -68,7 +68,7 @@ def serving_section() -> tuple[str, list[dict]]:
                         f"{noop.get('HTTP worker', 0):.2f}"] for stack, (service, noop) in cpu_rows.items()]) + "\n") \
         if cpu_rows else ""
     text = ("## Serving\n\n`POST /recommend` over HTTP, the load generator on the same 2 cores. Levels run in the order "
-            "c=1, then c=32 and c=1 three times: each c=1 after a burst shows how fast single requests recover (the p50 of "
+            "c=1, then c=32 and c=1 five times: each c=1 after a burst shows how fast single requests recover (the p50 of "
             "the requests that ended within its first second). The after-burst column gives the worst burst: that p50 and "
             "its ratio to the c=1 level just before the burst, then the median of that ratio over the bursts and the worst "
             "ratio to the fresh c=1 p50 (older files: one burst). c=32 req/s is the median of the bursts. The no-op column is a BentoML service that "

@@ -11,7 +11,7 @@ depends on the index size, not on what the extra items are. The original version
 `--milvus standalone` starts a real Milvus standalone server (the `milvus` package, data under the workdir) and indexes
 there (the index `index.index_type` picks: IVF_FLAT from `index.flat_index_below` items). Recall@100 of the served index
 is measured against exact search over the same catalogue, filter and seen items.
-Levels run in the order given (default c=1, then three rounds of c=32 and c=1: each c=1 after a burst shows how fast
+Levels run in the order given (default c=1, then five rounds of c=32 and c=1: each c=1 after a burst shows how fast
 single requests recover, against the c=1 level just before that burst and the fresh one). A no-op BentoML service
 (benchmarks/serving/noop_service.py), the framework's ceiling on this machine, runs beside it: each c=32 level is
 driven against it right before the service's, and the ceiling ratio is the median over these pairs; `--profile` adds
@@ -139,7 +139,7 @@ def measure(base: str, bodies: list[dict], concurrency: int, args, pid: int, bat
     """One level, with the CPU per request of each process of service `pid` and of the load generator (and the mean
     /recommend batch when `batches`)."""
     before, cpu = batch_counters(base) if batches else None, spy.cpu_seconds(pid)
-    level = drive(base, bodies, concurrency, args.requests, args.seconds)
+    level = drive(base, bodies, concurrency, args.requests, args.seconds if concurrency > 1 else args.single_seconds)
     level["cpu_ms_per_request"] = spy.cpu_ms_per_request(cpu, spy.cpu_seconds(pid), level["requests"])
     if before is not None:
         after = batch_counters(base)
@@ -230,13 +230,14 @@ def main() -> None:
     parser.add_argument("--workdir", default=".recplugin/demo")
     parser.add_argument("--label", default="embedded")
     parser.add_argument("--items", type=int, nargs="+", default=[0], help="catalogue sizes (0: the workdir's own)")
-    parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 32, 1, 32, 1, 32, 1],
+    parser.add_argument("--concurrency", type=int, nargs="+", default=[1] + [32, 1] * 5,
                         help="levels in this order; a c=1 after each level at the highest concurrency measures the recovery "
                              "from that burst (against the c=1 level before it), the ceiling ratio takes their median req/s")
     parser.add_argument("--profile", action="store_true", help="py-spy the service during an extra c=32 level")
     parser.add_argument("--profile-seconds", type=float, default=15)
     parser.add_argument("--requests", type=int, default=3000, help="at most this many requests per level")
     parser.add_argument("--seconds", type=float, default=30, help="at most this long per level")
+    parser.add_argument("--single-seconds", type=float, default=12, help="at most this long per c=1 level")
     parser.add_argument("--milvus", choices=["config", "standalone"], default="config",
                         help="the config's index.uri, or a Milvus standalone server started here (data under the workdir)")
     args = parser.parse_args()
