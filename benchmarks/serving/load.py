@@ -18,7 +18,7 @@ def percentile(values: list[float], q: float) -> float:
 def drive(base: str, bodies: list[dict], concurrency: int, requests_total: int, seconds: float) -> dict:
     """Send up to `requests_total` POST /recommend requests from `concurrency` threads for at most `seconds`."""
     latencies: list[float] = []
-    first_second: list[float] = []  # latencies of the requests that ended within 1 s of the level's start
+    ended: list[float] = []  # when each request ended, seconds after the level's start
     errors = 0
     lock = threading.Lock()
     counter = iter(range(requests_total))
@@ -46,8 +46,7 @@ def drive(base: str, bodies: list[dict], concurrency: int, requests_total: int, 
             elapsed = (time.perf_counter() - start) * 1000
             with lock:
                 latencies.append(elapsed)
-                if time.perf_counter() - started <= 1.0:
-                    first_second.append(elapsed)
+                ended.append(time.perf_counter() - started)
                 errors += 0 if ok else 1
         connection.close()
 
@@ -58,9 +57,10 @@ def drive(base: str, bodies: list[dict], concurrency: int, requests_total: int, 
     for thread in threads:
         thread.join()
     wall = time.perf_counter() - started
+    by_second = [[latency for latency, end in zip(latencies, ended) if second <= end < second + 1] for second in range(int(wall))]
     return {"concurrency": concurrency, "requests": len(latencies), "errors": errors, "seconds": wall,
-            "throughput_rps": len(latencies) / wall, "p50_first_second_ms": percentile(first_second, 50),
-            "p50_ms": percentile(latencies, 50),
+            "throughput_rps": len(latencies) / wall, "p50_first_second_ms": percentile(by_second[0] if by_second else [], 50),
+            "p50_by_second_ms": [percentile(values, 50) for values in by_second], "p50_ms": percentile(latencies, 50),
             "p95_ms": percentile(latencies, 95), "p99_ms": percentile(latencies, 99)}
 
 
@@ -82,12 +82,14 @@ def ceiling_ratios(levels: list[dict], ceiling: list[dict]) -> dict:
 def burst_recovery(levels: list[dict]) -> dict:
     """Each burst (a level at the highest concurrency between two c=1 levels): the p50 of the first second of the c=1 level
     after it, against the c=1 level just before it (a baseline minutes apart drifts on a shared machine) and against the
-    fresh one (the first level, before any burst); the summary keeps the worst burst of each."""
+    fresh one (the first level, before any burst), and the same level once settled (the median per-second p50 from its
+    fourth second on); the summary keeps the worst burst of each."""
     top = max(level["concurrency"] for level in levels)
     fresh = levels[0]["p50_ms"]
     bursts = [{"before_p50_ms": before["p50_ms"], "after_first_second_p50_ms": after["p50_first_second_ms"],
                "after_p50_ms": after["p50_ms"], "ratio": after["p50_first_second_ms"] / before["p50_ms"],
-               "ratio_to_fresh": after["p50_first_second_ms"] / fresh}
+               "ratio_to_fresh": after["p50_first_second_ms"] / fresh,
+               "after_settled_p50_ms": statistics.median(after.get("p50_by_second_ms", [])[3:] or [after["p50_ms"]])}
               for before, burst, after in zip(levels, levels[1:], levels[2:])
               if burst["concurrency"] == top and before["concurrency"] == after["concurrency"] == 1]
     if levels[0]["concurrency"] != 1 or not bursts:
