@@ -28,6 +28,12 @@ def settled(burst: dict) -> float:
     return burst.get("after_settled_p50_ms", burst["after_p50_ms"])
 
 
+def median_cpu(levels: list[dict]) -> dict[str, float]:
+    """Each role's median CPU ms per request over the levels (the bursts) that recorded it."""
+    readings = [level["cpu_ms_per_request"] for level in levels if level.get("cpu_ms_per_request")]
+    return {role: statistics.median(reading.get(role, 0.0) for reading in readings) for role in readings[0]} if readings else {}
+
+
 def serving_section() -> tuple[str, list[dict]]:
     """/recommend latency and throughput on both stacks, beside a no-op BentoML service in the same run."""
     rows, records, profiles, cpu_rows, burst_rows = [], [], {}, {}, []
@@ -57,10 +63,8 @@ def serving_section() -> tuple[str, list[dict]]:
                                                   if "ceiling_ratios" in summary else ""), batch_size(levels, top, data["stages_ms"]), record["errors"]])
         if data.get("profile", {}).get("share"):
             profiles[f"{stack}, {record['items']:,} items"] = data["profile"]["share"]
-        cpu = [next((level["cpu_ms_per_request"] for level in runs if level["concurrency"] == top and level.get("cpu_ms_per_request")),
-                    None) for runs in (levels, data["noop_levels"])]
-        cpu = [service for service in cpu if service]  # the first burst's of each
-        if len(cpu) == 2:
+        cpu = [median_cpu([level for level in runs if level["concurrency"] == top]) for runs in (levels, data["noop_levels"])]
+        if all(cpu):
             cpu_rows[f"{stack}, {record['items']:,} items"] = cpu
     stages = sorted({stage for share in profiles.values() for stage in share},
                     key=lambda stage: -max(share.get(stage, 0) for share in profiles.values()))
@@ -79,8 +83,8 @@ def serving_section() -> tuple[str, list[dict]]:
     order = ["HTTP worker", "batch process", "Milvus Lite", "load generator"]
     roles = sorted({role for service, _ in cpu_rows.values() for role, ms in service.items() if ms >= 0.005},
                    key=lambda role: order.index(role) if role in order else len(order))
-    cpu_text = ("\nCPU per request at c=32, ms (user + system time of each process over the level, by what it is; the no-op "
-                "column is its worker in the same run; the production stack's Milvus server, Redis and PostgreSQL run outside "
+    cpu_text = ("\nCPU per request at c=32, ms (user + system time of each process over the level, by what it is, the median "
+                "over the bursts; the no-op column is its worker in the same run; the production stack's Milvus server, Redis and PostgreSQL run outside "
                 "the service and are not counted). Both cores are shared by all of them:\n\n" +
                 table(["stack", *roles, "total", "no-op worker"],
                       [[stack, *(f"{service.get(role, 0):.2f}" for role in roles), f"{sum(service.values()):.2f}",
