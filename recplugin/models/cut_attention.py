@@ -35,16 +35,23 @@ def _heads(x: torch.Tensor, heads: int) -> torch.Tensor:
 
 
 def _readout_attention(attention: nn.MultiheadAttention, events: torch.Tensor, tokens: torch.Tensor,
-                       masks: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, torch.Tensor]:
+                       masks: tuple[torch.Tensor, ...], events_needed: bool = True) -> tuple[torch.Tensor | None, torch.Tensor]:
     """One self-attention block: events [B, L, W] attend causally among themselves; readout tokens [B, G, T, W] attend
-    to the events their point sees and to their own group only."""
-    heads = attention.num_heads
-    q_e, k_e, v_e = (_heads(x, heads) for x in F.linear(events, attention.in_proj_weight, attention.in_proj_bias).chunk(3, -1))
+    to the events their point sees and to their own group only. Without `events_needed` (the last layer) the events
+    give only their keys and values, and their own update is None."""
+    heads, width = attention.num_heads, events.shape[-1]
+    if events_needed:
+        q_e, k_e, v_e = (_heads(x, heads) for x in F.linear(events, attention.in_proj_weight, attention.in_proj_bias).chunk(3, -1))
+    else:  # no query projection for events whose output nobody reads
+        k_e, v_e = (_heads(x, heads) for x in F.linear(events, attention.in_proj_weight[width:],
+                                                        attention.in_proj_bias[width:]).chunk(2, -1))
     q_t, k_t, v_t = (_heads(x, heads) for x in F.linear(tokens, attention.in_proj_weight, attention.in_proj_bias).chunk(3, -1))
     # q_e [B, h, L, d]; q_t [B, G, h, T, d]
     dropout = attention.dropout if attention.training else 0.0
     scale = q_t.shape[-1] ** -0.5
-    if dropout and events.device.type == "cpu":  # SDPA's CPU dropout draws its mask slowly (models/dropout.py)
+    if not events_needed:
+        event_out = None
+    elif dropout and events.device.type == "cpu":  # SDPA's CPU dropout draws its mask slowly (models/dropout.py)
         event_scores = (q_e @ k_e.transpose(-1, -2) * scale).masked_fill(~masks[0][:, None], float("-inf"))
         event_out = fast_dropout(event_scores.softmax(dim=-1), dropout, True) @ v_e
     else:
@@ -57,7 +64,7 @@ def _readout_attention(attention: nn.MultiheadAttention, events: torch.Tensor, t
     length = k_e.shape[2]
     token_out = torch.einsum("bghtl,bhld->bghtd", weights[..., :length], v_e) + weights[..., length:] @ v_t
     merge = lambda x: x.transpose(-3, -2).flatten(-2)  # noqa: E731  [..., h, N, d] -> [..., N, W]
-    return attention.out_proj(merge(event_out)), attention.out_proj(merge(token_out))
+    return None if event_out is None else attention.out_proj(merge(event_out)), attention.out_proj(merge(token_out))
 
 
 def encode_at_cuts(encoder: nn.TransformerEncoder, events: torch.Tensor, tokens: torch.Tensor, mask: torch.Tensor,
@@ -66,11 +73,16 @@ def encode_at_cuts(encoder: nn.TransformerEncoder, events: torch.Tensor, tokens:
     hidden states. Equal to running the encoder over events + all groups with a mask that blocks everything but what
     `visibility` allows, at O(L^2 + G*T*(L+T)) attention instead of O((L+G*T)^2)."""
     masks = visibility(mask, cut_lengths, group_valid)
-    for layer in encoder.layers:
+    for depth, layer in enumerate(encoder.layers):
         if not layer.norm_first:
             raise ValueError("encode_at_cuts implements pre-norm (norm_first) encoder layers only")
-        event_update, token_update = _readout_attention(layer.self_attn, layer.norm1(events), layer.norm1(tokens), masks)
-        events, tokens = events + layer.dropout1(event_update), tokens + layer.dropout1(token_update)
+        last = depth == len(encoder.layers) - 1  # the events' own output is never read: skip their update (-40% work)
+        event_update, token_update = _readout_attention(layer.self_attn, layer.norm1(events), layer.norm1(tokens), masks,
+                                                        events_needed=not last)
         feed_forward = lambda x: layer.dropout2(layer.linear2(layer.dropout(layer.activation(layer.linear1(layer.norm2(x))))))  # noqa: E731
-        events, tokens = events + feed_forward(events), tokens + feed_forward(tokens)
+        tokens = tokens + layer.dropout1(token_update)
+        tokens = tokens + feed_forward(tokens)
+        if not last:
+            events = events + layer.dropout1(event_update)
+            events = events + feed_forward(events)
     return tokens if encoder.norm is None else encoder.norm(tokens)
