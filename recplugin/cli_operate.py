@@ -10,7 +10,7 @@ from recplugin.config import RecConfig
 
 
 def cmd_items(config: RecConfig, args: argparse.Namespace) -> None:
-    from recplugin.features.store import OnlineFeatures
+    from recplugin.features.online import OnlineFeatures
     from recplugin.serving.ids import IdCodec
 
     if args.action == "load":

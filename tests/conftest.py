@@ -141,6 +141,25 @@ def served_copy(built: BuiltPipeline, workdir: Path, milvus_uri: str, production
     return config
 
 
+def feast_states(online, user_ids: list[int]) -> list:
+    """The users' states as Feast's own get_online_features gives them: what OnlineFeatures' direct read must equal."""
+    from recplugin.features.history import UserState
+
+    values = online.store.get_online_features(features=online.service, entity_rows=[{"user_id": u} for u in user_ids]).to_dict()
+    scenarios, limit = online.config.scenarios, online.config.feast.history_length
+    rows = [{name: column[index] for name, column in values.items()} for index in range(len(user_ids))]
+    return [UserState.from_online(scenarios, limit, row) if any(row.get(f"{s}_count") is not None for s in scenarios) else None
+            for row in rows]
+
+
+def state_tuple(state) -> tuple | None:
+    """A comparable form of a UserState (None stays None)."""
+    if state is None:
+        return None
+    return (sorted(state.seen), [(name, list(h.item_ids), list(h.actions), list(h.timestamps), h.count)
+                                 for name, h in state.histories.items()])
+
+
 _EXIT_STATUS: list[int] = []
 
 

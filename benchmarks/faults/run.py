@@ -32,7 +32,7 @@ from benchmarks.provenance import git_commit, provenance  # noqa: E402
 from benchmarks.serving.production import fresh_database  # noqa: E402
 from recplugin.config import to_dict  # noqa: E402
 from recplugin.data.live_events import read_events  # noqa: E402
-from recplugin.features.store import OnlineFeatures  # noqa: E402
+from recplugin.features.online import OnlineFeatures  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parents[1] / "results"
 FAULTS = ("redis-stop", "redis-kill", "milvus-stop", "milvus-kill", "postgres-down", "disk-full")

@@ -12,7 +12,7 @@ from pymilvus import MilvusClient
 
 from recplugin.config import RecConfig
 from recplugin.data.live_items import LIVE_ITEMS, NewItem, append_items
-from recplugin.features.store import OnlineFeatures
+from recplugin.features.online import OnlineFeatures
 from recplugin.index.collections import upsert_items
 from recplugin.models.artifact import RetrievalModel
 

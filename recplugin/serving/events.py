@@ -18,7 +18,7 @@ from recplugin.config import RecConfig
 from recplugin.data.live_events import append_event
 from recplugin.features.history import UserState, epoch_micros
 from recplugin.features.ledger import LedgerEntry, derived_event_id
-from recplugin.features.store import OnlineFeatures
+from recplugin.features.online import OnlineFeatures
 
 
 @dataclass(frozen=True)

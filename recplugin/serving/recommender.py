@@ -15,7 +15,7 @@ from recplugin.config import RecConfig
 from recplugin.data.live_events import log_to_append
 from recplugin.data.live_items import NewItem
 from recplugin.features.history import UserState
-from recplugin.features.store import OnlineFeatures
+from recplugin.features.online import OnlineFeatures
 from recplugin.index.collections import alias_target, collection_index, collection_version, row_count, supports_aliases
 from recplugin.index.milvus import MILVUS_ERRORS, connect, disconnect, milvus_reason, search_many
 from recplugin.models.artifact import NoTextTower, RetrievalModel

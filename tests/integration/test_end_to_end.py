@@ -9,8 +9,9 @@ import requests
 
 from recplugin import pipeline
 from recplugin.data.live_events import read_events
-from recplugin.features.store import OnlineFeatures, prepare_sources
-from tests.conftest import tiny_config
+from recplugin.features.online import OnlineFeatures
+from recplugin.features.store import prepare_sources
+from tests.conftest import feast_states, state_tuple, tiny_config
 
 pytestmark = pytest.mark.integration
 EVENTS_SENT = 16
@@ -49,6 +50,15 @@ def _seen(config, user_id):
 def active_user(built_pipeline):
     events = pd.read_parquet(built_pipeline.config.events_path)
     return int(events["user_id"].value_counts().index[0])
+
+
+def test_the_online_read_equals_feasts_get_online_features(built_pipeline):
+    online = OnlineFeatures(built_pipeline.config)
+    events = pd.read_parquet(built_pipeline.config.events_path)
+    users = [int(u) for u in events["user_id"].drop_duplicates().iloc[:12]] + [10**9, 0]
+    states = online.user_states(users)
+    assert states[-2] is None and sum(s is not None for s in states) >= 12
+    assert [state_tuple(s) for s in states] == [state_tuple(s) for s in feast_states(online, users)]
 
 
 def test_recommend_every_scenario(service, built_pipeline, active_user):

@@ -5,8 +5,9 @@ import pandas as pd
 import pytest
 
 from recplugin import pipeline
-from recplugin.features.store import OnlineFeatures, open_store
-from tests.conftest import tiny_config
+from recplugin.features.online import OnlineFeatures
+from recplugin.features.store import open_store
+from tests.conftest import feast_states, state_tuple, tiny_config
 
 pytestmark = pytest.mark.integration
 
@@ -44,3 +45,5 @@ def test_apply_materialize_read_and_push_on_redis_and_postgres(production_config
     again = OnlineFeatures(config).user_states([user])[0]
     assert list(again.histories["feed"].item_ids)[-1] == 79
     assert online.user_states([10**9])[0] is None
+    users = [int(u) for u in events["user_id"].drop_duplicates().iloc[:12]] + [10**9]
+    assert [state_tuple(s) for s in online.user_states(users)] == [state_tuple(s) for s in feast_states(online, users)]

@@ -14,7 +14,8 @@ import pytest
 import requests
 
 from recplugin import pipeline
-from recplugin.features.store import OnlineFeatures, open_store
+from recplugin.features.online import OnlineFeatures
+from recplugin.features.store import open_store
 from tests.conftest import served_copy
 
 pytestmark = pytest.mark.integration
