@@ -25,6 +25,7 @@ class _Waiting(Generic[Request]):
     request: Request
     future: asyncio.Future
     since: float = field(default_factory=time.monotonic)
+    timer: asyncio.TimerHandle | None = None  # refuses it if no batch took it within the bound
 
 
 class Batcher(Generic[Request, Answer]):
@@ -47,22 +48,34 @@ class Batcher(Generic[Request, Answer]):
         """The answer to one request, raised if it is an exception; Overloaded past the queue or wait bounds."""
         if len(self._queue) >= self._max_queue:
             raise Overloaded(f"{len(self._queue)} requests already queued in this worker")
-        waiting = _Waiting(request, asyncio.get_running_loop().create_future())
+        loop = asyncio.get_running_loop()
+        waiting = _Waiting(request, loop.create_future())
         self._queue.append(waiting)
         self._start_batches()
+        if self._queue and self._queue[-1] is waiting:  # not taken by a batch yet (a started batch is bounded by its
+            waiting.timer = loop.call_later(self._max_wait_s, self._refuse, waiting)  # dependencies' own timeouts)
+        return await waiting.future
+
+    def _refuse(self, waiting: _Waiting) -> None:
+        """The bound passed before a batch took the request: it leaves the queue with Overloaded."""
         try:
-            return await asyncio.wait_for(asyncio.shield(waiting.future), self._max_wait_s)
-        except asyncio.TimeoutError:
-            if waiting in self._queue:  # never started: give up on it
-                self._queue.remove(waiting)
-                raise Overloaded(f"the request waited {self._max_wait_s:g} s for a free batch slot") from None
-            return await waiting.future  # started: its batch is bounded by the dependencies' own timeouts
+            self._queue.remove(waiting)
+        except ValueError:  # a batch took it meanwhile
+            return
+        if not waiting.future.done():
+            waiting.future.set_exception(Overloaded(f"the request waited {self._max_wait_s:g} s for a free batch slot"))
 
     def _start_batches(self) -> None:
         """Start a batch in every free slot while requests wait."""
         loop = asyncio.get_running_loop()
         while self._free_slots and self._queue:
-            batch = [self._queue.popleft() for _ in range(min(self._max_batch_size, len(self._queue)))]
+            taken = [self._queue.popleft() for _ in range(min(self._max_batch_size, len(self._queue)))]
+            for waiting in taken:
+                if waiting.timer is not None:
+                    waiting.timer.cancel()
+            batch = [waiting for waiting in taken if not waiting.future.done()]  # done: its caller went away
+            if not batch:
+                continue
             self._free_slots -= 1
             self.batches += 1
             self.largest_batch = max(self.largest_batch, len(batch))

@@ -148,3 +148,25 @@ def test_a_coroutine_handler_runs_on_the_loop_and_batches_the_same_way():
     first, second, bad, fourth = asyncio.run(scenario())
     assert (first, second, fourth) == (10, 20, 40) and isinstance(bad, ValueError)
     assert batches == [([1], True), ([2, -3, 4], True)]
+
+
+def test_a_request_whose_caller_went_away_is_left_out_of_the_next_batch():
+    """A client that disconnects cancels its request: while it still waits for a slot, no batch computes it."""
+    recorder = Recorder()
+
+    async def scenario():
+        batcher = Batcher(recorder, max_batch_size=32, max_wait_ms=5000, slots=1)
+        recorder.release.clear()
+        running = asyncio.create_task(batcher(1))
+        await asyncio.sleep(0.05)
+        gone, kept = asyncio.create_task(batcher(2)), asyncio.create_task(batcher(3))
+        await asyncio.sleep(0)
+        gone.cancel()
+        await asyncio.sleep(0)
+        recorder.release.set()
+        assert await running == 10 and await kept == 30
+        with pytest.raises(asyncio.CancelledError):
+            await gone
+
+    asyncio.run(scenario())
+    assert recorder.batches == [[1], [3]]
