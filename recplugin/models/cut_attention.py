@@ -86,3 +86,36 @@ def encode_at_cuts(encoder: nn.TransformerEncoder, events: torch.Tensor, tokens:
             events = events + layer.dropout1(event_update)
             events = events + feed_forward(events)
     return tokens if encoder.norm is None else encoder.norm(tokens)
+
+
+def encode_at_end(encoder: nn.TransformerEncoder, events: torch.Tensor, tokens: torch.Tensor, mask: torch.Tensor,
+                  valid: torch.Tensor) -> torch.Tensor:
+    """Inference at one prediction point after the whole history: events [B, L, W] and one readout group [B, T, W]
+    (`valid` [B, T]) as one sequence under one mask, the group alone through the last layer. Equal to encode_at_cuts
+    with every cut at the end, in about a third of the operations (no dropout: eval mode only)."""
+    length, count = events.shape[1], tokens.shape[1]
+    order = event_order(mask)
+    events_see_events = mask[:, None, :] & mask[:, :, None] & (order[:, None, :] <= order[:, :, None])  # [B, L, L]
+    tokens_see_events = mask[:, None, :] & valid[:, :, None]  # [B, T, L]
+    see_tokens = torch.cat([torch.zeros_like(tokens_see_events.transpose(1, 2)), valid[:, :, None] & valid[:, None, :]], dim=1)
+    allowed = torch.cat([torch.cat([events_see_events, tokens_see_events], dim=1), see_tokens], dim=2)
+    allowed = (allowed | torch.eye(length + count, dtype=torch.bool, device=mask.device))[:, None]  # [B, 1, L+T, L+T]
+    hidden = torch.cat([events, tokens], dim=1)
+    for depth, layer in enumerate(encoder.layers):
+        if not layer.norm_first:
+            raise ValueError("encode_at_end implements pre-norm (norm_first) encoder layers only")
+        attention, width = layer.self_attn, hidden.shape[-1]
+        weight, bias, heads = attention.in_proj_weight, attention.in_proj_bias, attention.num_heads
+        normed = layer.norm1(hidden)
+        if depth < len(encoder.layers) - 1:
+            query, key, value = (_heads(x, heads) for x in F.linear(normed, weight, bias).chunk(3, -1))
+            visible = allowed
+        else:  # the last layer: only the readout tokens ask; every position still gives its key and value
+            query = _heads(F.linear(normed[:, length:], weight[:width], bias[:width]), heads)
+            key, value = (_heads(x, heads) for x in F.linear(normed, weight[width:], bias[width:]).chunk(2, -1))
+            hidden, visible = hidden[:, length:], allowed[:, :, length:]
+        attended = F.scaled_dot_product_attention(query, key, value, attn_mask=visible)
+        hidden = hidden + attention.out_proj(attended.transpose(1, 2).flatten(-2))
+        hidden = hidden + layer.linear2(layer.activation(layer.linear1(layer.norm2(hidden))))
+    hidden = hidden if len(encoder.layers) else hidden[:, length:]
+    return hidden if encoder.norm is None else encoder.norm(hidden)

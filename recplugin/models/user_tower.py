@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 from recplugin.config import ModelConfig
-from recplugin.models.cut_attention import encode_at_cuts, event_order
+from recplugin.models.cut_attention import encode_at_cuts, encode_at_end, event_order
 
 GAP_BUCKETS = 24  # log2 minutes since the event, up to ~16 years
 HOURS = 24
@@ -96,9 +96,13 @@ class UserTower(nn.Module):
         """[B, L, E] history item vectors -> [B, K, E] normalised interest vectors for each row's target scenario."""
         if self.causal:  # one prediction point after the whole history
             cut = mask.sum(dim=1, keepdim=True)
-            return self.at_cuts(item_vectors, scenarios, actions, mask, timestamps, cut, torch.ones_like(cut, dtype=torch.bool),
-                                target_scenario[:, None], None if query_vectors is None else query_vectors[:, None],
-                                None if query_mask is None else query_mask[:, None])[:, 0]
+            point = (torch.ones_like(cut, dtype=torch.bool), target_scenario[:, None],
+                     None if query_vectors is None else query_vectors[:, None], None if query_mask is None else query_mask[:, None])
+            if self.training:
+                return self.at_cuts(item_vectors, scenarios, actions, mask, timestamps, cut, *point)[:, 0]
+            tokens, queries, valid = self._readout_inputs(item_vectors, scenarios, actions, mask, timestamps, *point)
+            interests = encode_at_end(self.encoder, tokens, queries[:, 0], mask, valid[:, 0])[:, -self.queries.shape[1]:]
+            return nn.functional.normalize(self.out(self.norm(interests)), dim=-1)
         tokens = self.item_in(item_vectors) + self.side_information(scenarios, actions, timestamps, mask)
         if self.config.mixing == "blocks":
             order = scenario_blocks(mask, scenarios)
@@ -126,6 +130,16 @@ class UserTower(nn.Module):
         sees the first `cut_lengths[:, g]` events (plus its own search query) and nothing after them."""
         if not self.causal:
             raise ValueError("prediction at several cut points needs model.user_attention: causal")
+        tokens, queries, valid = self._readout_inputs(item_vectors, scenarios, actions, mask, timestamps, cut_valid,
+                                                      cut_scenarios, query_vectors, query_mask)
+        interests = encode_at_cuts(self.encoder, tokens, queries, mask, cut_lengths, valid)[:, :, -self.queries.shape[1]:]
+        return nn.functional.normalize(self.out(self.norm(interests)), dim=-1)
+
+    def _readout_inputs(self, item_vectors: torch.Tensor, scenarios: torch.Tensor, actions: torch.Tensor, mask: torch.Tensor,
+                        timestamps: torch.Tensor, cut_valid: torch.Tensor, cut_scenarios: torch.Tensor,
+                        query_vectors: torch.Tensor | None, query_mask: torch.Tensor | None) -> tuple[torch.Tensor, ...]:
+        """The causal tower's inputs: event tokens [B, L, W], each point's readout tokens [B, G, T, W] (its search query,
+        then its scenario's K query tokens) and which of them are valid [B, G, T]."""
         positions = event_order(mask).clamp(min=0, max=self.position.num_embeddings - 1)
         tokens = self.item_in(item_vectors) + self.side_information(scenarios, actions, timestamps, mask) + self.position(positions)
         queries = self.queries[cut_scenarios if self.config.scenario_queries else torch.zeros_like(cut_scenarios)]  # [B, G, K, W]
@@ -134,5 +148,4 @@ class UserTower(nn.Module):
             query_type = self.scenario.weight[self.num_scenarios]
             queries = torch.cat([(self.item_in(query_vectors) + query_type)[:, :, None], queries], dim=2)
             valid = torch.cat([(query_mask & cut_valid)[..., None], valid], dim=2)
-        interests = encode_at_cuts(self.encoder, tokens, queries, mask, cut_lengths, valid)[:, :, -self.queries.shape[1]:]
-        return nn.functional.normalize(self.out(self.norm(interests)), dim=-1)
+        return tokens, queries, valid

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from recplugin.config import ConfigError, ModelConfig, from_dict, with_overrides
-from recplugin.models.cut_attention import encode_at_cuts, visibility
+from recplugin.models.cut_attention import encode_at_cuts, encode_at_end, visibility
 from recplugin.models.inputs import ScenarioEvents, build_batch
 from recplugin.models.two_tower import TwoTower
 from recplugin.training.dataset import LabelledSplit
@@ -143,6 +143,22 @@ def test_grouped_readout_equals_the_dense_masked_encoder():
     dense = dense_reference(encoder, tokens, queries, mask, cut_lengths, valid)
     assert torch.allclose(grouped[valid], dense[valid], atol=1e-5)
     assert torch.isfinite(grouped).all()
+
+
+@pytest.mark.parametrize("layers", [1, 2, 3])
+def test_inference_at_the_end_equals_the_grouped_readout_with_every_cut_at_the_end(layers):
+    """Serving's path (one sequence, one mask, tokens alone in the last layer) against encode_at_cuts: left padding, an
+    empty history, an invalid token, several layers."""
+    torch.manual_seed(layers)
+    layer = torch.nn.TransformerEncoderLayer(16, 4, 32, 0.0, activation="gelu", batch_first=True, norm_first=True)
+    encoder = torch.nn.TransformerEncoder(layer, layers, enable_nested_tensor=False, norm=torch.nn.LayerNorm(16)).eval()
+    mask = torch.tensor([[False, False, True, True, True, True], [True] * 6, [False] * 6])
+    tokens, queries = torch.randn(3, 6, 16), torch.randn(3, 3, 16)
+    valid = torch.tensor([[False, True, True], [True, True, True], [True, True, False]])
+    at_end = encode_at_end(encoder, tokens, queries, mask, valid)
+    grouped = encode_at_cuts(encoder, tokens, queries[:, None], mask, mask.sum(1, keepdim=True), valid[:, None])[:, 0]
+    assert at_end.shape == (3, 3, 16)
+    assert torch.allclose(at_end[valid], grouped[valid], atol=1e-5)
 
 
 def test_batches_hold_about_the_asked_number_of_points_and_cover_every_row():

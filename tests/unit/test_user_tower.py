@@ -93,3 +93,16 @@ def test_a_decoder_llm_can_be_the_user_tower_sequence_model(tmp_path):
     assert not torch.allclose(users[0], users[1], atol=1e-4)  # per-scenario queries still differ
     users.sum().backward()
     assert model.user_tower.llm.layers[0].self_attn.q_proj.weight.grad is not None  # the LLM trains with the tower
+
+
+def test_the_causal_towers_serving_path_equals_its_training_path():
+    """Eval mode reads the end of the history through encode_at_end; training mode through encode_at_cuts."""
+    model = _model(user_layers=2)
+    inputs = _batch([0, 1, 2])
+    inputs["query_rows"] = torch.tensor([0, -1, 1])  # a search query on the first and last rows
+    query_text_vectors = torch.randn(2, 12)
+    with torch.no_grad():
+        served = model.eval().user_vectors(inputs, query_text_vectors)
+        trained = model.train().user_vectors(inputs, query_text_vectors)
+    assert served.shape == (3, 2, 16)
+    assert torch.allclose(served, trained, atol=1e-5)
