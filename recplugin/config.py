@@ -161,7 +161,7 @@ class ServingConfig:
     workers: int = 1
     batch_max_size: int = 32
     batch_max_latency_ms: int = 10000  # the longest a /recommend call waits for a batch slot before a 503
-    batch_slots: int = 1  # batches in flight per worker, each in a batch process of its own (2: same c=32 req/s on 2 cores)
+    batch_slots: int = 1  # batch processes per worker, each running a batch and holding the next (worker threads without)
     batch_process: bool = True  # /recommend batches run in a child process of each worker, not on the event loop's GIL
     batch_process_timeout_s: float = 30.0  # a batch the child has not answered by then is answered by the worker itself
     torch_threads: int = 1  # intra-op threads of the user tower per worker (2 on 2 cores: c=1 p50 10.1 -> 6.4 ms with 1)

@@ -17,7 +17,8 @@ import pickle
 import signal
 import threading
 import time
-from dataclasses import dataclass, replace
+from collections import deque
+from dataclasses import dataclass, field, replace
 from multiprocessing.connection import Connection
 from queue import Empty, SimpleQueue
 
@@ -27,6 +28,7 @@ from recplugin.serving.messages import RecommendRequest
 logger = logging.getLogger("recplugin.serving")
 STARTING, READY, FAILED = "starting", "ready", "failed"
 RESTART_EVERY_S = 10.0
+PIPELINED = 2  # batches a child holds at once: the one it runs and the next, waiting in its pipe
 START_BOUND_S = 180.0  # a child still loading after this is taken for hung: killed, and /readyz no longer waits for it
 
 
@@ -66,20 +68,6 @@ def _serve(config: RecConfig, status: Connection, pipe: Connection, torch_thread
         recommender.close()
 
 
-async def _readable(pipe: Connection, timeout_s: float) -> bool:
-    """Whether the pipe has something to read (an answer, or the child's exit) within the bound, waited for on the event
-    loop: a thread waiting instead would need the interpreter lock back from the loop to take the answer."""
-    loop = asyncio.get_running_loop()
-    readable = loop.create_future()
-    loop.add_reader(pipe.fileno(), lambda: readable.done() or readable.set_result(True))
-    try:
-        return await asyncio.wait_for(readable, timeout_s)
-    except asyncio.TimeoutError:
-        return False
-    finally:
-        loop.remove_reader(pipe.fileno())
-
-
 @dataclass(eq=False)
 class _Child:
     """One started child: its process, the worker's end of its status and batch pipes, and its state."""
@@ -88,10 +76,20 @@ class _Child:
     status: Connection
     pipe: Connection
     state: str = STARTING
+    pending: deque = field(default_factory=deque)  # one future per batch sent and not answered yet, oldest first
 
-    def stop(self) -> None:
-        """Kill it now (a hung child gets no grace), reap it and close the pipes."""
+    def stop(self, reason: str = "was stopped") -> None:
+        """Kill it now (a hung child gets no grace), reap it, close the pipes; its pending batches go to the worker."""
         self.state = FAILED
+        if self.pending:
+            try:
+                asyncio.get_running_loop().remove_reader(self.pipe.fileno())
+            except RuntimeError:  # stopped off the event loop (the worker's shutdown)
+                self.pending.clear()
+        while self.pending:
+            waiter = self.pending.popleft()
+            if not waiter.done():
+                waiter.set_exception(BatchProcessUnavailable(f"the batch process {reason}"))
         if self.process.is_alive():
             self.process.kill()
             self.process.join(5)
@@ -162,27 +160,50 @@ class BatchProcess:
             return state
 
     async def answer(self, requests: list[RecommendRequest]) -> list:
-        """The child's answers to a batch (an exception instance per failed request), or its batch-wide failure raised."""
+        """The child's answers to a batch (an exception instance per failed request), or its batch-wide failure raised.
+        Batches sent while one runs wait in the pipe and are answered in order: the child starts the next one as soon as
+        it has sent an answer, without a round trip through the worker's event loop."""
         child = self._start_if_gone()
         if child is None or self._state(child) != READY:
             raise BatchProcessUnavailable("the batch process is starting")
-        reason = f"did not answer within {self._timeout_s:g} s"
+        loop = asyncio.get_running_loop()
+        waiter = loop.create_future()
         try:
             child.pipe.send(requests)
-            if await _readable(child.pipe, self._timeout_s):
-                reason, answers = "", child.pipe.recv()
-        except (EOFError, OSError) as error:
-            reason = f"is gone ({type(error).__name__})"
-        except asyncio.CancelledError:  # its answer would be read as the next batch's: this child answers no more
-            child.stop()
-            raise
-        if reason:
-            logger.warning("the batch process %s; this worker answers batches itself until a new one is ready", reason)
-            child.stop()
-            raise BatchProcessUnavailable(f"the batch process {reason}")
+        except OSError as error:
+            self._stop(child, f"is gone ({type(error).__name__})")
+            raise BatchProcessUnavailable("the batch process is gone") from None
+        child.pending.append(waiter)
+        if len(child.pending) == 1:
+            loop.add_reader(child.pipe.fileno(), self._take_answer, child)
+        try:  # a cancelled caller leaves the future in place: its answer is read, in order, and dropped
+            answers = await asyncio.wait_for(asyncio.shield(waiter), self._timeout_s)
+        except asyncio.TimeoutError:
+            self._stop(child, f"did not answer within {self._timeout_s:g} s")
+            raise BatchProcessUnavailable(f"the batch process did not answer within {self._timeout_s:g} s") from None
         if isinstance(answers, BaseException):
             raise answers
         return answers
+
+    def _take_answer(self, child: _Child) -> None:
+        """The pipe is readable: the oldest pending batch's answer, or the child's exit."""
+        try:
+            answers = child.pipe.recv()
+        except (EOFError, OSError) as error:
+            self._stop(child, f"is gone ({type(error).__name__})")
+            return
+        waiter = child.pending.popleft()
+        if not waiter.done():
+            waiter.set_result(answers)
+        if not child.pending:
+            asyncio.get_running_loop().remove_reader(child.pipe.fileno())
+
+    @staticmethod
+    def _stop(child: _Child, reason: str) -> None:
+        """A child that failed a batch answers no more: the worker answers its batches until a new one is ready."""
+        if child.state != FAILED:
+            logger.warning("the batch process %s; this worker answers batches itself until a new one is ready", reason)
+        child.stop(reason)
 
     def close(self) -> None:
         """Stop the child, and start no other."""
@@ -200,7 +221,8 @@ class BatchProcesses:
         self._all = [BatchProcess(config, torch_threads, timeout_s) for _ in range(slots)]
         self._free: SimpleQueue[BatchProcess] = SimpleQueue()
         for process in self._all:
-            self._free.put(process)
+            for _ in range(PIPELINED):
+                self._free.put(process)
 
     def settled(self) -> bool:
         """Whether every first child is past starting (/readyz waits for this)."""

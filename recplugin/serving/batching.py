@@ -33,8 +33,10 @@ class Batcher(Generic[Request, Answer]):
     answer, or one exception instance, per request."""
 
     def __init__(self, handle: Callable[[list[Request]], list | Awaitable[list]], max_batch_size: int, max_wait_ms: float,
-                 slots: int = 1, max_queue: int = 4096) -> None:
+                 slots: int = 1, max_queue: int = 4096, min_behind: int = 1) -> None:
         self._handle = handle
+        self._min_behind = min_behind  # a batch starts behind a running one only with at least this many requests
+        self._slots = slots
         self._max_batch_size = max_batch_size
         self._max_wait_s = max_wait_ms / 1000
         self._max_queue = max_queue
@@ -69,6 +71,8 @@ class Batcher(Generic[Request, Answer]):
         """Start a batch in every free slot while requests wait."""
         loop = asyncio.get_running_loop()
         while self._free_slots and self._queue:
+            if self._free_slots < self._slots and len(self._queue) < self._min_behind:
+                return  # too few to be worth a batch behind the running one: they go when a batch ends
             taken = [self._queue.popleft() for _ in range(min(self._max_batch_size, len(self._queue)))]
             for waiting in taken:
                 if waiting.timer is not None:

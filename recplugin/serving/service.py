@@ -16,7 +16,7 @@ from pydantic import BaseModel, Field, ValidationError
 from starlette.responses import JSONResponse
 
 from recplugin.config import load_config
-from recplugin.serving.batch_process import BatchProcesses, BatchProcessUnavailable
+from recplugin.serving.batch_process import PIPELINED, BatchProcesses, BatchProcessUnavailable
 from recplugin.serving.batching import Batcher, Overloaded
 from recplugin.serving.guards import RequestGuard, bound_metrics_labels
 from recplugin.serving.ids import IdCodec
@@ -117,9 +117,12 @@ class RecPlugin:
         self._readiness: Future | None = None
         self._connect()
         # Concurrent /recommend calls in this worker are served in batches (one Feast read, one user-tower forward and one
-        # Milvus call per scenario for the group); a batch starts as soon as a slot is free, never on a timer.
+        # Milvus call per scenario for the group); a batch starts as soon as a slot is free, never on a timer. A batch
+        # process takes the next batch behind the one it runs once half a batch waits (c=32, 3k items: 0.56 -> 0.62x of
+        # the no-op ceiling; behind it at a quarter: 0.59x, smaller batches).
+        pipelined = PIPELINED if LIMITS.batch_process else 1
         self._batched = Batcher(self._recommend_batch, LIMITS.batch_max_size, LIMITS.batch_max_latency_ms,
-                                slots=LIMITS.batch_slots)
+                                slots=LIMITS.batch_slots * pipelined, min_behind=max(1, LIMITS.batch_max_size // 2))
 
     async def _recommend_batch(self, requests: list[RecommendRequest]) -> list:
         """The batch callback: a batch process's answers (this worker's own, in a thread, when it cannot answer), or the

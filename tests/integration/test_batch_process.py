@@ -3,6 +3,7 @@ and a killed or a hung (SIGSTOP) child costs no request: the worker answers the 
 import os
 import signal
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import pandas as pd
 import psutil
@@ -50,6 +51,10 @@ def test_a_killed_or_hung_batch_process_costs_no_request(built_pipeline, tmp_pat
         pipeline.wait_ready(base, process)  # ready means the child answers: the worker has answered nothing
         expected = [_items(base, user)[0] for user in users]
         assert _batches(base) == {"batch_process": len(users)}
+        with ThreadPoolExecutor(40) as pool:  # batches queued behind a running one, in the child's pipe, answered in order
+            answers = list(pool.map(lambda n: _items(base, users[n % len(users)])[0], range(160)))
+        assert answers == [expected[n % len(users)] for n in range(160)]
+        assert set(_batches(base)) == {"batch_process"}
 
         first = _child(process)
         first.kill()

@@ -170,3 +170,28 @@ def test_a_request_whose_caller_went_away_is_left_out_of_the_next_batch():
 
     asyncio.run(scenario())
     assert recorder.batches == [[1], [3]]
+
+
+def test_a_batch_behind_a_running_one_waits_for_enough_requests_and_a_lone_one_never_waits():
+    """With two slots a second batch starts while one runs only once `min_behind` requests wait (a tiny batch behind a
+    running one would cost its fixed work for little); the rest go when a batch ends, and an idle batcher starts at once."""
+    recorder = Recorder()
+
+    async def scenario():
+        batcher = Batcher(recorder, max_batch_size=32, max_wait_ms=5000, slots=2, min_behind=3)
+        recorder.release.clear()
+        running = asyncio.create_task(batcher(1))
+        await asyncio.sleep(0.05)
+        few = [asyncio.create_task(batcher(i)) for i in (2, 3)]
+        await asyncio.sleep(0.05)
+        assert batcher.batches == 1  # two waiting: not worth a batch behind the running one
+        more = asyncio.create_task(batcher(4))
+        await asyncio.sleep(0.05)
+        assert batcher.batches == 2  # three waiting: they go behind it
+        recorder.release.set()
+        assert await asyncio.gather(running, *few, more) == [10, 20, 30, 40]
+        assert await batcher(5) == 50  # idle again: a lone request starts at once
+        return batcher
+
+    asyncio.run(scenario())
+    assert recorder.batches == [[1], [2, 3, 4], [5]]
