@@ -23,9 +23,21 @@ def batch_size(levels: list[dict], concurrency: int, stages: dict) -> str:
     return f"{level['mean_batch_size']:.1f}: {level['mean_batch_ms']:.1f} ms ({alone[size]:.1f} ms for {size} alone)"
 
 
+def ratio_to(value: float, baseline: float | None) -> str:
+    """value ÷ baseline as a table cell, n/a without a baseline."""
+    return "n/a" if not baseline else f"{value / baseline:.2f}x"
+
+
 def settled(burst: dict) -> float:
     """The p50 of the c=1 level after the burst once settled (from its fourth second on; older files: the whole level)."""
     return burst.get("after_settled_p50_ms", burst["after_p50_ms"])
+
+
+def just_before(levels: list[dict], burst_number: int) -> float | None:
+    """The median per-second c=1 p50 over the last 3 seconds before the burst (levels run c=1, c=32, c=1, ...): the
+    closest baseline in time; None where the file has no per-second p50s."""
+    seconds = levels[2 * burst_number - 2].get("p50_by_second_ms") if 2 * burst_number - 2 < len(levels) else None
+    return statistics.median(seconds[-3:]) if seconds else None
 
 
 def median_cpu(levels: list[dict]) -> dict[str, float]:
@@ -55,7 +67,8 @@ def serving_section() -> tuple[str, list[dict]]:
             f"{statistics.median(burst['ratio_to_fresh'] for burst in bursts):.2f}x)"
         burst_rows += [[f"{stack}, {record['items']:,} items", number, f"{burst['before_p50_ms']:.1f}",
                         f"{burst['after_first_second_p50_ms']:.1f}", f"{settled(burst):.1f}", f"{burst['ratio_to_fresh']:.2f}x",
-                        f"{burst['ratio']:.2f}x", f"{burst['after_first_second_p50_ms'] / settled(burst):.2f}x"]
+                        f"{burst['ratio']:.2f}x", ratio_to(burst["after_first_second_p50_ms"], just_before(levels, number)),
+                        f"{burst['after_first_second_p50_ms'] / settled(burst):.2f}x"]
                        for number, burst in enumerate(bursts, 1)]
         rows.append([stack, f"{record['items']:,}", f"{record['p50']:.1f} / {record['p99']:.1f}", recovery,
                      f"{record['rps']:.0f}", f"{top_throughput(data['noop_levels']):.0f}",
@@ -76,10 +89,13 @@ def serving_section() -> tuple[str, list[dict]]:
     burst_text = ("\nRecovery after each burst: the p50 of the c=1 requests that ended within the first second after the "
                   "burst, against the fresh c=1 p50 (the issue's measure), the c=1 level just before the burst and the c=1 "
                   "level it starts once settled (the median per-second p50 from its fourth second on; older files: the whole "
-                  "level). The machine's speed drifts by a third over minutes: a slow recovery shows as a first second slower "
-                  "than the rest of its level, a slow machine as a slow whole level:\n\n" +
+                  "level), and the last 3 seconds before the burst (the median of their per-second p50s: the baseline "
+                  "closest in time). The machine's speed drifts by a third over minutes, and a c=1 level's per-second p50 "
+                  "wanders over as much within seconds: a slow recovery shows as a first second slower than the seconds "
+                  "just before the burst and than the rest of its level, a slow machine as a slow stretch of seconds on "
+                  "both sides of the burst:\n\n" +
                   table(["stack", "burst", "c=1 p50 before, ms", "first second after, ms", "its level settled, ms", "÷ fresh",
-                         "÷ before", "÷ its level"], burst_rows) + "\n") if burst_rows else ""
+                         "÷ before", "÷ last 3 s before", "÷ its level"], burst_rows) + "\n") if burst_rows else ""
     order = ["HTTP worker", "batch process", "Milvus Lite", "load generator"]
     roles = sorted({role for service, _ in cpu_rows.values() for role, ms in service.items() if ms >= 0.005},
                    key=lambda role: order.index(role) if role in order else len(order))
