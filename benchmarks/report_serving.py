@@ -40,6 +40,15 @@ def just_before(levels: list[dict], burst_number: int) -> float | None:
     return statistics.median(seconds[-3:]) if seconds else None
 
 
+def noise_floor(levels: list[dict]) -> str:
+    """How far the fresh c=1 level's own seconds stray from its p50: their range, and how many are over 1.2x of it."""
+    seconds, p50 = levels[0].get("p50_by_second_ms"), levels[0]["p50_ms"]
+    if not seconds:
+        return "n/a"
+    over = sum(second > 1.2 * p50 for second in seconds)
+    return f"{min(seconds) / p50:.2f}-{max(seconds) / p50:.2f}x; {over} of {len(seconds)} over 1.2x"
+
+
 def median_cpu(levels: list[dict]) -> dict[str, float]:
     """Each role's median CPU ms per request over the levels (the bursts) that recorded it."""
     readings = [level["cpu_ms_per_request"] for level in levels if level.get("cpu_ms_per_request")]
@@ -48,7 +57,7 @@ def median_cpu(levels: list[dict]) -> dict[str, float]:
 
 def serving_section() -> tuple[str, list[dict]]:
     """/recommend latency and throughput on both stacks, beside a no-op BentoML service in the same run."""
-    rows, records, profiles, cpu_rows, burst_rows = [], [], {}, {}, []
+    rows, records, profiles, cpu_rows, burst_rows, floors = [], [], {}, {}, [], []
     for name in SERVING:
         data = load(name)
         levels, summary = data["levels"], data["summary"]
@@ -60,6 +69,7 @@ def serving_section() -> tuple[str, list[dict]]:
                   "after": summary["after_burst_first_second_p50_ms"], "recovery": summary["ratio_first_second"],
                   "errors": sum(level["errors"] for level in levels)}
         records.append(record)
+        floors.append([f"{stack}, {record['items']:,} items", f"{record['p50']:.1f}", noise_floor(levels)])
         bursts = summary.get("bursts", [])
         worst = max(bursts, key=lambda burst: burst["ratio_to_fresh"], default=None)
         recovery = f"{record['after']:.1f} ({record['recovery']:.2f}x)" if worst is None else \
@@ -95,7 +105,10 @@ def serving_section() -> tuple[str, list[dict]]:
                   "just before the burst and than the rest of its level, a slow machine as a slow stretch of seconds on "
                   "both sides of the burst:\n\n" +
                   table(["stack", "burst", "c=1 p50 before, ms", "first second after, ms", "its level settled, ms", "÷ fresh",
-                         "÷ before", "÷ last 3 s before", "÷ its level"], burst_rows) + "\n") if burst_rows else ""
+                         "÷ before", "÷ last 3 s before", "÷ its level"], burst_rows) + "\n" +
+                  "\nHow far the fresh c=1 level's own per-second p50s stray from its p50, with no burst before them: the "
+                  "resolution of a 1.2x bound on one second on this machine:\n\n" +
+                  table(["stack", "fresh c=1 p50, ms", "its seconds ÷ its p50"], floors) + "\n") if burst_rows else ""
     order = ["HTTP worker", "batch process", "Milvus Lite", "load generator"]
     roles = sorted({role for service, _ in cpu_rows.values() for role, ms in service.items() if ms >= 0.005},
                    key=lambda role: order.index(role) if role in order else len(order))
