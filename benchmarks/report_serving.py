@@ -49,6 +49,15 @@ def noise_floor(levels: list[dict]) -> str:
     return f"{min(seconds) / p50:.2f}-{max(seconds) / p50:.2f}x; {over} of {len(seconds)} over 1.2x"
 
 
+def twin_floor(levels: list[dict]) -> str:
+    """How far the fresh c=1 level's seconds stray from the twin's same seconds: the resolution of the paired measure."""
+    control = levels[0].get("control")
+    if not control:
+        return "n/a"
+    ratios = [ours / twin for ours, twin in zip(levels[0]["p50_by_second_ms"], control["p50_by_second_ms"])]
+    return f"{min(ratios):.2f}-{max(ratios):.2f}x; {sum(ratio > 1.2 for ratio in ratios)} of {len(ratios)} over 1.2x"
+
+
 def median_cpu(levels: list[dict]) -> dict[str, float]:
     """Each role's median CPU ms per request over the levels (the bursts) that recorded it."""
     readings = [level["cpu_ms_per_request"] for level in levels if level.get("cpu_ms_per_request")]
@@ -69,16 +78,19 @@ def serving_section() -> tuple[str, list[dict]]:
                   "after": summary["after_burst_first_second_p50_ms"], "recovery": summary["ratio_first_second"],
                   "errors": sum(level["errors"] for level in levels)}
         records.append(record)
-        floors.append([f"{stack}, {record['items']:,} items", f"{record['p50']:.1f}", noise_floor(levels)])
+        floors.append([f"{stack}, {record['items']:,} items", f"{record['p50']:.1f}", noise_floor(levels), twin_floor(levels)])
         bursts = summary.get("bursts", [])
         worst = max(bursts, key=lambda burst: burst["ratio_to_fresh"], default=None)
         recovery = f"{record['after']:.1f} ({record['recovery']:.2f}x)" if worst is None else \
             f"{worst['after_first_second_p50_ms']:.1f} ({worst['ratio_to_fresh']:.2f}x, the worst of {len(bursts)}; median " \
-            f"{statistics.median(burst['ratio_to_fresh'] for burst in bursts):.2f}x)"
+            f"{statistics.median(burst['ratio_to_fresh'] for burst in bursts):.2f}x)" + \
+            (f"; ÷ the twin in the same second: worst {summary['ratio_to_twin_worst']:.2f}x, median "
+             f"{summary['ratio_to_twin_median']:.2f}x" if "ratio_to_twin_worst" in summary else "")
         burst_rows += [[f"{stack}, {record['items']:,} items", number, f"{burst['before_p50_ms']:.1f}",
                         f"{burst['after_first_second_p50_ms']:.1f}", f"{settled(burst):.1f}", f"{burst['ratio_to_fresh']:.2f}x",
                         f"{burst['ratio']:.2f}x", ratio_to(burst["after_first_second_p50_ms"], just_before(levels, number)),
-                        f"{burst['after_first_second_p50_ms'] / settled(burst):.2f}x"]
+                        f"{burst['after_first_second_p50_ms'] / settled(burst):.2f}x",
+                        f"{burst['ratio_to_twin']:.2f}x" if "ratio_to_twin" in burst else "n/a"]
                        for number, burst in enumerate(bursts, 1)]
         rows.append([stack, f"{record['items']:,}", f"{record['p50']:.1f} / {record['p99']:.1f}", recovery,
                      f"{record['rps']:.0f}", f"{top_throughput(data['noop_levels']):.0f}",
@@ -103,12 +115,18 @@ def serving_section() -> tuple[str, list[dict]]:
                   "closest in time). The machine's speed drifts by a third over minutes, and a c=1 level's per-second p50 "
                   "wanders over as much within seconds: a slow recovery shows as a first second slower than the seconds "
                   "just before the burst and than the rest of its level, a slow machine as a slow stretch of seconds on "
-                  "both sides of the burst:\n\n" +
+                  "both sides of the burst. The last column compares with a twin of the service (same config, same "
+                  "stores, started beside it) that never sees a burst: each c=1 request goes to the service and then the "
+                  "same one to the twin, so both share the machine's speed of that second (older files: n/a). The twin "
+                  "shares the stores and the Milvus process with the service, so a store slowed by the burst slows both: "
+                  "that shows in the other columns:\n\n" +
                   table(["stack", "burst", "c=1 p50 before, ms", "first second after, ms", "its level settled, ms", "÷ fresh",
-                         "÷ before", "÷ last 3 s before", "÷ its level"], burst_rows) + "\n" +
-                  "\nHow far the fresh c=1 level's own per-second p50s stray from its p50, with no burst before them: the "
-                  "resolution of a 1.2x bound on one second on this machine:\n\n" +
-                  table(["stack", "fresh c=1 p50, ms", "its seconds ÷ its p50"], floors) + "\n") if burst_rows else ""
+                         "÷ before", "÷ last 3 s before", "÷ its level", "÷ twin, same second"], burst_rows) + "\n" +
+                  "\nHow far the fresh c=1 level's own per-second p50s stray, with no burst before them, from its p50 and "
+                  "from the twin's p50 in the same second: the resolution of a 1.2x bound on one second on this machine, "
+                  "alone and paired:\n\n" +
+                  table(["stack", "fresh c=1 p50, ms", "its seconds ÷ its p50", "its seconds ÷ the twin's"], floors) + "\n") \
+        if burst_rows else ""
     order = ["HTTP worker", "batch process", "Milvus Lite", "load generator"]
     roles = sorted({role for service, _ in cpu_rows.values() for role, ms in service.items() if ms >= 0.005},
                    key=lambda role: order.index(role) if role in order else len(order))

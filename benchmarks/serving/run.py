@@ -12,7 +12,9 @@ depends on the index size, not on what the extra items are. The original version
 there (the index `index.index_type` picks: IVF_FLAT from `index.flat_index_below` items). Recall@100 of the served index
 is measured against exact search over the same catalogue, filter and seen items.
 Levels run in the order given (default c=1, then five rounds of c=32 and c=1: each c=1 after a burst shows how fast
-single requests recover, against the c=1 level just before that burst and the fresh one). A no-op BentoML service
+single requests recover, against the c=1 level just before that burst, the fresh one, and a twin of the service
+that never sees a burst: each c=1 request is followed by the same one to the twin, so a second of the service compares
+with the same second of a fresh service on the same machine). A no-op BentoML service
 (benchmarks/serving/noop_service.py), the framework's ceiling on this machine, runs beside it: each c=32 level is
 driven against it right before the service's, and the ceiling ratio is the median over these pairs; `--profile` adds
 a c=32 level under py-spy and records where the samples fall.
@@ -135,11 +137,12 @@ def batch_counters(base: str) -> tuple[float, float, float]:
             value("recplugin_recommend_batch_seconds_sum"))
 
 
-def measure(base: str, bodies: list[dict], concurrency: int, args, pid: int, batches: bool = False) -> dict:
+def measure(base: str, bodies: list[dict], concurrency: int, args, pid: int, batches: bool = False,
+            control: str | None = None) -> dict:
     """One level, with the CPU per request of each process of service `pid` and of the load generator (and the mean
-    /recommend batch when `batches`)."""
+    /recommend batch when `batches`; each request followed by the same one to `control` where given)."""
     before, cpu = batch_counters(base) if batches else None, spy.cpu_seconds(pid)
-    level = drive(base, bodies, concurrency, args.requests, args.seconds if concurrency > 1 else args.single_seconds)
+    level = drive(base, bodies, concurrency, args.requests, args.seconds if concurrency > 1 else args.single_seconds, control)
     level["cpu_ms_per_request"] = spy.cpu_ms_per_request(cpu, spy.cpu_seconds(pid), level["requests"])
     if before is not None:
         after = batch_counters(base)
@@ -147,21 +150,26 @@ def measure(base: str, bodies: list[dict], concurrency: int, args, pid: int, bat
         level["mean_batch_size"] = (after[0] - before[0]) / count
         level["mean_batch_ms"] = 1000 * (after[2] - before[2]) / count
     print(f"  {'recplugin' if batches else 'no-op'} c={concurrency}: p50 {level['p50_ms']:.1f} ms, "
-          f"{level['throughput_rps']:.0f} req/s, {level['errors']} errors", flush=True)
+          f"{level['throughput_rps']:.0f} req/s, {level['errors']} errors"
+          + (f"; twin p50 {level['control']['p50_ms']:.1f} ms" if control else ""), flush=True)
     return level
 
 
-def drive_side_by_side(service: tuple[str, int], noop: tuple[str, int], bodies: list[dict], args) -> tuple[list, list]:
-    """Warm both up at concurrency 1 (no burst before the fresh level), then the service's levels in the order given,
-    each of its bursts right after the same burst against the no-op service: the machine's speed drifts by a third
-    over minutes here, so each ceiling ratio compares levels seconds apart."""
-    for base, _ in (service, noop):
+def drive_side_by_side(service: tuple[str, int], noop: tuple[str, int], twin: str, bodies: list[dict],
+                       args) -> tuple[list, list]:
+    """Warm all three up at concurrency 1 (no burst before the fresh level), then the service's levels in the order
+    given, each of its bursts right after the same burst against the no-op service, each c=1 request followed by the
+    same one to the twin, which never sees a burst: the machine's speed drifts by a third over minutes here, so each
+    ceiling ratio compares levels seconds apart and each recovery a second of the service with the same second of
+    the twin."""
+    for base in (service[0], noop[0], twin):
         drive(base, bodies, 1, 100, 30)
     top, levels, ceiling = max(args.concurrency), [], []
     for concurrency in args.concurrency:
         if concurrency == top:
             ceiling.append(measure(noop[0], bodies, concurrency, args, noop[1]))
-        levels.append(measure(service[0], bodies, concurrency, args, service[1], batches=True))
+        levels.append(measure(service[0], bodies, concurrency, args, service[1], batches=True,
+                              control=twin if concurrency == 1 else None))
     return levels, ceiling
 
 
@@ -195,17 +203,21 @@ def bench_one(config, args, items: int, users: list[int], bodies: list[dict]) ->
     """Serve the catalogue padded to `items`, drive every level (and the no-op ceiling), time the stages, write the report."""
     version = padded_version(config, items)
     items = items or len(np.load(Path(ModelRegistry(config.registry_sqlalchemy_url).get(version).artifact_uri) / ITEM_IDS))
-    port = pipeline.free_port()
-    base = f"http://127.0.0.1:{port}"
+    port, twin_port = pipeline.free_port(), pipeline.free_port()
+    base, twin = f"http://127.0.0.1:{port}", f"http://127.0.0.1:{twin_port}"
     process = pipeline.start_service(config, port, log_path=config.path("bench_service.log"))
+    twin_process = pipeline.start_service(config, twin_port, log_path=config.path("bench_twin.log"))
     try:
         pipeline.wait_ready(base, process)
+        pipeline.wait_ready(twin, twin_process)
         with noop_service(config.path(".")) as noop:
-            print(f"recplugin, {items:,} items, beside the no-op service:", flush=True)
-            levels, ceiling = drive_side_by_side((base, process.pid), noop, bodies, args)
+            print(f"recplugin, {items:,} items, beside the no-op service and a twin:", flush=True)
+            levels, ceiling = drive_side_by_side((base, process.pid), noop, twin, bodies, args)
+        pipeline.stop_service(twin_process)
         spent = profile_burst(base, process, bodies, args, config.path("bench_profile.txt")) if args.profile else {}
     finally:
         pipeline.stop_service(process)
+        pipeline.stop_service(twin_process)
     stages = time_stages(config, users, repeats=100)
     recall = stages.pop("recall_at_100")
     in_path = stages["feast_online_read"] + stages["user_tower"] + stages["milvus_search"]
