@@ -159,9 +159,16 @@ def cmd_milvus_server(config: RecConfig, args: argparse.Namespace) -> None:
     import time
 
     from milvus_lite.server import Server
+    from pymilvus import MilvusException
+
+    from recplugin.index import lite_guard
 
     if "://" in config.index.uri:
         sys.exit(f"recplugin milvus-server: index.uri is already a server ({config.index.uri}); it serves a Milvus Lite file")
+    try:
+        lite_guard.hold(config.milvus_uri)
+    except MilvusException as error:
+        sys.exit(f"recplugin milvus-server: {error.message}")
     server = Server(config.milvus_uri, address=args.address)
     if not server.init() or not server.start():
         sys.exit(f"recplugin milvus-server: could not serve {config.milvus_uri} (is another process holding it?)")

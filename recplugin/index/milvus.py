@@ -9,6 +9,7 @@ import numpy as np
 from pymilvus import MilvusClient, MilvusException
 
 from recplugin.config import IndexConfig
+from recplugin.index import lite_guard
 from recplugin.models.merge import interleaved
 
 VECTOR_FIELD = "vector"
@@ -44,19 +45,31 @@ def connect(uri: str, timeout: float | None = None) -> MilvusClient:
     """A client for a Milvus server URI or a Milvus Lite file; `timeout` bounds the connection attempt."""
     if "://" in uri:
         return MilvusClient(uri, grpc_options=IDLE_SAFE_KEEPALIVE, timeout=timeout)
+    taken = lite_guard.hold(uri)  # before milvus-lite sees the file: another process holding it is refused here
     try:
-        return MilvusClient(uri, timeout=timeout)
-    except MilvusException as error:  # Milvus Lite's server can die while starting (its socket never appears): once more
-        logging.getLogger(__name__).warning("Milvus Lite at %s did not start (%s); starting it again", uri, error.message)
-        _release_lite(uri)
-        return MilvusClient(uri, timeout=timeout)
+        try:
+            return MilvusClient(uri, timeout=timeout)
+        except MilvusException as error:  # Milvus Lite's server can die while starting (its socket never appears): once more
+            logging.getLogger(__name__).warning("Milvus Lite at %s did not start (%s); starting it again", uri, error.message)
+            _stop_lite_server(uri)
+            return MilvusClient(uri, timeout=timeout)
+    except Exception:
+        if taken:
+            _release_lite(uri)
+        raise
 
 
-def _release_lite(uri: str) -> None:
-    """Stop the in-process Milvus Lite server of a file, which holds the file's lock."""
+def _stop_lite_server(uri: str) -> None:
+    """Stop the in-process Milvus Lite server of a file, which holds milvus-lite's lock on it."""
     from milvus_lite.server_manager import server_manager_instance
 
     server_manager_instance.release_server(uri)
+
+
+def _release_lite(uri: str) -> None:
+    """Stop the in-process Milvus Lite server of a file, then let other processes open it."""
+    _stop_lite_server(uri)
+    lite_guard.release(uri)
 
 
 def shared_uri(uri: str) -> str:
@@ -66,8 +79,11 @@ def shared_uri(uri: str) -> str:
         return uri
     from milvus_lite.server_manager import server_manager_instance
 
+    taken = lite_guard.hold(uri)
     socket = server_manager_instance.start_and_get_uri(uri)
     if socket is None:
+        if taken:
+            lite_guard.release(uri)
         raise MilvusException(message=f"Milvus Lite did not start for {uri}")
     return "unix://" + socket.removeprefix("unix:")
 

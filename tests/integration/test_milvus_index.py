@@ -245,3 +245,39 @@ def test_a_milvus_lite_server_that_dies_while_starting_is_started_again(tmp_path
         assert "did not start" in caplog.text
     finally:
         milvus_module.disconnect(client, uri)
+
+
+def test_a_milvus_lite_file_another_process_serves_is_refused_and_never_opened_twice(tmp_path):
+    """milvus-lite deletes its own lock file when a second process fails to open the file, so a retry would open a second
+    server on it and the two would diverge; connect() refuses, naming the holder, and the holder keeps its data."""
+    import subprocess
+    import sys
+
+    from pymilvus import MilvusException
+
+    uri = str(tmp_path / "held.db")
+    holder = subprocess.Popen([sys.executable, "-c", (
+        "import sys, time\nfrom recplugin.index import milvus\n"
+        f"client = milvus.connect({uri!r}, timeout=30)\n"
+        "client.create_collection('t', dimension=4)\n"
+        "print('ready', flush=True)\nsys.stdin.readline()\n"
+        "print(len(client.query('t', filter='id >= 0', output_fields=['id'])), flush=True)\n"
+        f"milvus.disconnect(client, {uri!r})\n")], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "ready"
+        for _ in range(3):  # a retry is refused as the first attempt was
+            with pytest.raises(MilvusException, match=f"open in another process \\(pid {holder.pid}\\)"):
+                milvus.connect(uri, timeout=30)
+        with pytest.raises(MilvusException, match="another process"):
+            milvus.shared_uri(uri)
+        holder.stdin.write("\n")
+        holder.stdin.flush()
+        assert holder.stdout.readline().strip() == "0"
+    finally:
+        holder.stdin.close()
+        holder.wait(timeout=60)
+    client = milvus.connect(uri, timeout=30)  # the holder is gone: the file opens here
+    try:
+        assert client.list_collections() == ["t"]
+    finally:
+        milvus.disconnect(client, uri)
