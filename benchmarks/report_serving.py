@@ -118,8 +118,9 @@ def serving_section() -> tuple[str, list[dict]]:
                   "both sides of the burst. The last column compares with a twin of the service (same config, same "
                   "stores, started beside it) that never sees a burst: each c=1 request goes to the service and then the "
                   "same one to the twin, so both share the machine's speed of that second (older files: n/a). The twin "
-                  "shares the stores and the Milvus process with the service, so a store slowed by the burst slows both: "
-                  "that shows in the other columns:\n\n" +
+                  "shares the online store, and on the production stack the Milvus server, with the service (embedded: it "
+                  "reads a copy of the Milvus Lite file in a Milvus Lite process of its own), so a store slowed by the "
+                  "burst slows both: that shows in the other columns:\n\n" +
                   table(["stack", "burst", "c=1 p50 before, ms", "first second after, ms", "its level settled, ms", "÷ fresh",
                          "÷ before", "÷ last 3 s before", "÷ its level", "÷ twin, same second"], burst_rows) + "\n" +
                   "\nHow far the fresh c=1 level's own per-second p50s stray, with no burst before them, from its p50 and "

@@ -14,7 +14,8 @@ is measured against exact search over the same catalogue, filter and seen items.
 Levels run in the order given (default c=1, then five rounds of c=32 and c=1: each c=1 after a burst shows how fast
 single requests recover, against the c=1 level just before that burst, the fresh one, and a twin of the service
 that never sees a burst: each c=1 request is followed by the same one to the twin, so a second of the service compares
-with the same second of a fresh service on the same machine). A no-op BentoML service
+with the same second of a fresh service on the same machine; the twin shares the stores and a Milvus server, and reads
+a copy of a Milvus Lite file). A no-op BentoML service
 (benchmarks/serving/noop_service.py), the framework's ceiling on this machine, runs beside it: each c=32 level is
 driven against it right before the service's, and the ceiling ratio is the median over these pairs; `--profile` adds
 a c=32 level under py-spy and records where the samples fall.
@@ -50,6 +51,7 @@ from recplugin.models.artifact import ITEM_IDS  # noqa: E402
 from recplugin.registry.models import ModelRegistry  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parents[1] / "results"
+TWIN_MILVUS_LITE = "twin-milvus.db"
 
 
 def time_stages(config, users: list[int], repeats: int) -> dict:
@@ -199,6 +201,15 @@ def profile_burst(base: str, process: subprocess.Popen, bodies: list[dict], args
     return {"seconds": args.profile_seconds, "concurrency": 32, **spy.breakdown(out)}
 
 
+def twin_config(config):
+    """The config of the service's twin: the same, but on a copy of a Milvus Lite file (Milvus Lite serves one process per
+    file); a Milvus server is shared."""
+    if "://" in config.index.uri:
+        return config
+    shutil.copyfile(config.milvus_uri, config.path(TWIN_MILVUS_LITE))
+    return pipeline.with_overrides(config, index={"uri": TWIN_MILVUS_LITE})
+
+
 def bench_one(config, args, items: int, users: list[int], bodies: list[dict]) -> None:
     """Serve the catalogue padded to `items`, drive every level (and the no-op ceiling), time the stages, write the report."""
     version = padded_version(config, items)
@@ -206,7 +217,7 @@ def bench_one(config, args, items: int, users: list[int], bodies: list[dict]) ->
     port, twin_port = pipeline.free_port(), pipeline.free_port()
     base, twin = f"http://127.0.0.1:{port}", f"http://127.0.0.1:{twin_port}"
     process = pipeline.start_service(config, port, log_path=config.path("bench_service.log"))
-    twin_process = pipeline.start_service(config, twin_port, log_path=config.path("bench_twin.log"))
+    twin_process = pipeline.start_service(twin_config(config), twin_port, log_path=config.path("bench_twin.log"))
     try:
         pipeline.wait_ready(base, process)
         pipeline.wait_ready(twin, twin_process)
@@ -218,6 +229,7 @@ def bench_one(config, args, items: int, users: list[int], bodies: list[dict]) ->
     finally:
         pipeline.stop_service(process)
         pipeline.stop_service(twin_process)
+        config.path(TWIN_MILVUS_LITE).unlink(missing_ok=True)
     stages = time_stages(config, users, repeats=100)
     recall = stages.pop("recall_at_100")
     in_path = stages["feast_online_read"] + stages["user_tower"] + stages["milvus_search"]
