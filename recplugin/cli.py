@@ -172,6 +172,7 @@ def cmd_milvus_server(config: RecConfig, args: argparse.Namespace) -> None:
     server = Server(config.milvus_uri, address=args.address)
     if not server.init() or not server.start():
         sys.exit(f"recplugin milvus-server: could not serve {config.milvus_uri} (is another process holding it?)")
+    lite_guard.advertise(config.milvus_uri, f"http://{args.address}")  # a CLI command on the file uses this server
     print(f"Milvus Lite {config.milvus_uri} at http://{args.address}; point every process at it with "
           f"index.uri: http://{args.address}", flush=True)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))

@@ -41,18 +41,26 @@ def milvus_reason(error: Exception, timeout_s: float | None) -> str:
 IDLE_SAFE_KEEPALIVE = {"grpc.keepalive_time_ms": 60_000, "grpc.keepalive_permit_without_calls": False}
 
 
-def connect(uri: str, timeout: float | None = None) -> MilvusClient:
-    """A client for a Milvus server URI or a Milvus Lite file; `timeout` bounds the connection attempt."""
+def connect(uri: str, timeout: float | None = None, borrow: bool = True) -> MilvusClient:
+    """A client for a Milvus server URI or a Milvus Lite file; `timeout` bounds the connection attempt. A Milvus Lite file
+    another process serves is used through that process's server when `borrow` (for as long as it runs), else refused."""
     if "://" in uri:
         return MilvusClient(uri, grpc_options=IDLE_SAFE_KEEPALIVE, timeout=timeout)
-    taken = lite_guard.hold(uri)  # before milvus-lite sees the file: another process holding it is refused here
+    try:
+        taken = lite_guard.hold(uri)  # before milvus-lite sees the file: it never opens a file another process serves
+    except lite_guard.HeldElsewhere as held:
+        if not (borrow and held.socket):
+            raise
+        return MilvusClient(held.socket, grpc_options=IDLE_SAFE_KEEPALIVE, timeout=timeout)
     try:
         try:
-            return MilvusClient(uri, timeout=timeout)
+            client = MilvusClient(uri, timeout=timeout)
         except MilvusException as error:  # Milvus Lite's server can die while starting (its socket never appears): once more
             logging.getLogger(__name__).warning("Milvus Lite at %s did not start (%s); starting it again", uri, error.message)
             _stop_lite_server(uri)
-            return MilvusClient(uri, timeout=timeout)
+            client = MilvusClient(uri, timeout=timeout)
+        shared_uri(uri)  # says where its server listens
+        return client
     except Exception:
         if taken:
             _release_lite(uri)
@@ -85,13 +93,15 @@ def shared_uri(uri: str) -> str:
         if taken:
             lite_guard.release(uri)
         raise MilvusException(message=f"Milvus Lite did not start for {uri}")
-    return "unix://" + socket.removeprefix("unix:")
+    shared = "unix://" + socket.removeprefix("unix:")
+    lite_guard.advertise(uri, shared)
+    return shared
 
 
 def disconnect(client: MilvusClient, uri: str) -> None:
-    """Close the client; for a Milvus Lite file also stop its in-process server."""
+    """Close the client; for a Milvus Lite file this process serves, also stop its server."""
     client.close()
-    if "://" not in uri:
+    if "://" not in uri and lite_guard.holds(uri):
         _release_lite(uri)
 
 

@@ -41,7 +41,7 @@ class Recommender:
         self.timeout = config.index.rpc_timeout_s
         self.event_log = log_to_append(config.live_events_path, config.serving.event_log_per_host)
         self.registry = ModelRegistry(config.registry_sqlalchemy_url)
-        self.milvus = connect(config.milvus_uri, timeout=self.timeout)
+        self.milvus = connect(config.milvus_uri, timeout=self.timeout, borrow=False)  # never on another process's server
         self._stop = threading.Event()
         self.feast_lock = threading.Lock()
         # a batch's scenario searches overlap: each waits on Milvus while another parses its hits (batch of 16: -12%)

@@ -280,3 +280,20 @@ def test_user_vectors_score_items_exactly_as_recommend_does(service, built_pipel
     unknown = _post(service, "/user_vectors", {"user_id": 10**12, "scenario": "feed"}).json()
     assert unknown["known_user"] is False and unknown["vectors"] == []
     assert _post(service, "/user_vectors", {"user_id": 1, "scenario": "nope"}).status_code == 400
+
+
+def test_a_cli_command_while_the_service_runs_uses_the_services_milvus_lite_server(service, built_pipeline):
+    """`recplugin promote` on the Milvus Lite file the service holds goes through the service's own Milvus Lite server:
+    it neither opens a second server on the file (the two would diverge) nor takes the file from the service."""
+    from recplugin import cli
+    from recplugin.index import lite_guard
+
+    config = built_pipeline.config
+    holder = lite_guard.guard_path(config.milvus_uri).read_text().split()
+    assert holder[0] != str(__import__("os").getpid()) and holder[1].startswith("unix://")
+    path = pipeline.save_config(config, config.path("promote-while-serving.yaml"))
+    cli.main(["promote", built_pipeline.version, "-c", str(path)])
+    assert not lite_guard.holds(config.milvus_uri)
+    assert lite_guard.guard_path(config.milvus_uri).read_text().split() == holder
+    answer = _post(service, "/recommend", {"user_id": 1, "scenario": config.scenarios[0], "k": 5})
+    assert answer.status_code == 200 and answer.json()["model_version"] == built_pipeline.version

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from recplugin.config import IndexConfig
-from recplugin.index import collections, milvus
+from recplugin.index import collections, lite_guard, milvus
 
 pytestmark = pytest.mark.integration
 
@@ -247,17 +247,17 @@ def test_a_milvus_lite_server_that_dies_while_starting_is_started_again(tmp_path
         milvus_module.disconnect(client, uri)
 
 
-def test_a_milvus_lite_file_another_process_serves_is_refused_and_never_opened_twice(tmp_path):
-    """milvus-lite deletes its own lock file when a second process fails to open the file, so a retry would open a second
-    server on it and the two would diverge; connect() refuses, naming the holder, and the holder keeps its data."""
+def test_a_milvus_lite_file_another_process_serves_is_used_through_its_server_never_opened_twice(tmp_path):
+    """milvus-lite deletes its own lock file when a second process fails to open the file, so a retry opened a second
+    server on it and the two diverged. Now a second process uses the holder's server (a CLI command while the service
+    runs: what it writes, the holder reads), or is refused naming the holder (a service, which must not depend on
+    another process's life); the file opens again once the holder is gone."""
     import subprocess
     import sys
 
-    from pymilvus import MilvusException
-
     uri = str(tmp_path / "held.db")
     holder = subprocess.Popen([sys.executable, "-c", (
-        "import sys, time\nfrom recplugin.index import milvus\n"
+        "import sys\nfrom recplugin.index import milvus\n"
         f"client = milvus.connect({uri!r}, timeout=30)\n"
         "client.create_collection('t', dimension=4)\n"
         "print('ready', flush=True)\nsys.stdin.readline()\n"
@@ -265,19 +265,22 @@ def test_a_milvus_lite_file_another_process_serves_is_refused_and_never_opened_t
         f"milvus.disconnect(client, {uri!r})\n")], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     try:
         assert holder.stdout.readline().strip() == "ready"
-        for _ in range(3):  # a retry is refused as the first attempt was
-            with pytest.raises(MilvusException, match=f"open in another process \\(pid {holder.pid}\\)"):
-                milvus.connect(uri, timeout=30)
-        with pytest.raises(MilvusException, match="another process"):
+        for _ in range(2):  # a retry is refused as the first attempt was
+            with pytest.raises(lite_guard.HeldElsewhere, match=f"open in another process \\(pid {holder.pid}\\)"):
+                milvus.connect(uri, timeout=30, borrow=False)
+        with pytest.raises(lite_guard.HeldElsewhere):
             milvus.shared_uri(uri)
+        borrowed = milvus.connect(uri, timeout=30)
+        borrowed.insert("t", [{"id": i, "vector": [1.0, 0.0, 0.0, float(i)]} for i in range(3)])
+        milvus.disconnect(borrowed, uri)  # the holder's server keeps running
         holder.stdin.write("\n")
         holder.stdin.flush()
-        assert holder.stdout.readline().strip() == "0"
+        assert holder.stdout.readline().strip() == "3"
     finally:
         holder.stdin.close()
         holder.wait(timeout=60)
-    client = milvus.connect(uri, timeout=30)  # the holder is gone: the file opens here
+    client = milvus.connect(uri, timeout=30, borrow=False)  # the holder is gone: the file opens here
     try:
-        assert client.list_collections() == ["t"]
+        assert client.list_collections() == ["t"] and not lite_guard.guard_path(uri).read_text().startswith(str(holder.pid))
     finally:
         milvus.disconnect(client, uri)
