@@ -155,6 +155,7 @@ def index(config: RecConfig, version: str | None = None, progress: bool = True, 
     the collection is built: a candidate for `rollout`."""
     import numpy as np
 
+    from recplugin.features.online import forget_trained_new_items
     from recplugin.index import collections
     from recplugin.index.milvus import connect, disconnect
     from recplugin.models.artifact import ITEM_IDS, ITEM_VECTORS
@@ -186,6 +187,8 @@ def index(config: RecConfig, version: str | None = None, progress: bool = True, 
             keep = set(previous[:config.index.keep_versions - 1]) | ({registry.get(rollout.version).collection} if rollout else set())
             dropped = collections.retire_collections(client, config.index, name, keep=keep, grace_s=config.index.drop_grace_s)
             registry.forget_collections(dropped)
+            forget_trained_new_items(config, [np.load(confined_artifact(config.models_dir, row.artifact_uri) / ITEM_IDS)
+                                              for row in registry.list() if row.collection])
     finally:
         disconnect(client, config.milvus_uri)
     return name

@@ -15,7 +15,7 @@ from recplugin.features.hidden import RedisHiddenItems, SqliteHiddenItems
 from recplugin.features.history import UserState
 from recplugin.features.ledger import RedisEventLedger, SqliteEventLedger
 from recplugin.features.locks import FileUserLocks, RedisUserLocks
-from recplugin.features.new_items import RedisNewItems, SqliteNewItems
+from recplugin.features.new_items import RedisNewItems, SqliteNewItems, forget_trained
 from recplugin.features.store import open_store
 
 
@@ -111,3 +111,9 @@ class OnlineFeatures:
         """True when the online store answers a read."""
         self.user_states([0])
         return True
+
+
+def forget_trained_new_items(config: RecConfig, servable: list) -> list[int]:
+    """Take the items added while serving that every servable version's item table holds out of the set the workers
+    follow (it would otherwise grow with every item ever added, and each worker reads it whole on every change)."""
+    return forget_trained(OnlineFeatures(config).new_items, servable)
